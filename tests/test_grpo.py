@@ -1,0 +1,339 @@
+"""grpo.py against hand computations and against autograd on a tiny stand-in model. CPU, float32/64, exact.
+
+    python -m pytest tests/test_grpo.py -q
+"""
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+from grpo import (LOSS_AGGS, completion_mask_from_lengths, group_advantages, grpo_loss, kl_k3,
+                  loss_normalizer, token_logprobs, zero_std_fraction)
+
+ln = math.log
+
+
+class TinyLM(nn.Module):
+    """Stands in for model.Transformer with the same interface: model(idx, attention_mask, return_hidden)
+    and model.lm_head. Causal: position t sees tokens <= t through a cumulative sum; masked tokens count 0."""
+    def __init__(self, vocab_size=13, n_embd=8):
+        super().__init__()
+        self.wte = nn.Embedding(vocab_size, n_embd)
+        self.mix = nn.Linear(n_embd, n_embd)
+        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
+
+    def forward(self, idx, attention_mask=None, return_hidden=False):
+        x = self.wte(idx)                                            # (B, T, C)
+        if attention_mask is not None:
+            x = x * attention_mask[..., None]
+        h = torch.tanh(self.mix(x.cumsum(dim=1)))                    # (B, T, C)
+        return h if return_hidden else self.lm_head(h)
+
+
+def naive_token_logprobs(model, ids, attn, cmask, temperature):
+    """The oracle: full (B, T, V) logits, full log_softmax, shift by one, zero outside the completion."""
+    logp_all = torch.log_softmax(model(ids, attention_mask=attn).float() / temperature, dim=-1)   # (B, T, V)
+    picked = logp_all[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)                         # (B, T-1)
+    out = torch.zeros(ids.shape)
+    out[:, 1:] = torch.where(cmask[:, 1:], picked, 0.0)
+    return out
+
+
+def rollout_batch(seed=0, vocab_size=13):
+    """6 rows = 2 prompts x G=3, layout [left-padded prompt (4) | completion | right pad], T = 9.
+    Completion lengths differ (1..5), so each loss_agg weights the rows differently."""
+    g = torch.Generator().manual_seed(seed)
+    prompt_len, T = 4, 9
+    lens = torch.tensor([1, 5, 3, 2, 4, 5])
+    prompt_pad = torch.tensor([2, 0, 1, 0, 3, 1])                    # left padding inside the prompt block
+    ids = torch.randint(1, vocab_size, (6, T), generator=g)
+    cmask = completion_mask_from_lengths(prompt_len, lens, T)
+    pos = torch.arange(T)
+    attn = (pos >= prompt_pad[:, None]) & (pos < prompt_len + lens[:, None])
+    ids[~attn] = 0                                                   # pad id 0 (also the EOS id: see test_eos_equal_pad)
+    return ids, attn, cmask
+
+
+# ---- group advantages ------------------------------------------------------------------------------
+
+def test_group_advantages_group_scale_uses_population_std():
+    # group [1,0,0,0]: mean 1/4, population var 3/16, std sqrt(3)/4 -> A = [sqrt(3), -1/sqrt(3) x3]
+    #   (Bessel's std 1/2 would give [1.5, -0.5 x3])
+    # group [0,1,2,3]: mean 3/2, population var 5/4 -> A = [-3, -1, 1, 3] / (2 sqrt(5/4)) = [-1.3416, -0.4472, ...]
+    A = group_advantages(torch.tensor([1., 0, 0, 0, 0, 1, 2, 3]), group_size=4, eps=0.0)
+    expected = [1.7320508, -0.5773503, -0.5773503, -0.5773503, -1.3416408, -0.4472136, 0.4472136, 1.3416408]
+    torch.testing.assert_close(A, torch.tensor(expected))
+    # with the default eps = 1e-4 the first advantage is 0.75 / (0.4330127 + 1e-4)
+    assert group_advantages(torch.tensor([1., 0, 0, 0]), 4)[0].item() == pytest.approx(0.75 / (0.4330127 + 1e-4), rel=1e-6)
+
+
+def test_group_advantages_none_and_batch_scales():
+    r = torch.tensor([1., 0, 0, 0, 0, 1, 2, 3])
+    # "none" (Dr. GRPO): only the group mean (1/4 and 3/2) is subtracted
+    torch.testing.assert_close(group_advantages(r, 4, scale="none"),
+                               torch.tensor([0.75, -0.25, -0.25, -0.25, -1.5, -0.5, 0.5, 1.5]))
+    # "batch": same numerators, one divisor: the population std of all 8 rewards,
+    # sqrt(mean(r^2) - mean(r)^2) = sqrt(15/8 - 49/64) = sqrt(71)/8 = 1.0532687
+    torch.testing.assert_close(group_advantages(r, 4, scale="batch", eps=0.0),
+                               torch.tensor([0.7120690, -0.2373563, -0.2373563, -0.2373563,
+                                             -1.4241381, -0.4747127, 0.4747127, 1.4241381]))
+    with pytest.raises(ValueError):
+        group_advantages(r, 4, scale="rank")
+
+
+@pytest.mark.parametrize("scale", ["group", "none", "batch"])
+def test_all_equal_group_gets_exactly_zero_advantage(scale):
+    # float32 mean([0.9, 0.9, 0.9]) is 6e-8 off 0.9; divided by std + eps that would leave ~6e-4, not 0
+    A = group_advantages(torch.tensor([0.9, 0.9, 0.9, 0.0, 1.0, 1.0]), group_size=3, scale=scale)
+    assert A[:3].tolist() == [0.0, 0.0, 0.0]
+    assert A[3:].abs().min() > 0.1
+
+
+def test_zero_std_fraction():
+    # groups of 2: [1,1] equal, [0,1] not, [0.5,0.5] equal, [0,0] equal -> 3/4
+    assert zero_std_fraction(torch.tensor([1., 1, 0, 1, .5, .5, 0, 0]), group_size=2) == 0.75
+    assert zero_std_fraction(torch.tensor([0., 1, 1, 0]), group_size=2) == 0.0
+
+
+# ---- KL -------------------------------------------------------------------------------------------
+
+def test_kl_k3_by_hand():
+    # pi = 0.6, pi_ref = 0.3: 0.5 - ln 0.5 - 1 = ln 2 - 0.5;  pi = 0.3, pi_ref = 0.6: 2 - ln 2 - 1 = 1 - ln 2
+    logp, ref = torch.tensor([ln(.6), ln(.3), ln(.5)]), torch.tensor([ln(.3), ln(.6), ln(.5)])
+    torch.testing.assert_close(kl_k3(logp, ref), torch.tensor([0.19314718, 0.30685282, 0.0]))
+
+
+def test_kl_zero_at_reference_positive_elsewhere_and_pulls_toward_it():
+    logp = torch.log(torch.tensor([0.1, 0.5, 0.9], dtype=torch.float64))
+    assert kl_k3(logp, logp).abs().max().item() < 1e-15                        # policy == reference
+    ref = torch.log(torch.tensor([0.3, 0.2, 0.9], dtype=torch.float64))
+    kl = kl_k3(logp, ref)
+    assert kl[0] > 0 and kl[1] > 0 and kl[2] == 0
+    # d k3 / d logp = 1 - pi_ref / pi: a descent step on beta * k3 moves logp toward ref_logp
+    x = logp.clone().requires_grad_()
+    (0.04 * kl_k3(x, ref)).sum().backward()
+    torch.testing.assert_close(x.grad, 0.04 * (1 - (ref - logp).exp()))
+    stepped = logp - 1.0 * x.grad
+    assert ((stepped - ref).abs()[:2] < (logp - ref).abs()[:2]).all()
+    assert torch.sign(-x.grad[:2]).tolist() == torch.sign(ref - logp)[:2].tolist() == [1.0, -1.0]
+
+
+# ---- the loss by hand -----------------------------------------------------------------------------
+
+def hand_batch():
+    """Row 0: A = +1, |o| = 2; row 1: A = -2, |o| = 3. T = 3. pi / pi_old per token:
+    row 0: 0.6/0.4 (rho 1.5, clipped high: min(1.5, 1.2) = 1.2),  0.6/0.6 (rho 1)      loss -1.2, -1.0
+    row 1: 0.2/0.4 (rho 0.5, clipped low: min(-1, -1.6) = -1.6),  0.5/0.5 (rho 1),
+           0.3/0.2 (rho 1.5, A < 0 so unclipped: min(-3, -2.4) = -3)                  loss 1.6, 2.0, 3.0
+    pi_ref = pi except row 0 token 1 (0.3): k3 = ln 2 - 0.5 = 0.19314718, so with beta = 0.1 that token's
+    loss is -1.0 + 0.019314718 = -0.98068528. Row 0's third slot is padding and holds garbage (5.0)."""
+    logp = torch.tensor([[ln(.6), ln(.6), 5.0], [ln(.2), ln(.5), ln(.3)]])
+    old = torch.tensor([[ln(.4), ln(.6), 5.0], [ln(.4), ln(.5), ln(.2)]])
+    ref = torch.tensor([[ln(.6), ln(.3), 5.0], [ln(.2), ln(.5), ln(.3)]])
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    return logp, old, ref, torch.tensor([1.0, -2.0]), mask
+
+
+@pytest.mark.parametrize("loss_agg, normalizer, expected", [
+    ("seq_mean_token_mean", 2.0, 0.55482868),       # 1/2 [(-1.2 - 0.98068528)/2 + (1.6 + 2 + 3)/3]
+    ("token_mean", 5.0, 0.88386294),                # (-2.18068528 + 6.6) / 5
+    ("seq_mean_token_sum_norm", 10.0, 0.44193147),  # (-2.18068528 + 6.6) / (2 rows * max_len 5)
+])
+def test_grpo_loss_by_hand(loss_agg, normalizer, expected):
+    logp, old, ref, A, mask = hand_batch()
+    assert loss_normalizer(mask, loss_agg, max_len=5) == normalizer
+    loss, m = grpo_loss(logp, old, ref, A, mask, normalizer=normalizer, loss_agg=loss_agg, beta=0.1)
+    assert loss.item() == pytest.approx(expected, abs=1e-6)
+    assert m["clipped_low_frac"] == pytest.approx(1 / 5)              # row 1 token 0
+    assert m["clipped_high_frac"] == pytest.approx(1 / 5)             # row 0 token 0 (row 1 token 2 has A < 0)
+    assert m["ratio_token_mean"] == pytest.approx((1.5 + 1 + 0.5 + 1 + 1.5) / 5)
+    assert m["kl_token_mean"] == pytest.approx(0.19314718 / 5)
+    assert m["completion_tokens"] == 5
+
+
+def test_grpo_loss_beta_zero_needs_no_reference_and_reports_no_kl():
+    logp, old, _, A, mask = hand_batch()
+    loss, m = grpo_loss(logp, old, None, A, mask, normalizer=5.0, loss_agg="token_mean", beta=0.0)
+    assert loss.item() == pytest.approx((-1.2 - 1.0 + 1.6 + 2.0 + 3.0) / 5, abs=1e-6)
+    assert "kl_token_mean" not in m
+    with pytest.raises(AssertionError):
+        grpo_loss(logp, old, None, A, mask, normalizer=5.0, beta=0.04)
+
+
+def test_normalizer_too_small_for_the_micro_batch_is_refused():
+    logp, old, ref, A, mask = hand_batch()
+    with pytest.raises(ValueError):   # a sequence count (2) passed where token_mean needs a token count (>= 5)
+        grpo_loss(logp, old, ref, A, mask, normalizer=loss_normalizer(mask, "seq_mean_token_mean"), loss_agg="token_mean")
+
+
+def test_loss_normalizer_counts_and_adds_up_over_parts():
+    mask = completion_mask_from_lengths(2, torch.tensor([3, 1, 4, 2]), 8)     # 4 sequences, 10 tokens
+    assert loss_normalizer(mask, "seq_mean_token_mean") == 4
+    assert loss_normalizer(mask, "token_mean") == 10
+    assert loss_normalizer(mask, "seq_mean_token_sum_norm", max_len=6) == 24
+    for agg in LOSS_AGGS:   # a count: the step's value is the sum of its parts' (what an all-reduce SUM needs)
+        parts = loss_normalizer(mask[:1], agg, 6) + loss_normalizer(mask[1:], agg, 6)
+        assert loss_normalizer(mask, agg, 6) == parts
+    with pytest.raises(ValueError):
+        loss_normalizer(mask, "sum")
+
+
+# ---- clipping -------------------------------------------------------------------------------------
+
+def token_grad(rho, A, eps_low=0.2, eps_high=None):
+    """Gradient of the loss w.r.t. logp for one token with the given ratio and advantage (beta = 0)."""
+    old = torch.tensor([[ln(0.5)]])
+    logp = (old + ln(rho)).requires_grad_()
+    loss, _ = grpo_loss(logp, old, None, torch.tensor([A]), torch.tensor([[True]]), normalizer=1.0,
+                        clip_eps_low=eps_low, clip_eps_high=eps_high, beta=0.0)
+    loss.backward()
+    return logp.grad.item()
+
+
+def test_clipped_tokens_get_no_gradient():
+    assert token_grad(rho=1.3, A=+1.0) == 0.0                        # A > 0, rho > 1 + 0.2
+    assert token_grad(rho=0.7, A=-1.0) == 0.0                        # A < 0, rho < 1 - 0.2
+    assert token_grad(rho=1.25, A=+1.0) == 0.0                       # 1.25 > 1.2 is clipped ...
+    assert token_grad(rho=1.25, A=+1.0, eps_high=0.28) == pytest.approx(-1.25)   # ... clip-higher lets it through
+    assert token_grad(rho=1.29, A=+1.0, eps_high=0.28) == 0.0        # ... but not 1.29 > 1.28
+    assert token_grad(rho=0.75, A=-1.0, eps_high=0.28) == 0.0        # eps_high leaves the low side at 1 - 0.2
+    # the other side of each bound is not clipped: the gradient is d(-rho A)/dlogp = -rho A
+    assert token_grad(rho=0.7, A=+1.0) == pytest.approx(-0.7)
+    assert token_grad(rho=1.3, A=-1.0) == pytest.approx(1.3)
+
+
+# ---- gradients on a tiny model --------------------------------------------------------------------
+
+def param_grads(model, loss):
+    model.zero_grad()
+    loss.backward()
+    return [p.grad.clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
+def test_on_policy_gradient_is_the_policy_gradient(loss_agg):
+    # mu = 1: old = current (detached), so rho = 1 and nothing is clipped; the gradient must be
+    # sum_t w_t [-A_i grad log pi_t + beta grad k3_t] / normalizer, w_t = 1/|o_i| or 1
+    torch.manual_seed(0)
+    model, (ids, attn, cmask) = TinyLM(), rollout_batch()
+    A = group_advantages(torch.tensor([1., 0, 0, 0.5, 0.5, 1]), 3)
+    with torch.no_grad():
+        ref = token_logprobs(TinyLM(), ids, attn, cmask)             # another random model
+    norm = loss_normalizer(cmask, loss_agg, max_len=6)
+    for old in ("none", "detached"):
+        logp = token_logprobs(model, ids, attn, cmask)
+        loss, m = grpo_loss(logp, None if old == "none" else logp.detach(), ref, A, cmask,
+                            normalizer=norm, loss_agg=loss_agg)
+        assert m["ratio_token_mean"] == 1.0 and m["clipped_low_frac"] == m["clipped_high_frac"] == 0.0
+        got = param_grads(model, loss)
+        logp = token_logprobs(model, ids, attn, cmask)
+        w = cmask / cmask.sum(1, keepdim=True) if loss_agg == "seq_mean_token_mean" else cmask.float()
+        pg = (w * (-A[:, None] * logp + 0.04 * kl_k3(logp, ref))).sum() / norm
+        for g, e in zip(got, param_grads(model, pg)):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
+def test_micro_batches_match_one_batch(loss_agg):
+    """The loop in grpo.py's header: one normaliser for the step, micro-batch losses summed."""
+    torch.manual_seed(0)
+    model, (ids, attn, cmask) = TinyLM(), rollout_batch()
+    A = group_advantages(torch.tensor([1., 0, 0, 0.2, 0.9, 1]), 3)
+    with torch.no_grad():
+        old = token_logprobs(model, ids, attn, cmask) + 0.3 * torch.randn(ids.shape) * cmask   # off-policy
+        ref = token_logprobs(TinyLM(), ids, attn, cmask)
+    norm = loss_normalizer(cmask, loss_agg, max_len=6)
+
+    def step(splits, normalizer):
+        model.zero_grad()
+        total = 0.0
+        for a, b in splits:
+            logp = token_logprobs(model, ids[a:b], attn[a:b], cmask[a:b])
+            loss, _ = grpo_loss(logp, old[a:b], ref[a:b], A[a:b], cmask[a:b], loss_agg=loss_agg,
+                                normalizer=normalizer(a, b))
+            loss.backward()
+            total += loss.item()
+        return total, [p.grad.clone() for p in model.parameters()]
+
+    full_loss, full_grads = step([(0, 6)], lambda a, b: norm)
+    for splits in ([(0, 1), (1, 4), (4, 6)], [(0, 5), (5, 6)], [(i, i + 1) for i in range(6)]):
+        loss, grads = step(splits, lambda a, b: norm)
+        assert loss == pytest.approx(full_loss, rel=1e-5, abs=1e-7)
+        for g, e in zip(grads, full_grads):
+            torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-7)
+    # the test can tell: normalising each micro-batch by its own count gives another loss
+    local, _ = step([(0, 1), (1, 4), (4, 6)], lambda a, b: loss_normalizer(cmask[a:b], loss_agg, max_len=6))
+    assert abs(local - full_loss) > 1e-3
+
+
+@pytest.mark.parametrize("scale", ["group", "none", "batch"])
+def test_equal_reward_group_gets_no_policy_gradient(scale):
+    logp0 = torch.log(torch.rand(6, 5, generator=torch.Generator().manual_seed(1)))
+    old = logp0 + 0.1                                                # off-policy: rho = e^-0.1
+    cmask = completion_mask_from_lengths(1, torch.tensor([2, 4, 3, 1, 4, 2]), 5)
+    A = group_advantages(torch.tensor([0.9, 0.9, 0.9, 0.0, 1.0, 0.25]), 3, scale=scale)
+    logp = logp0.clone().requires_grad_()
+    loss, _ = grpo_loss(logp, old, None, A, cmask, normalizer=6.0, beta=0.0)
+    loss.backward()
+    assert logp.grad[:3].abs().max().item() == 0.0                   # rows of the all-0.9 group
+    assert logp.grad[3:][cmask[3:]].abs().min().item() > 0.0         # every token of the other group
+
+
+# ---- log-probs ------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("temperature, chunk_size", [(1.0, 512), (0.7, 2), (1.3, 1)])
+def test_token_logprobs_match_full_log_softmax(temperature, chunk_size):
+    torch.manual_seed(0)
+    model, (ids, attn, cmask) = TinyLM(), rollout_batch()
+    got = token_logprobs(model, ids, attn, cmask, temperature=temperature, chunk_size=chunk_size)
+    want = naive_token_logprobs(model, ids, attn, cmask, temperature)
+    torch.testing.assert_close(got, want)
+    assert (got[cmask] < 0).all() and (got[~cmask] == 0).all()
+    # gradients too (through the checkpointed chunks)
+    for g, e in zip(param_grads(model, (got * torch.arange(9.0)).sum()),
+                    param_grads(model, (want * torch.arange(9.0)).sum())):
+        torch.testing.assert_close(g, e)
+    # the temperature matters: scoring at T = 1 would give other numbers
+    if temperature != 1.0:
+        assert (got - naive_token_logprobs(model, ids, attn, cmask, 1.0)).abs().max() > 1e-3
+
+
+def test_token_logprobs_never_keeps_full_vocab_logits_for_backward():
+    V = 97                                                          # no other dimension is 97
+    torch.manual_seed(0)
+    model, (ids, attn, cmask) = TinyLM(vocab_size=V), rollout_batch(vocab_size=V)
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
+        token_logprobs(model, ids, attn, cmask, chunk_size=4).sum().backward()
+    assert saved and not [s for s in saved if V in s], f"saved for backward: {saved}"
+
+
+def test_eos_equal_pad_is_trained():
+    # pad id == EOS id == 0. Row 0: prompt [5 6 7], completion [3 0] (0 = EOS), then pads 0 0 0.
+    # Row 1: prompt [0 4 9] (left pad), completion [8 2 1 0]. The mask comes from lengths, so both EOS count.
+    ids = torch.tensor([[5, 6, 7, 3, 0, 0, 0, 0],
+                        [0, 4, 9, 8, 2, 1, 0, 0]])
+    cmask = completion_mask_from_lengths(3, torch.tensor([2, 4]), 8)
+    assert cmask.int().tolist() == [[0, 0, 0, 1, 1, 0, 0, 0],
+                                    [0, 0, 0, 1, 1, 1, 1, 0]]
+    attn = torch.tensor([[1, 1, 1, 1, 1, 0, 0, 0], [0, 1, 1, 1, 1, 1, 1, 0]], dtype=torch.bool)
+    torch.manual_seed(0)
+    model = TinyLM()
+    logp = token_logprobs(model, ids, attn, cmask)
+    assert logp[0, 4] < 0 and logp[1, 6] < 0                         # the EOS tokens are scored
+    assert (logp[0, 5:] == 0).all() and logp[1, 7] == 0              # the pads are not
+    loss, m = grpo_loss(logp, None, None, torch.tensor([1.0, -1.0]), cmask, normalizer=2.0, beta=0.0)
+    assert m["completion_tokens"] == 6
+    # stopping gets a gradient: the EOS row of the LM head moves
+    assert param_grads(model, loss)[-1][0].abs().sum() > 0
+
+
+def test_against_model_py_when_present():
+    model_py = pytest.importorskip("model", reason="model.py not written yet")
+    cfg = model_py.ModelConfig(**model_py.PRESETS["tiny"])
+    torch.manual_seed(0)
+    model = model_py.Transformer(cfg).eval()
+    ids, attn, cmask = rollout_batch(vocab_size=cfg.vocab_size)
+    got = token_logprobs(model, ids, attn, cmask, temperature=0.8, chunk_size=3)
+    torch.testing.assert_close(got, naive_token_logprobs(model, ids, attn, cmask, 0.8))

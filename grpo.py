@@ -1,9 +1,14 @@
 """
-GRPO, the policy update of DeepSeek-R1: the clipped objective of DeepSeekMath (Shao et al. 2024,
-arXiv 2402.03300, eq. 3) with its k3 KL penalty to a frozen reference model (eq. 4), outcome-supervised
-group advantages (§4.1.2), and the variants later papers found useful (Dr. GRPO, DAPO, Lite PPO).
+GRPO, the policy update of DeepSeek-R1: the clipped objective of DeepSeekMath (eq. 3) with its k3 KL
+penalty to a frozen reference model (eq. 4), outcome-supervised group advantages (§4.1.2), and the
+variants later papers found useful. Papers, by the names used below:
+  DeepSeekMath  Shao et al. 2024, arXiv 2402.03300
+  Dr. GRPO      Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective", arXiv 2503.20783
+  DAPO          Yu et al. 2025, arXiv 2503.14476 (§3.1 clip-higher, §3.3 token-level loss)
+  Lite PPO      "Part I: Tricks or Traps? A Deep Dive into RL for LLM Reasoning", arXiv 2508.08221
+  k3            Schulman 2020, "Approximating KL Divergence" (blog note)
 
-    python -m pytest tests/test_grpo.py -q     # every function against hand-computed numbers, CPU, a few s
+    python -m pytest tests/test_grpo.py -q     # every function against hand-computed numbers, CPU, ~5 s
 
 One optimiser step, its rollouts split into micro-batches (row slices) to fit in memory
 (tests/test_grpo.py::test_micro_batches_match_one_batch runs this loop):
@@ -18,12 +23,13 @@ One optimiser step, its rollouts split into micro-batches (row slices) to fit in
 
 Choices:
   1. std is the population std (divide by G, torch `correction=0`). The paper writes std(r) without
-     saying which; with it, a group's advantages have mean 0 and mean square 1 exactly. Bessel's
-     correction would only scale every advantage by sqrt((G-1)/G), the same factor for every group,
-     which is the same as rescaling the learning rate and beta. A group whose rewards are all equal
-     gets advantage exactly 0 (not rounding error / eps).
+     saying which; with it, a group's advantages have mean 0 and mean square 1 (eps aside). Bessel's
+     correction would scale every advantage by sqrt((G-1)/G), one factor for all groups, so it only
+     shifts the balance against the KL term: the same as beta / that factor (Adam ignores the loss's
+     overall scale). A group whose rewards are all equal gets advantage exactly 0, not rounding / eps.
   2. loss_agg defaults to "seq_mean_token_mean", the paper's 1/G sum_i 1/|o_i| sum_t. "token_mean" (DAPO)
-     and "seq_mean_token_sum_norm" (Dr. GRPO) remove its length bias; they are one flag away.
+     and "seq_mean_token_sum_norm" (Dr. GRPO) weigh every token alike instead, which removes the 1/|o_i|
+     length bias (a long wrong answer is penalised less per token than a short one).
   3. Log-probs are scored at the sampling temperature (logits / T, in float32), so the policy in the
      ratio is the one that sampled. If the sampler also uses top-p or top-k, the scored distribution
      is still the full softmax and is NOT the sampled one: the ratio and KL are then slightly off-policy.
@@ -42,9 +48,9 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     """rewards: (B,) float32, B = n_prompts * group_size, rows g*G .. g*G+G-1 answer prompt g.
     Returns (B,) float32: one advantage per completion, shared by all its tokens (outcome supervision).
       scale="group": A_i = (r_i - mean(r_group)) / (std(r_group) + eps)   DeepSeekMath §4.1.2
-      scale="none":  A_i =  r_i - mean(r_group)                            Dr. GRPO (arXiv 2503.20783, Fig. 1)
-      scale="batch": A_i = (r_i - mean(r_group)) / (std(r_batch) + eps)   group mean, batch std: Lite PPO
-                     ("Tricks or Traps?", arXiv 2508.08221); r_batch = all B rewards
+      scale="none":  A_i =  r_i - mean(r_group)                            Dr. GRPO (Fig. 1)
+      scale="batch": A_i = (r_i - mean(r_group)) / (std(r_batch) + eps)   group mean, batch std: Lite PPO;
+                     r_batch = all B rewards
     std is the population std (header choice 1)."""
     assert rewards.dim() == 1 and rewards.numel() % group_size == 0, \
         f"rewards {tuple(rewards.shape)} is not a flat batch of whole groups of {group_size}"
@@ -98,7 +104,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     hidden = model(input_ids, attention_mask=attention_mask, return_hidden=True)   # (B, T, C)
     predicts = completion_mask[:, 1:]                               # (B, T-1): hidden at t predicts token t+1
     h = hidden[:, :-1][predicts]                                    # (N, C)
-    targets = input_ids[:, 1:][predicts]                            # (N,)
+    targets = input_ids[:, 1:][predicts]                            # (N,) the tokens they predict
     pieces = []
     for h_c, t_c in zip(h.split(chunk_size), targets.split(chunk_size)):
         if torch.is_grad_enabled():
@@ -117,7 +123,7 @@ def _chunk_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, temperature
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
-    """Per-token estimate of KL(pi || pi_ref), DeepSeekMath eq. 4 (Schulman 2020's "k3"):
+    """Per-token estimate of KL(pi || pi_ref), DeepSeekMath eq. 4 (Schulman's "k3"):
     pi_ref/pi - log(pi_ref/pi) - 1, elementwise on any shape. Always >= 0, and 0 iff logp == ref_logp."""
     log_ratio = ref_logp - logp                                     # log(pi_ref / pi)
     return log_ratio.exp() - log_ratio - 1
@@ -128,8 +134,8 @@ def loss_normalizer(completion_mask: torch.Tensor, loss_agg: str, max_len: int |
     completion_mask: (B, T) bool over EVERY row of the step (all micro-batches; in distributed training,
     all-reduce SUM the per-rank values: each one is a count, so the step's value is the sum of its parts'):
       "seq_mean_token_mean":     B, the number of sequences (grpo_loss weights each token 1/|o_i|)  eq. 3
-      "token_mean":              sum_i |o_i|, the number of completion tokens          DAPO (arXiv 2503.14476) §3.3
-      "seq_mean_token_sum_norm": B * max_len, max_len a constant (the generation budget)   Dr. GRPO, 2503.20783
+      "token_mean":              sum_i |o_i|, the number of completion tokens          DAPO §3.3
+      "seq_mean_token_sum_norm": B * max_len, max_len a constant (the generation budget)   Dr. GRPO
     Computed once per step and passed to every grpo_loss call of that step, whose losses are then summed."""
     if loss_agg == "seq_mean_token_mean":
         return float(completion_mask.size(0))
@@ -161,7 +167,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch
       clipped_high_frac (A > 0 and rho > 1 + eps_high: likewise), kl_token_mean (mean k3; only if beta > 0)."""
     assert loss_agg in LOSS_AGGS, f"loss_agg={loss_agg!r}: expected one of {LOSS_AGGS}"
     B, T = completion_mask.shape
-    assert logp.shape == (B, T) and advantages.shape == (B,), f"logp {tuple(logp.shape)}, advantages {tuple(advantages.shape)}"
+    assert logp.shape == (B, T) and advantages.shape == (B,), \
+        f"logp {tuple(logp.shape)}, advantages {tuple(advantages.shape)}, completion_mask {(B, T)}"
     mask = completion_mask
     lengths = mask.sum(dim=1)                                       # (B,) |o_i|
     own_count = lengths.sum() if loss_agg == "token_mean" else B    # this micro-batch's part of the normaliser
@@ -183,11 +190,10 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch
         per_token = per_token + beta * kl
     if loss_agg == "seq_mean_token_mean":
         weight = (1.0 / lengths.clamp(min=1))[:, None].expand(B, T)[mask]   # 1/|o_i| at each token of o_i
-        pass
+        per_token = per_token * weight
     loss = per_token.sum() / normalizer
 
     with torch.no_grad():
-        ratio = ratio.detach()
         metrics = {
             "ratio_token_mean": ratio.mean().item(),
             "clipped_low_frac": ((ratio < 1 - clip_eps_low) & (A < 0)).float().mean().item(),

@@ -51,7 +51,7 @@ def rollout_batch(seed=0, vocab_size=13):
     cmask = completion_mask_from_lengths(prompt_len, lens, T)
     pos = torch.arange(T)
     attn = (pos >= prompt_pad[:, None]) & (pos < prompt_len + lens[:, None])
-    ids[~attn] = 0                                                   # pad id 0 (also the EOS id: see test_eos_equal_pad)
+    ids[~attn] = 0                                                   # pad id 0
     return ids, attn, cmask
 
 
@@ -123,22 +123,22 @@ def test_kl_zero_at_reference_positive_elsewhere_and_pulls_toward_it():
 
 def hand_batch():
     """Row 0: A = +1, |o| = 2; row 1: A = -2, |o| = 3. T = 3. pi / pi_old per token:
-    row 0: 0.6/0.4 (rho 1.5, clipped high: min(1.5, 1.2) = 1.2),  0.6/0.6 (rho 1)      loss -1.2, -1.0
+    row 0: 0.6/0.4 (rho 1.5) and 0.6/0.45 (rho 4/3), both clipped high: min(rho, 1.2) = 1.2  loss -1.2, -1.2
     row 1: 0.2/0.4 (rho 0.5, clipped low: min(-1, -1.6) = -1.6),  0.5/0.5 (rho 1),
            0.3/0.2 (rho 1.5, A < 0 so unclipped: min(-3, -2.4) = -3)                  loss 1.6, 2.0, 3.0
     pi_ref = pi except row 0 token 1 (0.3): k3 = ln 2 - 0.5 = 0.19314718, so with beta = 0.1 that token's
-    loss is -1.0 + 0.019314718 = -0.98068528. Row 0's third slot is padding and holds garbage (5.0)."""
+    loss is -1.2 + 0.019314718 = -1.18068528. Row 0's third slot is padding and holds garbage (5.0)."""
     logp = torch.tensor([[ln(.6), ln(.6), 5.0], [ln(.2), ln(.5), ln(.3)]])
-    old = torch.tensor([[ln(.4), ln(.6), 5.0], [ln(.4), ln(.5), ln(.2)]])
+    old = torch.tensor([[ln(.4), ln(.45), 5.0], [ln(.4), ln(.5), ln(.2)]])
     ref = torch.tensor([[ln(.6), ln(.3), 5.0], [ln(.2), ln(.5), ln(.3)]])
     mask = torch.tensor([[True, True, False], [True, True, True]])
     return logp, old, ref, torch.tensor([1.0, -2.0]), mask
 
 
 @pytest.mark.parametrize("loss_agg, normalizer, expected", [
-    ("seq_mean_token_mean", 2.0, 0.55482868),       # 1/2 [(-1.2 - 0.98068528)/2 + (1.6 + 2 + 3)/3]
-    ("token_mean", 5.0, 0.88386294),                # (-2.18068528 + 6.6) / 5
-    ("seq_mean_token_sum_norm", 10.0, 0.44193147),  # (-2.18068528 + 6.6) / (2 rows * max_len 5)
+    ("seq_mean_token_mean", 2.0, 0.50482868),       # 1/2 [(-1.2 - 1.18068528)/2 + (1.6 + 2 + 3)/3]
+    ("token_mean", 5.0, 0.84386294),                # (-2.38068528 + 6.6) / 5
+    ("seq_mean_token_sum_norm", 10.0, 0.42193147),  # (-2.38068528 + 6.6) / (2 rows * max_len 5)
 ])
 def test_grpo_loss_by_hand(loss_agg, normalizer, expected):
     logp, old, ref, A, mask = hand_batch()
@@ -146,16 +146,26 @@ def test_grpo_loss_by_hand(loss_agg, normalizer, expected):
     loss, m = grpo_loss(logp, old, ref, A, mask, normalizer=normalizer, loss_agg=loss_agg, beta=0.1)
     assert loss.item() == pytest.approx(expected, abs=1e-6)
     assert m["clipped_low_frac"] == pytest.approx(1 / 5)              # row 1 token 0
-    assert m["clipped_high_frac"] == pytest.approx(1 / 5)             # row 0 token 0 (row 1 token 2 has A < 0)
-    assert m["ratio_token_mean"] == pytest.approx((1.5 + 1 + 0.5 + 1 + 1.5) / 5)
+    assert m["clipped_high_frac"] == pytest.approx(2 / 5)             # row 0 (row 1 token 2 has A < 0)
+    assert m["ratio_token_mean"] == pytest.approx((1.5 + 4 / 3 + 0.5 + 1 + 1.5) / 5)
     assert m["kl_token_mean"] == pytest.approx(0.19314718 / 5)
     assert m["completion_tokens"] == 5
+
+
+def test_clip_fractions_count_only_tokens_whose_clipped_branch_is_active():
+    # row 0, A = +1: rho 0.5 (not clipped: A > 0 on the low side), 1.5 (clipped high), 1.0
+    # row 1, A = -1: rho 0.5 (clipped low), 1.5 (not clipped: A < 0 on the high side), pad
+    old = torch.full((2, 3), ln(0.4))
+    logp = old + torch.log(torch.tensor([[0.5, 1.5, 1.0], [0.5, 1.5, 1.0]]))
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    _, m = grpo_loss(logp, old, None, torch.tensor([1.0, -1.0]), mask, normalizer=2.0, beta=0.0)
+    assert m["clipped_low_frac"] == pytest.approx(1 / 5) and m["clipped_high_frac"] == pytest.approx(1 / 5)
 
 
 def test_grpo_loss_beta_zero_needs_no_reference_and_reports_no_kl():
     logp, old, _, A, mask = hand_batch()
     loss, m = grpo_loss(logp, old, None, A, mask, normalizer=5.0, loss_agg="token_mean", beta=0.0)
-    assert loss.item() == pytest.approx((-1.2 - 1.0 + 1.6 + 2.0 + 3.0) / 5, abs=1e-6)
+    assert loss.item() == pytest.approx((-1.2 - 1.2 + 1.6 + 2.0 + 3.0) / 5, abs=1e-6)
     assert "kl_token_mean" not in m
     with pytest.raises(AssertionError):
         grpo_loss(logp, old, None, A, mask, normalizer=5.0, beta=0.04)
@@ -330,10 +340,12 @@ def test_eos_equal_pad_is_trained():
 
 
 def test_against_model_py_when_present():
+    """The same oracle check on the real model.Transformer (tied LM head, left and right padding)."""
     model_py = pytest.importorskip("model", reason="model.py not written yet")
-    cfg = model_py.ModelConfig(**model_py.PRESETS["tiny"])
-    torch.manual_seed(0)
-    model = model_py.Transformer(cfg).eval()
-    ids, attn, cmask = rollout_batch(vocab_size=cfg.vocab_size)
+    model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=0)
+    ids, attn, cmask = rollout_batch(vocab_size=model.cfg.vocab_size)
     got = token_logprobs(model, ids, attn, cmask, temperature=0.8, chunk_size=3)
-    torch.testing.assert_close(got, naive_token_logprobs(model, ids, attn, cmask, 0.8))
+    want = naive_token_logprobs(model, ids, attn, cmask, 0.8)
+    torch.testing.assert_close(got, want)
+    for g, e in zip(param_grads(model, got.sum()), param_grads(model, want.sum())):
+        torch.testing.assert_close(g, e)

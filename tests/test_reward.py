@@ -1,0 +1,608 @@
+"""
+Tests for reward.py: tables of hard cases written from the rules (DeepSeek-R1 §2.2.2, TinyZero),
+reward-hacking cases, a brute-force countdown solver, fuzzing for crashes and stalls, the code
+sandbox, task determinism and splits, and file loading.
+
+    python -m pytest tests/test_reward.py -q
+"""
+import itertools
+import json
+import math
+import os
+import random
+import socket
+import time
+import uuid
+from fractions import Fraction
+
+import pytest
+
+from reward import (TEMPLATES, Example, accuracy_reward, canonical_answer, code_reward, countdown_reward,
+                    extract_answer, extract_code, format_reward, language_consistency_reward, load_task,
+                    math_equal, render_prompt, sandbox_mode)
+
+# -----------------------------------------------------------------------------
+# format_reward
+
+
+@pytest.mark.parametrize("text, prefilled, expected", [
+    ("<think>a</think><answer>3/4</answer>", False, 1.0),
+    ("  <think>\nreason\n</think>\n<answer> 5 </answer>\n", False, 1.0),
+    ("<think></think> <answer>5</answer>", False, 1.0),              # empty reasoning is still the format
+    ("<answer>3/4</answer>", False, 0.0),                            # no reasoning block
+    ("<think>a</think>", False, 0.0),                                # no answer
+    ("<think>a</think><answer></answer>", False, 0.0),               # empty answer
+    ("<think>a</think><answer>  </answer>", False, 0.0),
+    ("<think>a</think><answer>1</answer><answer>2</answer>", False, 0.0),   # two answers
+    ("<think>a</think><think>b</think><answer>1</answer>", False, 0.0),
+    ("<answer>1</answer><think>a</think>", False, 0.0),              # tags in the wrong order
+    ("</think><think>a<answer>1</answer>", False, 0.0),
+    ("<think>a<answer>1</answer></think>", False, 0.0),              # answer inside the reasoning
+    ("<think>a</think><answer>1</answer> and more", False, 0.0),     # text after </answer>
+    ("<think>a</think>so<answer>1</answer>", False, 0.0),            # text between the blocks
+    ("hello <think>a</think><answer>1</answer>", False, 0.0),        # text before <think>
+    ("<think>a</think><answer>1</answer", False, 0.0),               # unclosed
+    ("<THINK>a</THINK><ANSWER>1</ANSWER>", False, 0.0),              # tags are exact strings
+    ("<think>a</think><answer>1</answer>", True, 0.0),               # prefilled: <think> must not repeat
+    ("reasoning</think> <answer>1</answer>", True, 1.0),
+    ("</think><answer>1</answer>", True, 1.0),
+    ("reasoning <answer>1</answer>", True, 0.0),
+    ("<answer>1</answer> r </think>", True, 0.0),                     # wrong order with a prefilled <think>
+    ("", False, 0.0),
+])
+def test_format_reward(text, prefilled, expected):
+    assert format_reward(text, think_prefilled=prefilled) == expected
+
+# -----------------------------------------------------------------------------
+# extract_answer
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("<answer>5</answer>", "5"),
+    ("<answer> 1 </answer> then <answer>2</answer>", "2"),           # the last one
+    ("<answer></answer>", None),                                     # empty: no fallback
+    ("<answer>  </answer> \\boxed{3}", None),
+    ("<answer>5", None),                                             # unclosed and nothing else
+    ("</answer>5<answer>", None),
+    ("so \\boxed{3} or \\boxed{4}", "4"),                            # the last box
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{\\{1,2\\}}", "\\{1,2\\}"),                             # escaped braces do not close the box
+    ("\\fbox{7}", "7"),
+    ("\\boxed {7}", "7"),
+    ("\\boxed{3} then \\boxed{", None),                              # only the last box is tried
+    ("\\boxed{{5}", None),
+    ("<answer>\\boxed{5}</answer>", "\\boxed{5}"),                   # answer tags win; math_equal unwraps
+    ("work\n#### 1,234\n", "1,234"),
+    ("#### 1\nmore\n  #### 2", "2"),
+    ("####", None),
+    ("the answer is 5", None),
+    ("", None),
+])
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+# -----------------------------------------------------------------------------
+# math_equal
+
+
+@pytest.mark.parametrize("pred, gold", [
+    ("1,000", "1000"), ("1,234,567", "1234567"), ("-1,000", "-1000"), ("1{,}000", "1000"), ("1\\,000", "1000"),
+    ("1000.0", "1000"), ("0.5", "1/2"), (".5", "0.5"), ("+5", "5"), ("5.", "5"),
+    ("\u22125", "-5"), ("-0", "0"),
+    ("\\frac{1}{2}", "0.5"), ("\\dfrac{3}{4}", "0.75"), ("\\tfrac{3}{4}", "3/4"), ("\\frac12", "1/2"),
+    ("\\frac{-1}{2}", "-\\frac12"), ("\\frac{\\frac{1}{2}}{2}", "1/4"),
+    ("3\\frac{1}{2}", "3.5"), ("3 1/2", "7/2"), ("-2\\frac12", "-2.5"), ("2 \\frac{1}{3}", "7/3"),
+    ("50\\%", "50"), ("50%", "50"), ("2.5e3", "2500"), ("1.5\\times10^{3}", "1500"), ("1E-2", "0.01"),
+    ("$5$", "5"), ("\\$18", "18"), ("\\left(1,2\\right)", "(1, 2)"), ("1\\!000", "1000"),
+    ("5\\text{ cm}", "5"), ("\\text{5}", "5"), ("18 dollars", "18"), ("\\mbox{yes}", "yes"),
+    ("90^\\circ", "90"), ("90^{\\circ}", "90"), ("90\u00b0", "90"),
+    ("x = 5", "5"), ("x=5", "x = 5"), ("\\theta = 2", "2"),
+    ("(1, 2)", "(1,2)"), ("[1, 2)", "[1,2)"), ("(1/2, 0.5)", "(0.5, \\frac12)"), ("(-\\infty, 3]", "(-\\infty,3]"),
+    ("\\{3, 2, 1\\}", "\\{1,2,3\\}"), ("\\left\\{1,2\\right\\}", "\\{2,1\\}"), ("2, 1", "1, 2"),
+    ("2+3*4", "14"), ("(2+3)*4", "20"), ("2^10", "1024"), ("2^-1", "0.5"), ("-2^2", "-4"), ("2^3^2", "512"),
+    ("6/4", "3/2"), ("2**3", "8"), ("10^{3}", "1000"), ("3 \\cdot 4", "12"), ("12 \\div 4", "3"),
+    ("\\sqrt{16}", "4"), ("\\sqrt{2}", "\\sqrt2"), ("2\\sqrt{2}", "2 \\sqrt 2"), ("\\frac{\\sqrt{3}}{2}", "\\frac{\\sqrt3}2"),
+    ("\\pi", "\\pi"), ("\\frac{\\pi}{2}", "\\frac\\pi2"), ("2\\pi", "2 \\pi"),
+    ("\\boxed{5}", "5"), ("\\boxed{\\frac{1}{2}}", "0.5"),
+])
+def test_math_equal_true(pred, gold):
+    assert math_equal(pred, gold) and math_equal(gold, pred)
+
+
+@pytest.mark.parametrize("pred, gold", [
+    ("", "5"), ("  ", "5"), ("5", ""),
+    ("0.33", "1/3"), ("3.14", "\\pi"), ("6", "5"), ("-5", "5"), ("1,000", "1"),
+    ("5,5", "5"), ("5 or 6", "5"), ("5, 6", "5"),                    # several answers in one
+    ("the answer is not 5", "5"), ("not 5", "5"), ("5 not", "6"),
+    ("[1,2]", "(1,2)"), ("(1,2]", "(1,2)"), ("(1,2)", "(2,1)"), ("(1,2)", "1,2"), ("(1,2,3)", "(1,2)"),
+    ("\\{1,2\\}", "\\{1,2,3\\}"), ("\\{1,2\\}", "(1,2)"),
+    ("5\\text{ cm}^2", "25"),                                        # a unit power is not a power of the number
+    ("31/2", "3 1/2"),                                               # 31/2 is not a mixed number
+    ("x^2+1", "1+x^2"), ("(x+1)^2", "x^2+2x+1"),                     # algebra: documented unsupported
+    ("\\sqrt{8}", "2\\sqrt{2}"), ("\\sin^2x+\\cos^2x", "1"),
+    ("2(3)", "6"),                                                   # no implicit multiplication
+    ("1/0", "0"), ("0^-1", "0"),
+    ("9^9^9^9", "0"), ("10^100000", "0"), ("1e100000", "0"),
+    ("x = 5", "y"), ("5 = 5", "6"),
+])
+def test_math_equal_false(pred, gold):
+    assert not math_equal(pred, gold)
+
+
+@pytest.mark.parametrize("a, b", [("1,000", "1000.0"), ("\\frac12", "0.5"), ("\\{2,1\\}", "\\{1, 2\\}"), ("x = 3", "3")])
+def test_canonical_answer_makes_equal_answers_equal_strings(a, b):
+    assert canonical_answer(a) == canonical_answer(b)
+    assert canonical_answer("7") != canonical_answer("8")
+
+# -----------------------------------------------------------------------------
+# accuracy_reward: reward hacking
+
+
+@pytest.mark.parametrize("completion, answer, number_only, expected", [
+    ("<think>8</think><answer>8</answer>", "8", False, 1.0),
+    ("<think>x</think><answer>\\boxed{8}</answer>", "8", False, 1.0),
+    ("\\boxed{8}", "8", False, 1.0),                                 # accuracy does not need the format
+    ("<answer></answer>", "8", False, 0.0),                          # empty answer
+    ("<answer>8</answer><answer>9</answer>", "8", False, 0.0),       # several answers: the last counts
+    ("<answer>8, 9</answer>", "8", False, 0.0),
+    ("\\boxed{8} \\boxed{9}", "8", False, 0.0),                      # several boxes
+    ("<answer>the answer is not 8</answer>", "8", False, 0.0),       # substring tricks
+    ("I think 8 <answer>9</answer>", "8", False, 0.0),
+    ("<answer>3 + 5</answer>", "8", True, 0.0),                      # echoed from the question
+    ("<answer>3 + 5</answer>", "8", False, 1.0),                     # (fine where expressions are answers)
+    ("<answer>x = 8</answer>", "8", True, 1.0),
+    ("<answer>-8</answer>", "-8", True, 1.0),
+    ("<answer>8</answer> ok", "8", False, 1.0),                      # trailing text costs format, not accuracy
+    ("8", "8", False, 0.0),                                          # no answer marked at all
+])
+def test_accuracy_reward(completion, answer, number_only, expected):
+    assert accuracy_reward(completion, answer, number_only=number_only) == expected
+
+# -----------------------------------------------------------------------------
+# language_consistency_reward
+
+
+@pytest.mark.parametrize("text, lang, expected", [
+    ("<think>we add the numbers</think><answer>5</answer>", "en", 1.0),
+    ("<think>we add 数字 now too</think>", "en", 0.8),               # 4 of 5 words Latin
+    ("<think>café naïve</think>", "en", 1.0),                        # accented Latin is Latin
+    ("<think>3 + 5 = 8</think><answer>8</answer>", "en", 1.0),       # no words: nothing is mixed
+    ("<think>数字 hello</think>", "zh", 0.5),
+    ("<think>hello</think>", "zh", 0.0),
+    ("<think>hello世界</think>", "en", 0.0),                          # a mixed-script word is not English
+    ("the sum</think>ignored 数字", "en", 1.0),                       # prefilled: the CoT ends at </think>
+    ("no tags at all 数字", "en", 0.8),
+    ("привет мир", "ru", 1.0),
+    ("", "en", 1.0),
+])
+def test_language_consistency(text, lang, expected):
+    assert language_consistency_reward(text, lang) == pytest.approx(expected)
+
+
+def test_language_consistency_unknown_language():
+    with pytest.raises(ValueError, match="xx"):
+        language_consistency_reward("hi", "xx")
+
+# -----------------------------------------------------------------------------
+# Countdown
+
+
+@pytest.mark.parametrize("pred, expected", [
+    ("(3 + 5) * 4", 1.0), ("4*(5+3)", 1.0), ("(5+3)*4 = 32", 1.0), ("4 * (3 + 5)", 1.0),
+    ("-(-3-5)*4", 1.0),                                              # unary minus adds no number
+    ("(3+5)*4 = 31", 0.0), ("(3+5)*4 = 32 = 32", 0.0),
+    ("(3+5)*4*1", 0.0),                                              # an extra number
+    ("(3+3)*4", 0.0), ("(3+5)+4", 0.0), ("8*4", 0.0), ("32", 0.0),    # wrong multiset or value
+    ("(3+5)*4.0", 0.0), ("(3 + 5) × 4", 0.0), ("(3+5)**4", 0.0), ("(3+5)^4", 0.0), ("(3+5)4", 0.0),
+    ("(3+5)*4/(5-5)", 0.0),                                          # division by zero
+    ("[3, 5, 4]", 0.0), ("", 0.0),
+])
+def test_countdown_checker(pred, expected):
+    assert countdown_reward(f"<think>t</think><answer>{pred}</answer>", "(3 + 5) * 4") == expected
+
+
+def test_countdown_fractional_intermediate_allowed():
+    gold = "6 / (1 - 3 / 4)"                                          # 24 from 1, 3, 4, 6
+    assert countdown_reward("<answer>(6)/(1-(3/4))</answer>", gold) == 1.0
+    assert countdown_reward("<answer>6/(1-0.75)</answer>", gold) == 0.0
+
+
+def _countdown_puzzle(prompt: str) -> tuple[list[int], int]:
+    head, _, tail = prompt.partition("], create an equation that equals ")
+    return [int(x) for x in head.partition("[")[2].split(",")], int(tail.partition(".")[0])
+
+
+def _solve(items: list[tuple[Fraction, str]], target: int) -> str | None:
+    """Brute force over every order and operation: an independent check that a solution exists."""
+    if len(items) == 1:
+        return items[0][1] if items[0][0] == target else None
+    for i, j in itertools.permutations(range(len(items)), 2):
+        (a, ea), (b, eb) = items[i], items[j]
+        rest = [items[k] for k in range(len(items)) if k not in (i, j)]
+        options = [(a + b, "+"), (a - b, "-"), (a * b, "*")] + ([(a / b, "/")] if b else [])
+        for value, op in options:
+            found = _solve(rest + [(value, f"({ea} {op} {eb})")], target)
+            if found:
+                return found
+    return None
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_countdown_puzzles_are_solvable_and_checked(split):
+    task = load_task("countdown", seed=3)
+    sizes = set()
+    for i in range(40):
+        ex = task.example(split, i)
+        nums, target = _countdown_puzzle(ex.prompt)
+        sizes.add(len(nums))
+        assert 1 <= target <= 99 and all(1 <= n <= 99 for n in nums)
+        solution = _solve([(Fraction(n), str(n)) for n in nums], target)
+        assert solution is not None, ex
+        assert countdown_reward(f"<answer>{solution}</answer>", ex.answer) == 1.0
+        assert countdown_reward(f"<answer>{solution} + {nums[0]} - {nums[0]}</answer>", ex.answer) == 0.0  # repeats
+        assert countdown_reward(f"<answer>{solution.replace(str(nums[0]), str(nums[0] + 100), 1)}</answer>",
+                                ex.answer) == 0.0   # a number that was not given
+        assert countdown_reward(f"<answer>{' + '.join(map(str, nums[:-1]))}</answer>", ex.answer) == 0.0
+        assert task.reward(ex, f"<think>t</think> <answer>{ex.answer}</answer>")[0] == 2.0
+    assert sizes == {3, 4}
+
+# -----------------------------------------------------------------------------
+# Templates
+
+
+R1ZERO_TEXT = ("A conversation between User and Assistant. The user asks a question, and the Assistant solves it. "
+               "The assistant first thinks about the reasoning process in the mind and then provides the user with the "
+               "answer. The reasoning process and answer are enclosed within <think> </think> and <answer> </answer> "
+               "tags, respectively, i.e., <think> reasoning process here </think> <answer> answer here </answer>. "
+               "User: Compute 2 + 3. Assistant:")
+
+
+class FakeTokenizer:
+    """Stands in for model.py's Tokenizer: records the messages and renders a ChatML-like string."""
+    def render_chat(self, messages, add_generation_prompt=False):
+        self.messages = messages
+        text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+        return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
+
+
+def test_r1zero_template_is_the_paper_text():
+    ex = Example("Compute 2 + 3", "5")
+    assert render_prompt(ex, "r1zero") == R1ZERO_TEXT
+    assert render_prompt(ex, "r1zero", think_prefilled=True) == R1ZERO_TEXT + " <think>"
+
+
+def test_chat_template_uses_the_tokenizer():
+    tok = FakeTokenizer()
+    text = render_prompt(Example("Compute {x} 2 + 3", "5"), "chat", tokenizer=tok)
+    assert [m["role"] for m in tok.messages] == ["system", "user"]
+    assert tok.messages[1]["content"] == "Compute {x} 2 + 3"
+    assert "<think> </think>" in tok.messages[0]["content"] and "<answer> </answer>" in tok.messages[0]["content"]
+    assert text.endswith("<|im_start|>assistant\n")
+    assert render_prompt(Example("q", "a"), "chat", tokenizer=tok, think_prefilled=True).endswith("assistant\n<think>")
+
+
+def test_template_errors():
+    assert TEMPLATES == ("r1zero", "chat")
+    with pytest.raises(ValueError, match="tokenizer"):
+        render_prompt(Example("q", "a"), "chat")
+    with pytest.raises(ValueError, match="r1zero"):
+        render_prompt(Example("q", "a"), "alpaca")
+
+# -----------------------------------------------------------------------------
+# Generated tasks: determinism, splits, difficulty
+
+
+@pytest.mark.parametrize("spec", ["arith", "arith:operands=3,digits=2,ops=+-*/", "countdown"])
+def test_same_seed_same_examples(spec):
+    a, b, c = load_task(spec, seed=0), load_task(spec, seed=0), load_task(spec, seed=1)
+    for split in ("train", "test"):
+        first = [a.example(split, i) for i in range(20)]
+        assert first == [b.example(split, i) for i in range(20)]
+        assert first != [c.example(split, i) for i in range(20)]
+    assert a.size("train") is None
+
+
+@pytest.mark.parametrize("spec, n", [("arith", 400), ("arith:operands=2,digits=1,ops=+-", 400), ("countdown", 150)])
+def test_generated_train_and_test_never_overlap(spec, n):
+    train = {load_task(spec, seed).example("train", i).prompt for seed in (0, 1) for i in range(n)}
+    test = {load_task(spec, seed).example("test", i).prompt for seed in (0, 1) for i in range(n // 4)}
+    assert test and train and not (train & test)
+
+
+def test_arith_default_is_single_digit_addition():
+    task = load_task("arith")
+    for i in range(50):
+        ex = task.example("train", i)
+        a, op, b = ex.prompt.removeprefix("Compute ").split()
+        assert op == "+" and 0 <= int(a) <= 9 and 0 <= int(b) <= 9 and int(ex.answer) == int(a) + int(b)
+
+
+def test_arith_difficulty_options():
+    ex = [load_task("arith:operands=4,digits=2,ops=*/-", seed=2).example("train", i) for i in range(50)]
+    assert all(len(e.prompt.split()) == 8 for e in ex)                         # "Compute" + 4 numbers + 3 ops
+    assert {"*", "/", "-"} == {t for e in ex for t in e.prompt.split() if t in "+-*/"}
+    assert all(Fraction(e.answer).denominator == 1 for e in ex)             # integer answers even with /
+    small = [load_task("arith:max=3").example("train", i) for i in range(50)]
+    assert max(int(t) for e in small for t in e.prompt.split()[1::2]) == 3
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("nope", "known tasks"), ("arith:digits=x", "digits"), ("arith:level=3", "level"), ("arith:ops=%", "ops"),
+    ("arith:operands=1", "operands"), ("gsm8k", "known tasks"), ("countdown:numbers=9", "numbers"),
+])
+def test_load_task_errors_name_the_spec(spec, message):
+    with pytest.raises(ValueError, match=message) as err:
+        load_task(spec)
+    assert spec in str(err.value)
+
+
+def test_task_reward_parts_and_weights():
+    task = load_task("arith")
+    ex = task.example("train", 0)
+    good = f"<think>add them</think> <answer>{ex.answer}</answer>"
+    assert task.reward(ex, good) == (2.0, {"accuracy": 1.0, "format": 1.0, "language": 1.0})
+    assert task.reward(ex, f"<answer>{ex.answer}</answer>")[0] == 1.0
+    assert task.reward(ex, good, weights={"format": 0.5, "language": 1.0})[0] == 2.5
+    assert task.reward(ex, f"reason</think><answer>{ex.answer}</answer>", think_prefilled=True)[0] == 2.0
+    assert task.reward(ex, f"<think>x</think><answer>{int(ex.answer) + 1}</answer>")[0] == 1.0
+    with pytest.raises(ValueError, match="bogus"):
+        task.reward(ex, good, weights={"bogus": 1.0})
+    with pytest.raises(ValueError, match="split"):
+        task.example("valid", 0)
+
+
+def test_task_extract_is_canonical():
+    arith, cd = load_task("arith"), load_task("countdown")
+    assert arith.extract("<answer>1,000</answer>") == arith.extract("<answer>1000.0</answer>") == "1000"
+    assert arith.extract("<answer>3 + 5</answer>") != arith.extract("<answer>8</answer>")   # echoes do not vote as 8
+    assert arith.extract("no answer") is None
+    assert cd.extract("<answer>(3 + 5) * 4</answer>") == cd.extract("<answer>(3+5)*4</answer>")
+
+# -----------------------------------------------------------------------------
+# File tasks
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join((r if isinstance(r, str) else json.dumps(r)) + "\n" for r in rows))
+    return path
+
+
+def test_gsm8k_loading(tmp_path):
+    rows = [{"question": f"Q{i}: how many?", "answer": f"Work {i}.\n#### {i * 1000 + 7:,}"} for i in range(60)]
+    path = write_jsonl(tmp_path / "gsm8k.jsonl", rows + [""])   # a blank line is skipped
+    task = load_task(f"gsm8k:{path}", seed=0)
+    train, test = ([task.example(s, i) for i in range(task.size(s))] for s in ("train", "test"))
+    assert len(train) + len(test) == 60 and test and train                     # a hash share of ~10% is held out
+    assert {e.prompt for e in train}.isdisjoint(e.prompt for e in test)
+    ex = train[0]
+    i = int(ex.prompt[1:].split(":")[0])
+    assert ex.answer == str(i * 1000 + 7)                                        # "1,007" -> "1007"
+    assert task.reward(ex, f"<think>t</think><answer>{i * 1000 + 7:,}</answer>")[1]["accuracy"] == 1.0
+    assert task.reward(ex, f"so\n#### {i * 1000 + 7}")[1]["accuracy"] == 1.0
+    assert task.example("train", len(train)) == train[0]                          # i wraps
+    assert [load_task(f"gsm8k:{path}", seed=0).example("train", k) for k in range(5)] == train[:5]
+    assert [load_task(f"gsm8k:{path}", seed=1).example("train", k) for k in range(len(train))] != train
+
+
+def test_separate_test_file(tmp_path):
+    a = write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"p{i}", "answer": i} for i in range(5)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "answer": "1/2"}])
+    task = load_task(f"jsonl:{a},test={b}")
+    assert (task.size("train"), task.size("test")) == (5, 1)
+    assert task.example("test", 7) == Example("q", "1/2")
+    assert task.reward(task.example("test", 0), "<answer>0.5</answer>")[1]["accuracy"] == 1.0
+
+
+@pytest.mark.parametrize("kind, bad_row, message", [
+    ("gsm8k", {"question": "q", "answer": "no final marker"}, "####"),
+    ("gsm8k", {"question": "q", "answer": "#### twelve"}, "####"),
+    ("gsm8k", {"question": "q"}, "answer"),
+    ("gsm8k", "{not json", "JSON"),
+    ("gsm8k", "[1, 2]", "object"),
+    ("math", {"problem": "p", "solution": "no box here"}, "boxed"),
+    ("math", {"problem": "p", "answer": ""}, "answer"),
+    ("jsonl", {"prompt": "p", "answer": None}, "answer"),
+    ("code", {"prompt": "p", "tests": ["assert f(1) ==="]}, "SyntaxError"),
+    ("code", {"prompt": "p", "tests": []}, "tests"),
+])
+def test_malformed_gold_names_file_and_line(tmp_path, kind, bad_row, message):
+    good = {"gsm8k": {"question": "q", "answer": "#### 1"}, "math": {"problem": "p", "answer": "1"},
+            "jsonl": {"prompt": "p", "answer": "1"}, "code": {"prompt": "p", "tests": ["assert True"]}}[kind]
+    path = write_jsonl(tmp_path / "data.jsonl", [good, good, bad_row, good])
+    with pytest.raises(ValueError, match=message) as err:
+        load_task(f"{kind}:{path}")
+    assert f"{path}:3" in str(err.value)
+
+
+def test_math_and_code_files(tmp_path):
+    m = write_jsonl(tmp_path / "m.jsonl", [{"problem": "half?", "solution": "It is $\\boxed{\\frac{1}{2}}$."},
+                                           {"problem": "two?", "answer": 2, "solution": "\\boxed{3}"}])
+    task = load_task(f"math:{m},test={m}")
+    golds = {task.example("train", i).prompt: task.example("train", i).answer for i in range(2)}
+    assert golds == {"half?": "\\frac{1}{2}", "two?": "2"}                      # "answer" wins over "solution"
+    c = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "write f", "tests": ["assert f(1) == 2", "assert f(2) == 3"]}])
+    task = load_task(f"code:{c},test={c}")
+    ex = task.example("train", 0)
+    assert ex.tests == ("assert f(1) == 2", "assert f(2) == 3") and ex.answer == ""
+    total, parts = task.reward(ex, "<think>t</think><answer>```python\ndef f(x):\n    return x + 1\n```</answer>")
+    assert (total, parts["accuracy"]) == (2.0, 1.0)
+    assert task.extract("<answer>```py\nx = 1\n```</answer>") == "x = 1"
+
+# -----------------------------------------------------------------------------
+# Fuzzing: no model output crashes or stalls a reward
+
+PIECES = ["<think>", "</think>", "<answer>", "</answer>", "\\boxed{", "\\fbox{", "{", "}", "(", ")", "[", "]", "\\{",
+          "\\}", "^", "**", "9", "0", "1", ".", ",", "-", "+", "*", "/", "=", "%", "$", "e", "E", "x", "\\frac",
+          "\\dfrac", "\\sqrt", "\\text{", "\\left(", "\\right)", "\\pi", "####", "\n", " ", "\\", "\u2212", "\x00",
+          "\ud800", "\udfff", "中", "é", "٣", "½", "\u00b0", "^\\circ", "\\!", "\\,", "1,000", "9^9^9^9", "1e999"]
+ADVERSARIAL = ["9^9^9^9", "10^100000", "2^2^2^2^2^2^2", "1e100000", "1e-100000", "(" * 100_000 + "1" + ")" * 100_000,
+               "-" * 100_000 + "1", "\\frac" * 5000, "\\frac{" * 5000 + "1", "\\sqrt{" * 5000, "9" * 5000, "9" * 999,
+               "(" * 999, "2^" * 499 + "2", "0." + "0" * 997 + "1", "\x00" * 1000, "\ud800\udc00\udfff", "1/0",
+               "0^-1", "\\boxed{" * 10_000, "<answer>" * 10_000, "1," * 400 + "1", "(1," * 300 + "1" + ")" * 300,
+               "\\{" * 300 + "\\}" * 300, "9" * 999 + "^" + "9" * 999]
+HUGE = ["{" * 1_000_000, "\\boxed{" + "{" * 1_000_000, "\x00" * 1_000_000, "中" * 1_000_000, "a " * 500_000,
+        "<answer>" + "(" * 1_000_000 + "</answer>"]
+
+
+def fuzz_strings(n: int, seed: int = 0) -> list[str]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.8:
+            out.append("".join(rng.choice(PIECES) for _ in range(rng.randint(0, 40))))
+        else:
+            out.append("".join(chr(rng.randrange(0x110000)) for _ in range(rng.randint(0, 80))))
+    return out
+
+
+def reward_calls():
+    """Every reward (and extract_answer), called with the fuzz string in the positions a model controls."""
+    arith, cd = load_task("arith"), load_task("countdown")
+    a_ex, c_ex = arith.example("train", 0), cd.example("train", 0)
+    return {
+        "format": lambda s: format_reward(s), "format_prefilled": lambda s: format_reward(s, True),
+        "extract": lambda s: float(extract_answer(s) is not None), "math_equal": lambda s: float(math_equal(s, "5")),
+        "math_equal_gold": lambda s: float(math_equal("\\frac{1}{2}", s)), "accuracy": lambda s: accuracy_reward(s, "5"),
+        "accuracy_tagged": lambda s: accuracy_reward(f"<think>t</think><answer>{s}</answer>", "(1,2)", number_only=False),
+        "accuracy_number": lambda s: accuracy_reward(f"<answer>{s}</answer>", "5", number_only=True),
+        "countdown": lambda s: countdown_reward(f"<answer>{s}</answer>", c_ex.answer),
+        "language": lambda s: language_consistency_reward(s), "language_zh": lambda s: language_consistency_reward(s, "zh"),
+        "arith_task": lambda s: arith.reward(a_ex, s)[0], "countdown_task": lambda s: cd.reward(c_ex, s)[0],
+        "extract_code": lambda s: float(extract_code(s) is not None), "canonical": lambda s: float(len(canonical_answer(s))),
+    }
+
+
+def timed(fn, s) -> tuple[float, float, float]:
+    """(result, CPU seconds, wall seconds). CPU time of this thread is what a stall burns, and unlike wall
+    time it does not grow when other jobs share the machine's two cores; wall time is also checked, loosely."""
+    cpu, wall = time.thread_time(), time.perf_counter()
+    result = fn(s)
+    return result, time.thread_time() - cpu, time.perf_counter() - wall
+
+
+def test_fuzz_rewards_return_numbers_fast():
+    calls = reward_calls()
+    for s in fuzz_strings(3000) + ADVERSARIAL:
+        for name, fn in calls.items():
+            result, cpu, wall = timed(fn, s)
+            assert isinstance(result, float) and math.isfinite(result), (name, s[:50])
+            assert cpu < 0.05 and wall < 1.0, (name, s[:50], cpu, wall)
+
+
+def test_fuzz_megabyte_inputs_are_bounded():
+    # 1 MB inputs get 1 s of CPU, not 50 ms: merely reading 1 MB char by char in Python (language
+    # consistency on non-ASCII text) takes ~0.1-0.3 s. Everything is linear in the input, and the
+    # parsers stop at MAX_ANSWER_CHARS / MAX_SCAN, so the bound holds for any length.
+    for s in HUGE:
+        for name, fn in reward_calls().items():
+            result, cpu, wall = timed(fn, s)
+            assert isinstance(result, float) and math.isfinite(result), (name, s[:20])
+            assert cpu < 1.0 and wall < 5.0, (name, s[:20], cpu)
+
+# -----------------------------------------------------------------------------
+# The code sandbox
+
+needs_namespaces = pytest.mark.skipif(sandbox_mode() != "namespaces",
+                                      reason="network/file isolation needs root and util-linux unshare/setpriv")
+ADD_ONE = "```python\ndef f(x):\n    return x + 1\n```"
+
+
+def answer(code: str) -> str:
+    return f"<think>t</think><answer>{code}</answer>"
+
+
+def sandbox_processes(marker: str) -> list[str]:
+    """Live (non-zombie) processes whose command line contains marker."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace")
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if marker in cmd and state != "Z":
+            found.append(f"{pid} {cmd[:80]}")
+    return found
+
+
+def gone(marker: str, wait: float = 2.0) -> bool:
+    deadline = time.monotonic() + wait   # the kernel reaps a killed namespace asynchronously
+    while sandbox_processes(marker) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not sandbox_processes(marker)
+
+
+@pytest.mark.parametrize("completion, tests, expected", [
+    (answer(ADD_ONE), ["assert f(1) == 2", "assert f(2) == 3"], 1.0),
+    (answer(ADD_ONE), ["assert f(1) == 2", "assert f(2) == 4"], 0.5),
+    (answer("def f(x):\n    return x + 1"), ["assert f(1) == 2"], 1.0),      # no fence inside the answer
+    ("Sure:\n" + ADD_ONE, ["assert f(1) == 2"], 1.0),                        # a fence without answer tags
+    ("def f(x): return x + 1", ["assert f(1) == 2"], 0.0),                   # no answer, no fence
+    (answer(""), ["assert True"], 0.0),
+    (answer(ADD_ONE), [], 0.0),
+    (answer("import sys\nsys.exit(0)"), ["assert True"], 0.0),
+    (answer("import os\nos._exit(0)"), ["assert True"], 0.0),
+    (answer("def f(x):\n    return x + 1\nraise ValueError"), ["assert f(1) == 2"], 0.0),
+    (answer("print('0 1 2')\nimport os\nos.write(1, b'0\\n1\\n')"), ["assert False", "assert False"], 0.0),
+    (answer("x = 1\n\x00"), ["assert True"], 0.0), (answer("x = '\ud800'"), ["assert True"], 0.0),
+    (answer("import os"), ["assert os.read(0, 10) == b''", "input()"], 0.5),   # stdin is empty: input() fails
+])
+def test_code_reward(completion, tests, expected):
+    assert code_reward(completion, tests, timeout=5.0) == expected
+
+
+def test_code_infinite_loop_is_killed_in_time():
+    start = time.monotonic()
+    score = code_reward(answer("def f():\n    while True:\n        pass"), ["assert True", "f()", "assert True"], timeout=1.0)
+    assert score == pytest.approx(1 / 3)                                      # tests before the hang still count
+    assert time.monotonic() - start < 3.0
+
+
+def test_code_huge_allocation_fails_fast():
+    start = time.monotonic()
+    assert code_reward(answer("x = bytearray(10 * 1024 ** 3)"), ["assert len(x) > 0"], timeout=5.0) == 0.0
+    assert time.monotonic() - start < 3.0
+
+
+@pytest.mark.parametrize("new_session", [False, pytest.param(True, marks=needs_namespaces)])
+def test_code_leaves_no_process_behind(new_session):
+    # a child in the program's process group dies with the group; one that leaves it dies with the PID namespace
+    marker = f"sleep {random.randint(10_000, 99_999)}.5"
+    code = f"import subprocess\nsubprocess.Popen({marker.split()!r}, start_new_session={new_session})"
+    assert code_reward(answer(code), ["assert True"], timeout=3.0) == 1.0
+    assert gone(marker)
+
+
+@needs_namespaces
+def test_code_fork_bomb_is_contained():
+    start = time.monotonic()
+    bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
+    assert code_reward(answer(bomb), ["assert True"], timeout=1.0) == 0.0
+    assert time.monotonic() - start < 4.0
+    assert gone("r1 sandbox runner", wait=3.0)
+
+
+@needs_namespaces
+def test_code_cannot_write_outside_its_directory(tmp_path):
+    escape = f"/tmp/r1-escape-{uuid.uuid4().hex}"
+    targets = [str(tmp_path / "escaped.txt"), "../escaped.txt", escape, "/var/tmp/" + os.path.basename(escape)]
+    tests = [f"open({t!r}, 'w').write('x')" for t in targets] + ["open('inside.txt', 'w').write('x')"]
+    score = code_reward(answer("pass"), tests, timeout=5.0)
+    # the private /tmp and /var/tmp accept the writes, then vanish; the real paths refuse them
+    assert score == pytest.approx(3 / 5)
+    assert not any(os.path.exists(p) for p in [targets[0], escape, targets[3], "/escaped.txt"])
+
+
+@needs_namespaces
+def test_code_has_no_network():
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        server.setblocking(False)
+        port = server.getsockname()[1]
+        code = f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hi')"
+        assert code_reward(answer(code), ["assert True"], timeout=5.0) == 0.0
+        with pytest.raises(BlockingIOError):
+            server.accept()

@@ -12,7 +12,7 @@ Rules that hold everywhere in this file:
      in a data file is the user's bug, so it raises ValueError at load time with the file and line.
   3. Rewards fail closed: anything that does not parse scores 0, never 1 by accident.
 
-Tasks (load_task(spec)): arith[:operands=2,digits=1,ops=+,max=9], countdown[:numbers=3,max=99],
+Tasks (load_task(spec)): arith[:operands=2,digits=1,ops=+,max=N], countdown[:numbers=3|4,max=99],
 gsm8k:PATH, math:PATH, jsonl:PATH, code:PATH, each file task optionally PATH,test=TEST_PATH.
 Held-out split: a generated problem, or a file line's prompt, is in "test" when a SHA-256 hash of it
 falls in the lowest TEST_PERCENT percent. The split is a property of the problem (not of the seed or
@@ -451,15 +451,17 @@ def _normalize(s: str) -> str:
     s = _strip_text(s).strip().rstrip(".").strip()
     left, eq, right = s.partition("=")  # "x = 5" -> "5", only for a single = with a name on its left
     name = left.strip()
-    if eq and "=" not in right and name[:1].isalpha() | name.startswith("\\") and \
+    if eq and "=" not in right and (name[:1].isalpha() or name[:1] == "\\") and \
             all(c.isalnum() or c in "_\\{}'" for c in name):
         s = right.strip()
     if (mixed := _mixed_number(s)) is not None:
         return mixed
     words = s.split()  # "18 dollars" -> "18": a number followed only by plain words
-    if len(words) > 1 and all(w.isascii() and w.isalpha() for w in words[1:]) and _value(words[0]) is not None:
+    if len(words) > 1 and all(w.isascii() and w.isalpha() for w in words[1:]) and _value(_thousands(words[0])) is not None:
         s = words[0]
-    s = "".join(_expand_macros(s).split())
+    words = _expand_macros(s).split()  # drop whitespace, but keep one space between digits: "1 2" is not 12
+    s = "".join(w if not i or not (words[i - 1][-1].isdigit() and w[0].isdigit()) else " " + w
+                for i, w in enumerate(words))
     return _thousands(s)
 
 
@@ -486,19 +488,18 @@ def _split_top(s: str) -> list[str] | None:
 def _canonical(s: str, depth: int = 0) -> str:
     """A normalised answer in canonical text: exact values as Fraction text ("7/2", "-3"), tuples and
     intervals item by item keeping their brackets, sets (\\{..\\}) and bare lists (a, b) sorted."""
-    if depth < 3 and len(s) <= MAX_ANSWER_CHARS:
-        if s.startswith("\\{") and s.endswith("\\}") and len(s) >= 4:
-            kind, inner = ("\\{", "\\}"), s[2:-2]
-        elif len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
-            kind, inner = (s[0], s[-1]), s[1:-1]
-        else:
-            kind, inner = ("", ""), s
+    shapes = [(("", ""), s)]  # a bare list "a, b", tried last: "(1,2), (3,4)" is a list of two tuples
+    if s.startswith("\\{") and s.endswith("\\}") and len(s) >= 4:
+        shapes.insert(0, (("\\{", "\\}"), s[2:-2]))
+    elif len(s) >= 2 and s[0] in "([" and s[-1] in ")]":
+        shapes.insert(0, ((s[0], s[-1]), s[1:-1]))
+    for (left, right), inner in shapes if depth < 3 and len(s) <= MAX_ANSWER_CHARS else []:
         items = _split_top(inner)
         if items is not None and 1 < len(items) <= 100:
             keys = [_canonical(x, depth + 1) for x in items]
-            if kind[0] in ("\\{", ""):  # sets and bare lists are order-free
+            if left in ("\\{", ""):  # sets and bare lists are order-free
                 keys.sort()
-            return kind[0] + ",".join(keys) + kind[1]
+            return left + ",".join(keys) + right
     v = _value(s)
     return s if v is None else str(v)
 

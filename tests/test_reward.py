@@ -97,7 +97,7 @@ def test_extract_answer(text, expected):
     ("5\\text{ cm}", "5"), ("\\text{5}", "5"), ("18 dollars", "18"), ("\\mbox{yes}", "yes"),
     ("90^\\circ", "90"), ("90^{\\circ}", "90"), ("90\u00b0", "90"),
     ("x = 5", "5"), ("x=5", "x = 5"), ("\\theta = 2", "2"),
-    ("(1, 2)", "(1,2)"), ("[1, 2)", "[1,2)"), ("(1/2, 0.5)", "(0.5, \\frac12)"), ("(-\\infty, 3]", "(-\\infty,3]"),
+    ("(1, 2)", "(1,2)"), ("[1, 2)", "[1,2)"), ("(1,2), (3,4)", "(3, 4), (1, 2)"), ("1,000 dollars", "1000"), ("(1/2, 0.5)", "(0.5, \\frac12)"), ("(-\\infty, 3]", "(-\\infty,3]"),
     ("\\{3, 2, 1\\}", "\\{1,2,3\\}"), ("\\left\\{1,2\\right\\}", "\\{2,1\\}"), ("2, 1", "1, 2"),
     ("2+3*4", "14"), ("(2+3)*4", "20"), ("2^10", "1024"), ("2^-1", "0.5"), ("-2^2", "-4"), ("2^3^2", "512"),
     ("6/4", "3/2"), ("2**3", "8"), ("10^{3}", "1000"), ("3 \\cdot 4", "12"), ("12 \\div 4", "3"),
@@ -114,10 +114,11 @@ def test_math_equal_true(pred, gold):
     ("0.33", "1/3"), ("3.14", "\\pi"), ("6", "5"), ("-5", "5"), ("1,000", "1"),
     ("5,5", "5"), ("5 or 6", "5"), ("5, 6", "5"),                    # several answers in one
     ("the answer is not 5", "5"), ("not 5", "5"), ("5 not", "6"),
-    ("[1,2]", "(1,2)"), ("(1,2]", "(1,2)"), ("(1,2)", "(2,1)"), ("(1,2)", "1,2"), ("(1,2,3)", "(1,2)"),
+    ("[1,2]", "(1,2)"), ("(1,2]", "(1,2)"), ("(1,2)", "(2,1)"), ("(1,2)", "1,2"), ("(1,2,3)", "(1,2)"), ("(1,2), (3,4)", "(1,3), (2,4)"),
     ("\\{1,2\\}", "\\{1,2,3\\}"), ("\\{1,2\\}", "(1,2)"),
     ("5\\text{ cm}^2", "25"),                                        # a unit power is not a power of the number
     ("31/2", "3 1/2"),                                               # 31/2 is not a mixed number
+    ("1 2", "12"), ("3 4/2", "17"), ("1 000", "1000"),                # spaces never join digits
     ("x^2+1", "1+x^2"), ("(x+1)^2", "x^2+2x+1"),                     # algebra: documented unsupported
     ("\\sqrt{8}", "2\\sqrt{2}"), ("\\sin^2x+\\cos^2x", "1"),
     ("2(3)", "6"),                                                   # no implicit multiplication
@@ -439,7 +440,8 @@ ADVERSARIAL = ["9^9^9^9", "10^100000", "2^2^2^2^2^2^2", "1e100000", "1e-100000",
                "-" * 100_000 + "1", "\\frac" * 5000, "\\frac{" * 5000 + "1", "\\sqrt{" * 5000, "9" * 5000, "9" * 999,
                "(" * 999, "2^" * 499 + "2", "0." + "0" * 997 + "1", "\x00" * 1000, "\ud800\udc00\udfff", "1/0",
                "0^-1", "\\boxed{" * 10_000, "<answer>" * 10_000, "1," * 400 + "1", "(1," * 300 + "1" + ")" * 300,
-               "\\{" * 300 + "\\}" * 300, "9" * 999 + "^" + "9" * 999]
+               "\\{" * 300 + "\\}" * 300, "9" * 999 + "^" + "9" * 999, "\\frac{" * 166, "\\sqrt{" * 166,
+               "\\text{a}^" * 100, "\\frac{\\frac{" * 80 + "1" + "}{2}" * 80, "x = " * 250, "1 " * 499]
 HUGE = ["{" * 1_000_000, "\\boxed{" + "{" * 1_000_000, "\x00" * 1_000_000, "中" * 1_000_000, "a " * 500_000,
         "<answer>" + "(" * 1_000_000 + "</answer>"]
 
@@ -573,6 +575,15 @@ def test_code_leaves_no_process_behind(new_session):
     code = f"import subprocess\nsubprocess.Popen({marker.split()!r}, start_new_session={new_session})"
     assert code_reward(answer(code), ["assert True"], timeout=3.0) == 1.0
     assert gone(marker)
+
+
+def test_code_reward_fuzz():
+    # each call starts a process (~0.1 s), so a dozen inputs stand in for the thousands used above
+    for s in ADVERSARIAL[:6] + fuzz_strings(6, seed=1) + ["\x00", "\ud800", "```" * 1000, "<answer>```\n\n```</answer>"]:
+        for completion in (s, answer(s), answer(f"```python\n{s}\n```")):
+            start = time.monotonic()
+            score = code_reward(completion, ["assert True", "assert 1 == 2"], timeout=2.0)
+            assert score in (0.0, 0.5) and time.monotonic() - start < 4.0, (completion[:40], score)
 
 
 @needs_namespaces

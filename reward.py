@@ -642,6 +642,8 @@ _NAMESPACES = ("unshare", "--net", "--pid", "--mount", "--fork", "--kill-child",
                'tmpfs "$d" || exit 97; }; done; cd /tmp && exec setpriv --reuid=65534 --regid=65534 '
                '--clear-groups --no-new-privs --inh-caps=-all,+dac_read_search --ambient-caps=+dac_read_search '
                '--bounding-set=-all,+dac_read_search -- "$@"', "sh")
+# The program run inside the sandbox (its first line is also how tests find leftover processes). It
+# catches BaseException on purpose: any exception, SystemExit included, means "this test failed".
 _RUNNER = r"""# r1 sandbox runner: limits, then the solution, then each test; reports passes on the saved stdout
 import json, os, resource, sys
 job = json.load(sys.stdin)

@@ -1,0 +1,336 @@
+"""
+sample.py: G completions for each of P prompts with a KV cache (GRPO's rollouts), and evaluation as
+the DeepSeek-R1 paper reports it (pass@1 over k samples, cons@k by majority vote).
+
+    python sample.py --prompt "What is 12 * 7?" --chat -G 4 --max-new-tokens 64   # print 4 samples
+    python sample.py --task arith --n-prompts 50 -k 4                             # pass@1=...±... cons@4=...
+    python -m pytest tests/test_sample.py -q                                      # oracle, parity, stopping
+    python benchmarks/sample_vs_hf.py                                             # tokens/s vs transformers
+
+How a batch is sampled:
+  1. The P prompts are left-padded into one (P, L) batch and prefilled once. Their cache rows are then
+     repeated G times (KVCache.select_rows), so a prompt's keys/values are computed once, not G times.
+  2. Decoding runs B = P*G rows one token per step over a cache preallocated for L + max_new_tokens
+     slots. A row that emits a stop token is finished: its later positions hold pad_id with log-prob 0.
+     Every CHECK_EVERY steps (one host sync; on CUDA a sync per step would stall the queue) the loop
+     ends if every row has finished, and drops finished rows from the batch (compaction) once at least
+     a quarter of it has finished. Not under compile=True, which needs a fixed batch size.
+  3. Randomness: each row draws its max_new_tokens uniforms u up front from its own torch.Generator,
+     seeded from (seed, the prompt's token ids, which occurrence of that prompt in the batch it is,
+     the row's index within its group). A token is drawn by inverse CDF, the first token whose
+     cumulative probability exceeds u. So a row's completion does not depend on which other prompts
+     share the batch, nor on compaction (up to floating-point differences between batch shapes), and
+     the G rows of a group use different draws.
+  4. Log-probs are those of the sampled token under softmax(logits / temperature) over the FULL
+     vocabulary, in float32: the distribution GRPO scores (grpo.token_logprobs). With top_k / top_p the
+     token is drawn from the truncated, renormalised distribution, but the log-prob reported is still
+     the untruncated one. temperature 0 is greedy (argmax), with log-probs at temperature 1.
+
+Left out: continuous batching (rows that finish leave the batch, but no new prompt takes their place),
+speculative decoding, paged attention, repetition penalties, beam search.
+"""
+import argparse
+import collections
+import hashlib
+import math
+from dataclasses import dataclass
+
+import torch
+
+CHECK_EVERY = 8        # decode steps between checks for finished rows (each check is a host sync)
+COMPACT_AT = 0.75      # compact the batch when live rows <= this fraction of the rows in it
+
+
+@dataclass
+class Rollouts:
+    """P prompts x G completions; rows g*G .. g*G+G-1 belong to prompt g. N = longest completion.
+    tokens:   (B, N) int64 completion ids, pad_id after each row's end
+    logprobs: (B, N) float32 log-prob of each sampled token under softmax(logits / temperature)
+              (full vocabulary, see the header), 0 at padding
+    lengths:  (B,) int64 completion lengths, the stop token included
+    stopped:  (B,) bool, True = ended on a stop token, False = ran to max_new_tokens"""
+    prompts: list[list[int]]
+    group_size: int
+    tokens: torch.Tensor
+    logprobs: torch.Tensor
+    lengths: torch.Tensor
+    stopped: torch.Tensor
+    pad_id: int
+
+    @property
+    def prompt_lens(self) -> torch.Tensor:
+        """(B,) int64 prompt length of each row."""
+        return torch.tensor([len(p) for p in self.prompts]).repeat_interleave(self.group_size)
+
+    def training_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The rows as GRPO scores them: [left padding | prompt | completion | right padding].
+        Returns input_ids (B, T) int64 (pad_id at padding), attention_mask (B, T) bool and
+        completion_mask (B, T) bool, T = longest prompt + N. Both masks come from positions and
+        lengths, never token values, so a stop token equal to pad_id is still a completion token."""
+        L, (B, N) = max(len(p) for p in self.prompts), self.tokens.shape
+        prompt = torch.full((B, L), self.pad_id, dtype=torch.long)
+        for i, p in enumerate(self.prompts):
+            prompt[i * self.group_size:(i + 1) * self.group_size, L - len(p):] = torch.tensor(p, dtype=torch.long)
+        col = torch.arange(L + N)[None, :]                                     # (1, T)
+        completion = (col >= L) & (col < L + self.lengths.cpu()[:, None])      # (B, T)
+        attention = completion | (col >= L - self.prompt_lens[:, None]) & (col < L)
+        return torch.cat((prompt, self.tokens.cpu()), 1), attention, completion
+
+    def old_logprobs(self) -> torch.Tensor:
+        """(B, T) float32 aligned with training_batch()'s input_ids, as grpo.token_logprobs returns them:
+        position t holds log p(ids[t] | ids[:t]) for completion tokens, 0 elsewhere."""
+        L = max(len(p) for p in self.prompts)
+        return torch.cat((torch.zeros(self.tokens.size(0), L), self.logprobs.cpu()), 1)
+
+    def texts(self, tokenizer) -> list[str]:
+        """Each row's completion as text, without its stop token or other special tokens."""
+        ends = (self.lengths - self.stopped.long()).tolist()
+        return [tokenizer.decode(row[:n], skip_special_tokens=True) for row, n in zip(self.tokens.tolist(), ends)]
+
+
+def row_generators(prompts: list[list[int]], group_size: int, seed: int) -> list[torch.Generator]:
+    """One CPU generator per row, seeded from (seed, prompt ids, occurrence of the prompt so far, row
+    index within the group) by BLAKE2b, never from the row's position in the batch (header point 3)."""
+    seen, gens = collections.Counter(), []
+    for p in prompts:
+        key = tuple(p)
+        for j in range(group_size):
+            text = f"{seed}|{seen[key]}|{j}|{','.join(map(str, p))}".encode()
+            row_seed = int.from_bytes(hashlib.blake2b(text, digest_size=8).digest(), "little") >> 1
+            gens.append(torch.Generator().manual_seed(row_seed))
+        seen[key] += 1
+    return gens
+
+
+def sample_token(logits, u, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
+    """logits: (B, V) any float dtype; u: (B,) float32 uniforms in [0, 1).
+    Returns tokens (B,) int64 and their log-probs (B,) float32 under softmax(logits / temperature)
+    (temperature 1 when temperature == 0, which takes the argmax and ignores u)."""
+    z = logits.float()
+    if temperature == 0:
+        tok = z.argmax(-1)
+        return tok, (z.gather(1, tok[:, None])[:, 0] - z.logsumexp(-1))
+    z = z / temperature
+    lse = z.logsumexp(-1, keepdim=True)                                        # (B, 1)
+    probs, ids = (z - lse).exp(), None                                         # (B, V)
+    if top_k > 0:
+        probs, ids = probs.topk(min(top_k, probs.size(-1)), dim=-1)            # sorted, most likely first
+    if top_p < 1.0:
+        if ids is None:
+            probs, ids = probs.sort(dim=-1, descending=True)
+        # keep the smallest most-likely-first prefix whose mass reaches top_p of what top-k kept (as in
+        # transformers and vLLM: top-k, renormalise, then top-p); the most likely token always stays
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p * probs.sum(-1, keepdim=True), 0.0)
+    cdf = probs.cumsum(-1)                                                     # unnormalised after truncation
+    total = cdf[:, -1:]
+    # x < total strictly, so the first cdf entry above x always belongs to a token of nonzero probability
+    x = torch.minimum(u[:, None].to(cdf.device) * total, total.nextafter(torch.zeros_like(total)))
+    j = torch.searchsorted(cdf, x, right=True)                                 # (B, 1)
+    tok = (j if ids is None else ids.gather(1, j))[:, 0]
+    return tok, z.gather(1, tok[:, None])[:, 0] - lse[:, 0]
+
+
+@torch.inference_mode()
+def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int, temperature: float = 1.0,
+           top_p: float = 1.0, top_k: int = 0, stop_token_ids=(), pad_id: int = 0, seed: int = 0,
+           compile: bool = False) -> Rollouts:
+    """prompts: P lists of token ids (lengths may differ, none empty). Returns Rollouts with B = P *
+    group_size rows, completions at most max_new_tokens long; stop_token_ids=() samples every row to
+    full length. Device and dtype are the model's. compile=True runs the decode step through
+    torch.compile (meant for CUDA; the first steps compile, and compaction is off so shapes stay put).
+    Raises ValueError for an empty prompt list or prompt, or a bad temperature / top_p / top_k."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("sample needs at least one prompt, and no empty prompt")
+    if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or group_size < 1 or max_new_tokens < 1:
+        raise ValueError(f"temperature={temperature} (>= 0), top_p={top_p} (in (0, 1]), top_k={top_k} (>= 0), "
+                         f"group_size={group_size} and max_new_tokens={max_new_tokens} (>= 1)")
+    device = model.embed_tokens.weight.device
+    P, G, N, L = len(prompts), group_size, max_new_tokens, max(map(len, prompts))
+    B = P * G
+    u = torch.stack([torch.rand(N, generator=g) for g in row_generators(prompts, G, seed)]).to(device)   # (B, N)
+    stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)
+
+    # 1. prefill the P prompts once (left-padded), then share each prompt's cache with its G rows
+    ids = torch.tensor([[pad_id] * (L - len(p)) + list(p) for p in prompts], device=device)        # (P, L)
+    real = torch.tensor([[False] * (L - len(p)) + [True] * len(p) for p in prompts], device=device)
+    cache = model.new_kv_cache(P, L + N)
+    hidden = model(ids, attention_mask=real, kv_cache=cache, return_hidden=True)                  # (P, L, C)
+    logits = model.lm_head(hidden[:, -1]).repeat_interleave(G, 0)                                 # (B, V)
+    cache.select_rows(torch.arange(P, device=device).repeat_interleave(G))
+
+    # 2. decode; `live` maps batch rows to output rows, and shrinks when the batch is compacted
+    step = torch.compile(model, dynamic=True) if compile else model
+    tokens = torch.full((B, N), pad_id, dtype=torch.long, device=device)
+    logprobs = torch.zeros(B, N, dtype=torch.float32, device=device)
+    lengths = torch.full((B,), N, dtype=torch.long, device=device)
+    stopped = torch.zeros(B, dtype=torch.bool, device=device)
+    live, done = torch.arange(B, device=device), torch.zeros(B, dtype=torch.bool, device=device)
+    for t in range(N):
+        tok, lp = sample_token(logits, u[live, t], temperature, top_p, top_k)
+        tokens[live, t] = tok.masked_fill(done, pad_id)
+        logprobs[live, t] = lp.masked_fill(done, 0.0)
+        ends = ~done & torch.isin(tok, stop_ids)                                # (b,) rows ending now
+        lengths[live] = torch.where(ends, t + 1, lengths[live])
+        stopped[live] |= ends
+        done = done | ends
+        if t == N - 1:
+            break
+        if len(stop_ids) and (t + 1) % CHECK_EVERY == 0:
+            n_live = int((~done).sum())                                         # host sync
+            if n_live == 0:
+                break
+            if not compile and n_live <= COMPACT_AT * len(live):
+                keep = (~done).nonzero()[:, 0]
+                cache.select_rows(keep)
+                live, done, tok = live[keep], done[keep], tok[keep]
+        logits = step(tok[:, None], kv_cache=cache)[:, -1]                      # (b, V)
+    n = int(lengths.max())
+    return Rollouts([list(p) for p in prompts], G, tokens[:, :n], logprobs[:, :n], lengths, stopped, pad_id)
+
+
+@torch.inference_mode()
+def sample_naive(model, prompts: list[list[int]], group_size: int, max_new_tokens: int, temperature: float = 1.0,
+                 top_p: float = 1.0, top_k: int = 0, stop_token_ids=(), pad_id: int = 0, seed: int = 0) -> Rollouts:
+    """The test oracle for sample(): same arguments, same Rollouts, computed one row at a time by re-running
+    the full forward pass over prompt + completion so far for every token (no cache, padding, batching
+    or compaction). Takes the same uniforms, so it returns the same tokens. O(N^2) forwards: tests only."""
+    device, G, N = model.embed_tokens.weight.device, group_size, max_new_tokens
+    B = len(prompts) * G
+    tokens, logprobs = torch.full((B, N), pad_id, dtype=torch.long), torch.zeros(B, N)
+    lengths, stopped = torch.full((B,), N, dtype=torch.long), torch.zeros(B, dtype=torch.bool)
+    for b, gen in enumerate(row_generators(prompts, G, seed)):
+        u, seq = torch.rand(N, generator=gen), list(prompts[b // G])
+        for t in range(N):
+            logits = model(torch.tensor([seq], device=device))[:, -1]                 # (1, V)
+            tok, lp = sample_token(logits, u[t:t + 1], temperature, top_p, top_k)
+            tokens[b, t], logprobs[b, t] = tok.item(), lp.item()
+            seq.append(tok.item())
+            if tok.item() in stop_token_ids:
+                lengths[b], stopped[b] = t + 1, True
+                break
+    n = int(lengths.max())
+    return Rollouts([list(p) for p in prompts], G, tokens[:, :n], logprobs[:, :n], lengths, stopped, pad_id)
+
+
+# -----------------------------------------------------------------------------
+# Evaluation (DeepSeek-R1 §3: pass@1 from k samples at temperature 0.6, top-p 0.95; cons@k by majority vote)
+
+
+def majority_vote(answers: list[str | None]) -> int | None:
+    """Index of the first completion carrying the most common non-None answer; ties go to the answer
+    that appears first in sample order. None when no completion has an answer."""
+    counts = collections.Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    best = max(counts.values())
+    return next(i for i, a in enumerate(answers) if a is not None and counts[a] == best)
+
+
+def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1zero", think_prefilled: bool = False,
+             max_new_tokens: int = 512, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
+             batch_prompts: int = 8) -> dict:
+    """Samples k completions for each of the held-out prompts task.example("test", i), i < n_prompts, and
+    scores them with task.reward (its parts["accuracy"] in [0, 1]). Returns a dict:
+      pass@1     mean over prompts of the per-prompt mean accuracy of the k samples
+      pass@1_se  its standard error: std over prompts (n-1 denominator) of the per-prompt means / sqrt(n);
+                 0 when n = 1. (It does not include the sampling noise within a prompt separately.)
+      cons@k     share of prompts whose majority answer (task.extract over the k completions, majority_vote)
+                 is correct: the first completion that carries it scores accuracy 1. For tasks whose accuracy
+                 is a function of the extracted answer (all but code) that is the same as scoring the answer.
+      mean_len   mean completion length in tokens (stop token included); truncated: share of completions
+                 that hit max_new_tokens; n, k; records: one dict per prompt (prompt text, gold, completions,
+                 answers, accuracy, correct, voted answer, cons_correct) for dumping.
+    Rows are seeded per prompt (see sample), so batch_prompts changes speed and memory, not results."""
+    from reward import render_prompt
+    if n_prompts < 1 or k < 1:
+        raise ValueError(f"n_prompts={n_prompts} and k={k} must be >= 1")
+    examples = [task.example("test", i) for i in range(n_prompts)]
+    texts = [render_prompt(ex, template, tokenizer, think_prefilled) for ex in examples]
+    records, lens, stopped = [], [], []
+    for s in range(0, n_prompts, batch_prompts):
+        ro = sample(model, [tokenizer.encode(t) for t in texts[s:s + batch_prompts]], k, max_new_tokens,
+                    temperature=temperature, top_p=top_p, stop_token_ids=tokenizer.stop_ids,
+                    pad_id=tokenizer.pad_id, seed=seed)
+        lens += ro.lengths.tolist()
+        stopped += ro.stopped.tolist()
+        completions = ro.texts(tokenizer)
+        for j, ex in enumerate(examples[s:s + batch_prompts]):
+            comps = completions[j * k:(j + 1) * k]
+            acc = [task.reward(ex, c, think_prefilled)[1]["accuracy"] for c in comps]
+            answers = [task.extract(c) for c in comps]
+            vote = majority_vote(answers)
+            records.append(dict(prompt=texts[s + j], gold=ex.answer, completions=comps, answers=answers,
+                                accuracy=acc, correct=sum(acc) / k, voted=None if vote is None else answers[vote],
+                                cons_correct=vote is not None and acc[vote] == 1.0))
+    per_prompt = [r["correct"] for r in records]
+    mean = sum(per_prompt) / n_prompts
+    var = sum((c - mean) ** 2 for c in per_prompt) / (n_prompts - 1) if n_prompts > 1 else 0.0
+    return {"pass@1": mean, "pass@1_se": math.sqrt(var / n_prompts),
+            "cons@k": sum(r["cons_correct"] for r in records) / n_prompts,
+            "mean_len": sum(lens) / len(lens), "truncated": 1 - sum(stopped) / len(stopped),
+            "n": n_prompts, "k": k, "records": records}
+
+
+# -----------------------------------------------------------------------------
+# CLI
+
+
+def default_dtype(device: torch.device) -> torch.dtype:
+    """bfloat16 on CUDA, and on CPUs with native bf16 matmuls (AVX512-BF16 / AMX: several times faster than
+    float32 there, see benchmarks/sample_vs_hf.py); float32 on other CPUs, where bf16 is emulated and slow."""
+    if device.type == "cuda":
+        return torch.bfloat16
+    bf16_ok = device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    return torch.bfloat16 if bf16_ok else torch.float32
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="SmolLM2-135M-Instruct", help="HF directory, .gguf file, preset (tiny) or the default model's name")
+    ap.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="weights and activations; auto = bfloat16 on CUDA and on CPUs with native bf16, else float32")
+    ap.add_argument("--prompt", default=None, help="sample completions of this text (ignored with --task)")
+    ap.add_argument("--chat", action="store_true", help="render --prompt as a user message in the model's chat format")
+    ap.add_argument("-G", "--group-size", type=int, default=4, help="completions per --prompt")
+    ap.add_argument("--task", default=None, help="evaluate on a reward.py task instead, e.g. arith, countdown, gsm8k:PATH")
+    ap.add_argument("--n-prompts", type=int, default=50, help="held-out prompts to evaluate (task.example('test', i), i < N)")
+    ap.add_argument("-k", type=int, default=4, help="samples per evaluation prompt (pass@1 is their mean, cons@k their vote)")
+    ap.add_argument("--template", default="r1zero", choices=["r1zero", "chat"], help="evaluation prompt template (reward.py)")
+    ap.add_argument("--think-prefilled", action="store_true", help="evaluation prompts end in <think>")
+    ap.add_argument("--task-seed", type=int, default=0, help="seed of the task's example generator")
+    ap.add_argument("--batch-prompts", type=int, default=8, help="evaluation prompts sampled together (k rows each)")
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit in tokens")
+    ap.add_argument("--temperature", type=float, default=None, help="0 = greedy; default 1.0 for --prompt, 0.6 for --task (R1 paper)")
+    ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling; default 1.0 for --prompt, 0.95 for --task")
+    ap.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens; 0 = all")
+    ap.add_argument("--seed", type=int, default=0, help="sampling seed (rows are seeded from it and their prompt)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the decode step (CUDA)")
+    args = ap.parse_args(argv)
+    from model import load_pretrained, pick_device
+    device = pick_device(args.device)
+    dtype = default_dtype(device) if args.dtype == "auto" else getattr(torch, args.dtype)
+    model, tok = load_pretrained(args.model, device=device, dtype=dtype)
+    if args.task:
+        from reward import load_task
+        r = evaluate(model, tok, load_task(args.task, seed=args.task_seed), args.n_prompts, args.k, template=args.template,
+                     think_prefilled=args.think_prefilled, max_new_tokens=args.max_new_tokens,
+                     temperature=0.6 if args.temperature is None else args.temperature,
+                     top_p=0.95 if args.top_p is None else args.top_p, seed=args.seed, batch_prompts=args.batch_prompts)
+        for rec in r["records"][:3]:
+            print(f"--- gold {rec['gold']!r}, answers {rec['answers']}\n{rec['completions'][0]}")
+        print(f"device={device} dtype={dtype} n={r['n']} mean_len={r['mean_len']:.1f} truncated={r['truncated']:.3f}")
+        print(f"pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} cons@{args.k}={r['cons@k']:.3f}")
+        return
+    text = args.prompt if args.prompt is not None else "What is the capital of France?"
+    text = tok.render_chat([{"role": "user", "content": text}]) if args.chat else tok.render_raw(text)
+    ro = sample(model, [tok.encode(text)], args.group_size, args.max_new_tokens,
+                temperature=1.0 if args.temperature is None else args.temperature,
+                top_p=1.0 if args.top_p is None else args.top_p, top_k=args.top_k, stop_token_ids=tok.stop_ids,
+                pad_id=tok.pad_id, seed=args.seed, compile=args.compile)
+    for i, completion in enumerate(ro.texts(tok)):
+        print(f"--- {i} ({ro.lengths[i]} tokens, {'stopped' if ro.stopped[i] else 'truncated'})\n{completion}")
+
+
+if __name__ == "__main__":
+    main()

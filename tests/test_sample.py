@@ -1,0 +1,216 @@
+"""sample.py against its naive oracle, a fresh full forward pass (the old-policy log-probs GRPO uses),
+transformers' greedy generate on the default model, and constructed distributions; evaluate() on a
+fake task with hand-computed pass@1 / cons@k."""
+import math
+
+import pytest
+import torch
+
+import sample as sample_mod
+from grpo import token_logprobs
+from model import KVCache, ModelConfig, PRESETS, Transformer
+from reward import Example, load_task
+from sample import Rollouts, evaluate, majority_vote, sample, sample_naive
+
+PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]      # different lengths: left padding
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(std=0.2, seed=1).eval()   # std 0.2: peaked logits
+
+
+class FixedLogits(torch.nn.Module):
+    """Stands in for the policy: the same next-token logits (V,) at every position, whatever the prefix.
+    Speaks the interface sample() uses (embed_tokens, new_kv_cache, forward with a cache, lm_head)."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.register_buffer("logits", logits.float())
+        self.embed_tokens = torch.nn.Embedding(len(logits), 1)
+
+    def new_kv_cache(self, B, T_max):
+        return KVCache(1, B, 1, T_max, 1, device="cpu", dtype=torch.float32)
+
+    def lm_head(self, h):                                      # (..., 1) -> (..., V)
+        return self.logits.expand(*h.shape[:-1], -1)
+
+    def forward(self, idx, attention_mask=None, kv_cache=None, return_hidden=False):
+        if kv_cache is not None:
+            kv_cache.advance(torch.ones_like(idx, dtype=torch.bool) if attention_mask is None else attention_mask)
+        h = torch.zeros(*idx.shape, 1)
+        return h if return_hidden else self.lm_head(h)
+
+
+def completions(ro: Rollouts) -> list[list[int]]:
+    return [row[:n] for row, n in zip(ro.tokens.tolist(), ro.lengths.tolist())]
+
+
+@pytest.mark.parametrize("temperature", [0.0, 1.0])
+def test_matches_naive_loop(tiny, temperature, monkeypatch):
+    """Cached, batched, left-padded, compacted sampling = one row at a time with a full forward per token."""
+    calls = []
+    select_rows = KVCache.select_rows
+    monkeypatch.setattr(KVCache, "select_rows", lambda self, index: (calls.append(len(index)), select_rows(self, index)))
+    stop = list(range(0, 320, 8))                                            # ~1 token in 8: rows end at different steps
+    kw = dict(group_size=3, max_new_tokens=30, temperature=temperature, stop_token_ids=stop, pad_id=1, seed=3)
+    fast, slow = sample(tiny, PROMPTS, **kw), sample_naive(tiny, PROMPTS, **kw)
+    assert completions(fast) == completions(slow)
+    assert torch.equal(fast.tokens, slow.tokens) and torch.equal(fast.stopped, slow.stopped)
+    torch.testing.assert_close(fast.logprobs, slow.logprobs, rtol=0, atol=1e-4)
+    if temperature > 0:   # greedy rows of one prompt are identical, so they all end together: no compaction
+        assert len(calls) > 1, f"the batch was never compacted (select_rows calls: {calls})"
+        assert len(set(fast.lengths.tolist())) > 2
+
+
+@pytest.mark.parametrize("temperature", [0.0, 0.7])
+def test_logprobs_equal_full_forward(tiny, temperature):
+    """The returned log-probs are what grpo.token_logprobs computes from scratch over prompt + completion."""
+    ro = sample(tiny, PROMPTS, group_size=4, max_new_tokens=20, temperature=temperature, stop_token_ids=[3, 4, 5], seed=0)
+    ids, attn, comp = ro.training_batch()
+    with torch.no_grad():
+        fresh = token_logprobs(tiny, ids, attn, comp, temperature=temperature or 1.0)
+    assert comp.sum() == ro.lengths.sum()
+    torch.testing.assert_close(ro.old_logprobs(), fresh, rtol=0, atol=1e-4)
+    assert (ro.old_logprobs()[comp] < 0).all() and (ro.old_logprobs()[~comp] == 0).all()
+
+
+def test_rows_do_not_depend_on_the_batch(tiny):
+    alone = sample(tiny, [PROMPTS[2]], group_size=4, max_new_tokens=12, seed=7)
+    batched = sample(tiny, [PROMPTS[0], PROMPTS[2], PROMPTS[1], PROMPTS[2]], group_size=4, max_new_tokens=12, seed=7)
+    assert completions(batched)[4:8] == completions(alone)
+    torch.testing.assert_close(batched.logprobs[4:8], alone.logprobs, rtol=0, atol=1e-5)
+    # the same prompt twice in one batch is two draws, not one copied
+    assert completions(batched)[12:16] != completions(alone)
+    assert completions(sample(tiny, [PROMPTS[2]], group_size=4, max_new_tokens=12, seed=8)) != completions(alone)
+
+
+def test_group_rows_are_different_samples():
+    ro = sample(FixedLogits(torch.zeros(32)), [[1, 2, 3]], group_size=16, max_new_tokens=8, seed=0)
+    # uniform over 32 tokens: two given rows agree on all 8 tokens with probability 32**-8, so some pair of
+    # the 16 rows does with probability <= 120 * 32**-8 ~ 1e-10; a repeat means rows share their draws
+    rows = completions(ro)
+    assert len({tuple(r) for r in rows}) == 16
+
+
+def test_stopping_and_padding(tiny):
+    stop, pad = list(range(0, 320, 10)), 0                                   # pad_id is a stop token (pad == eos)
+    ro = sample(tiny, PROMPTS, group_size=4, max_new_tokens=16, stop_token_ids=stop, pad_id=pad, seed=1)
+    assert ro.stopped.any() and not ro.stopped.all(), "pick a seed where some rows stop and some do not"
+    ids, attn, comp = ro.training_batch()
+    L = max(map(len, PROMPTS))
+    for i, (row, n, s) in enumerate(zip(ro.tokens.tolist(), ro.lengths.tolist(), ro.stopped.tolist())):
+        assert not set(row[:n - 1]) & set(stop)                              # nothing stops a row early
+        assert (row[n - 1] in stop) == s and (s or n == 16)                  # the stop token is in the completion
+        assert row[n:] == [pad] * (len(row) - n)
+        assert (ro.logprobs[i, n:] == 0).all() and (ro.logprobs[i, :n] < 0).all()
+        assert comp[i].tolist() == [False] * L + [True] * n + [False] * (ro.tokens.size(1) - n)
+        p = len(PROMPTS[i // 4])
+        assert attn[i].tolist() == [False] * (L - p) + [True] * (p + n) + [False] * (ro.tokens.size(1) - n)
+    assert ro.tokens.size(1) == ro.lengths.max()
+
+
+def test_all_rows_stop_early():
+    logits = torch.full((8,), -30.0)
+    logits[5] = 0.0                                                          # token 5 with probability ~1
+    ro = sample(FixedLogits(logits), PROMPTS, group_size=2, max_new_tokens=50, stop_token_ids=[5], seed=0)
+    assert ro.tokens.shape == (6, 1) and ro.stopped.all() and (ro.lengths == 1).all()
+
+
+@pytest.mark.parametrize("top_k, top_p, allowed", [
+    (2, 1.0, {0, 1}), (1, 1.0, {0}), (0, 0.65, {0, 1}), (0, 0.75, {0, 1, 2}), (0, 0.3, {0}),
+    (3, 0.5, {0, 1}),      # top-k, then top-p on the renormalised top-k: .47 before token 1 < .5
+    (2, 0.55, {0})])       # .4 / .7 = .57 before token 1 >= .55 (on the full distribution, .4 would keep it)
+def test_top_k_top_p_never_sample_outside(top_k, top_p, allowed):
+    probs = torch.tensor([0.4, 0.3, 0.15, 0.1, 0.05])
+    ro = sample(FixedLogits(probs.log()), [[1]], group_size=128, max_new_tokens=8, top_k=top_k, top_p=top_p, seed=0)
+    tok = ro.tokens.flatten()
+    assert set(tok.tolist()) == allowed                                      # every allowed token shows up in 1024 draws
+    # log-probs are of the untruncated distribution (the one GRPO scores), not the renormalised one
+    torch.testing.assert_close(ro.logprobs.flatten(), probs.log()[tok])
+    # frequencies follow the renormalised distribution: 5 sigma, fails by chance with probability ~1e-6
+    p0 = (probs[0] / probs[sorted(allowed)].sum()).item()
+    assert abs((tok == 0).float().mean().item() - p0) <= 5 * math.sqrt(p0 * (1 - p0) / tok.numel()) + 1e-9
+
+
+def test_sampling_follows_the_distribution():
+    probs = torch.tensor([0.5, 0.25, 0.125, 0.0625, 0.0625])
+    ro = sample(FixedLogits(probs.log()), [[1]], group_size=256, max_new_tokens=16, seed=0)
+    freq = torch.bincount(ro.tokens.flatten(), minlength=5).float() / ro.tokens.numel()
+    sigma = (probs * (1 - probs) / ro.tokens.numel()).sqrt()
+    assert ((freq - probs).abs() <= 5 * sigma).all(), f"{freq} vs {probs}"   # 5 sigma on 4096 draws each
+
+
+def test_majority_vote():
+    assert majority_vote(["6", "7", "6", "7"]) == 0                         # tie: the answer seen first
+    assert majority_vote([None, "7", "6", "6"]) == 2
+    assert majority_vote([None, None]) is None
+
+
+def test_evaluate_on_fake_task(monkeypatch):
+    """pass@1, its standard error and cons@k, computed by hand for 3 prompts x 4 samples."""
+    class Tok:   # characters as token ids
+        stop_ids, pad_id = [0], 0
+        def encode(self, text): return [ord(c) for c in text]
+        def decode(self, ids, skip_special_tokens=False): return "".join(chr(i) for i in ids if i)
+
+    class Task:
+        def example(self, split, i):
+            assert split == "test"
+            return Example(prompt=f"q{i}", answer=["4", "7", "1"][i])
+        def extract(self, text):
+            return text.split("=")[1] if "=" in text else None
+        def reward(self, ex, text, think_prefilled=False):
+            acc = float(self.extract(text) == ex.answer)
+            return acc, {"accuracy": acc}
+
+    outputs = [["=4", "=4", "=5", "no"],       # acc 1/2, vote 4 (right)
+               ["=6", "=7", "=6", "=7"],       # acc 1/2, tie 6/7 -> 6 (first seen): wrong
+               ["x", "y", "z", "w"]]           # acc 0, no answer: wrong
+    def fake_sample(model, prompts, group_size, max_new_tokens, **kw):
+        texts = [t for _ in prompts for t in outputs.pop(0)]
+        rows = [[ord(c) for c in t] + [0] for t in texts]                    # each ends on the stop token 0
+        N = max(map(len, rows))
+        return Rollouts(prompts, group_size, torch.tensor([r + [0] * (N - len(r)) for r in rows]), torch.zeros(len(rows), N),
+                        torch.tensor([len(r) for r in rows]), torch.ones(len(rows), dtype=torch.bool), 0)
+    monkeypatch.setattr(sample_mod, "sample", fake_sample)
+    r = evaluate(None, Tok(), Task(), n_prompts=3, k=4, batch_prompts=2)
+    assert r["pass@1"] == pytest.approx(1 / 3) and r["cons@k"] == pytest.approx(1 / 3)
+    assert r["pass@1_se"] == pytest.approx(1 / 6)     # per-prompt means .5 .5 0: sample std sqrt(1/12), / sqrt(3)
+    assert r["mean_len"] == pytest.approx((4 * 3 + 4 * 3 + 4 * 2) / 12) and r["truncated"] == 0
+    assert [rec["voted"] for rec in r["records"]] == ["4", "6", None]
+    assert r["records"][0]["completions"] == ["=4", "=4", "=5", "no"]
+
+
+def test_cli_evaluate_last_line(capsys):
+    sample_mod.main(["--model", "tiny", "--device", "cpu", "--dtype", "float32", "--task", "arith",
+                     "--n-prompts", "3", "-k", "2", "--max-new-tokens", "8", "--batch-prompts", "2"])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    head, cons = last.split(" ")
+    p, se = head.removeprefix("pass@1=").split("±")
+    assert cons.startswith("cons@2=") and all(len(x.split(".")[1]) == 3 for x in (p, se, cons))
+
+
+def test_evaluate_with_real_task(tiny, tmp_path):
+    from model import byte_tokenizer
+    r = evaluate(tiny, byte_tokenizer(tmp_path), load_task("arith", seed=0),
+                 n_prompts=2, k=3, max_new_tokens=6)
+    assert r["n"] == 2 and len(r["records"]) == 2 and all(len(rec["completions"]) == 3 for rec in r["records"])
+    assert 0 <= r["pass@1"] <= 1 and 0 <= r["cons@k"] <= 1 and 1 <= r["mean_len"] <= 6
+
+
+@pytest.mark.slow
+def test_greedy_matches_transformers():
+    """Greedy completions of the default model equal transformers' generate on the same weights."""
+    transformers = pytest.importorskip("transformers")
+    from model import DEFAULT_MODEL, load_pretrained, resolve_model_path
+    ours, tok = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=torch.float32)
+    hf = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path(DEFAULT_MODEL), dtype=torch.float32).eval()
+    prompts = [tok.encode(tok.render_chat([{"role": "user", "content": q}]))
+               for q in ["What is 2 + 3?", "Name a colour.", "Write one sentence about the sea."]]
+    ro = sample(ours, prompts, group_size=1, max_new_tokens=24, temperature=0, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id)
+    for prompt, got in zip(prompts, completions(ro)):
+        with torch.no_grad():
+            out = hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=24, eos_token_id=tok.stop_ids,
+                              pad_token_id=tok.pad_id)
+        assert got == out[0, len(prompt):].tolist()

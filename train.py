@@ -1,0 +1,559 @@
+"""
+train.py: the main job. GRPO straight on a model against rule rewards (DeepSeek-R1-Zero), or SFT on
+a jsonl of completions (R1's cold start and rejection-sampling stages), with resumable checkpoints.
+
+    python train.py                                    # GRPO on the default model, CPU-sized defaults
+    python train.py --model tiny --steps 2 --eval-prompts 4   # a smoke run on a tiny random model
+    python train.py --stage sft --data sft.jsonl --epochs 2   # SFT; `python train.py --help` lists all flags
+    python -m pytest tests/test_train.py -q
+
+One GRPO step (DeepSeekMath Algorithm 1, with mu = --num-iterations):
+  1. take P prompts of the task (--prompts-per-step), render them with the template (reward.py)
+  2. sample G completions per prompt from the current policy (sample.py; a bf16 copy on CPU/CUDA)
+  3. score them with the rule rewards (reward.py) -> group advantages (grpo.py)
+  4. reference log-probs from the frozen reference model (the initial policy, or the policy at the
+     last --ref-reset-every step, as R1 resets it)
+  5. mu times: micro-batched GRPO loss + backward over the whole batch, clip, AdamW step
+
+What the loss value means: on-policy (mu = 1) the ratio is 1 and advantages are centred per group, so
+the GRPO loss is ~0 whatever the model learns; it is not a progress signal. Watch reward, accuracy,
+held-out pass@1, completion length, KL and the share of groups with zero reward variance.
+
+Choices that differ from the paper's scale, each a flag: a small model, short completions, few prompts
+per step, and bf16 autocast on the CPU too (fp32 master weights; log-softmax and loss in fp32).
+"""
+import argparse
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from grpo import (LOSS_AGGS, group_advantages, grpo_loss, loss_normalizer, token_logprobs,
+                  zero_std_fraction)
+from model import DEFAULT_MODEL, load_pretrained, pick_device, resolve_model_path, save_pretrained
+from reward import TEMPLATES, load_task, render_prompt
+from sample import evaluate, sample
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    stage: str = field(default="grpo", metadata={"help": "grpo (RL against rule rewards) or sft (supervised on --data)"})
+    model: str = field(default=DEFAULT_MODEL, metadata={"help": "HF directory, .gguf file, 'tiny', or the default model"})
+    task: str = field(default="arith", metadata={"help": "reward.py task: arith[:opts], countdown, gsm8k:PATH, math:PATH, jsonl:PATH, code:PATH"})
+    template: str = field(default="chat", metadata={"help": "prompt template: r1zero (the paper's raw text) or chat; SFT also takes raw"})
+    think_prefill: bool = field(default=False, metadata={"help": "end the prompt with '<think>' so the model starts reasoning at once"})
+    data: str = field(default="", metadata={"help": "SFT jsonl: {'prompt','completion'} or {'messages':[...]} per line"})
+    # GRPO
+    group_size: int = field(default=8, metadata={"help": "G: completions sampled per prompt"})
+    prompts_per_step: int = field(default=8, metadata={"help": "P: prompts per step (SFT: examples per step)"})
+    max_new_tokens: int = field(default=64, metadata={"help": "completion length limit, tokens"})
+    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (the loss scores at the same one)"})
+    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling; < 1 makes the scored policy differ from the sampled one"})
+    beta: float = field(default=0.04, metadata={"help": "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model"})
+    clip_eps: float = field(default=0.2, metadata={"help": "PPO clip epsilon (lower side, and upper unless --clip-eps-high)"})
+    clip_eps_high: float = field(default=0.0, metadata={"help": "upper clip epsilon (DAPO clip-higher, e.g. 0.28); 0 = same as --clip-eps"})
+    num_iterations: int = field(default=1, metadata={"help": "mu: policy updates per batch of rollouts (1 = on-policy, as R1)"})
+    loss_agg: str = field(default="seq_mean_token_mean", metadata={"help": "loss aggregation: " + ", ".join(LOSS_AGGS)})
+    scale_rewards: str = field(default="group", metadata={"help": "advantage scale: group (GRPO), batch, none (Dr. GRPO)"})
+    ref_reset_every: int = field(default=0, metadata={"help": "copy the policy into the reference model every N steps (0 = never)"})
+    reward_weights: str = field(default="accuracy=1,format=1", metadata={"help": "reward = sum of weight*part, e.g. accuracy=1,format=0.5,language=0.1"})
+    mask_truncated: bool = field(default=False, metadata={"help": "exclude completions that hit --max-new-tokens from the loss (DAPO)"})
+    # optimisation
+    lr: float = field(default=1e-5, metadata={"help": "AdamW learning rate (constant after warmup)"})
+    warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warmup, optimiser steps"})
+    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
+    grad_clip: float = field(default=1.0, metadata={"help": "max global grad norm (0 = off)"})
+    micro_batch_size: int = field(default=16, metadata={"help": "rows per forward/backward (memory knob; the result does not depend on it)"})
+    steps: int = field(default=60, metadata={"help": "GRPO steps (SFT runs for --epochs instead)"})
+    epochs: int = field(default=1, metadata={"help": "SFT: passes over --data"})
+    # runtime
+    dtype: str = field(default="auto", metadata={"help": "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32"})
+    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
+    compile: bool = field(default=False, metadata={"help": "torch.compile the training forward (CUDA; slow to start)"})
+    seed: int = field(default=0, metadata={"help": "seeds task data, sampling and init: a run is a function of its flags"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)"})
+    # outputs
+    out_dir: str = field(default="out", metadata={"help": "where checkpoints, metrics.jsonl and rollouts go"})
+    resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint in --out-dir"})
+    save_every: int = field(default=20, metadata={"help": "checkpoint every N steps (and at the end)"})
+    keep_checkpoints: int = field(default=2, metadata={"help": "how many newest checkpoints to keep (0 = all)"})
+    eval_every: int = field(default=20, metadata={"help": "held-out evaluation every N steps (and at start and end; 0 = start/end only)"})
+    eval_prompts: int = field(default=64, metadata={"help": "held-out prompts per evaluation (0 = no evaluation)"})
+    eval_k: int = field(default=4, metadata={"help": "samples per held-out prompt: pass@1 is their mean, cons@k their majority vote"})
+    eval_temperature: float = field(default=0.6, metadata={"help": "evaluation sampling temperature (R1 paper: 0.6, top-p 0.95)"})
+    rollouts_every: int = field(default=10, metadata={"help": "write the step's rollouts to OUT/rollouts/ every N steps (0 = never)"})
+
+
+def parse_config(argv=None) -> TrainConfig:
+    """Flags generated from TrainConfig (one source of truth for help, defaults and the saved config)."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        flag = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+        else:
+            ap.add_argument(flag, type=type(f.default), default=f.default, help=f.metadata["help"])
+    ap.add_argument("-G", dest="group_size", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    try:
+        validate(cfg)
+    except ValueError as e:
+        ap.error(str(e))
+    return cfg
+
+
+def validate(cfg: TrainConfig):
+    """Contradictory or impossible settings, caught before any work starts. Raises ValueError."""
+    if cfg.stage not in ("grpo", "sft"):
+        raise ValueError(f"--stage {cfg.stage}: expected grpo or sft")
+    if cfg.stage == "sft" and not cfg.data:
+        raise ValueError("--stage sft needs --data (a jsonl of prompt/completion or messages)")
+    if cfg.stage == "grpo" and cfg.data:
+        raise ValueError("--data is the SFT dataset; GRPO takes its prompts from --task")
+    if cfg.template not in TEMPLATES + (("raw",) if cfg.stage == "sft" else ()):
+        raise ValueError(f"--template {cfg.template}: expected one of {TEMPLATES}")
+    if cfg.stage == "grpo" and cfg.group_size < 2:
+        raise ValueError(f"--group-size {cfg.group_size}: GRPO's advantage needs at least 2 completions per prompt")
+    if cfg.temperature <= 0:
+        raise ValueError(f"--temperature {cfg.temperature}: GRPO scores log-probs at the sampling temperature, which must be > 0")
+    if cfg.clip_eps_high and cfg.clip_eps_high < cfg.clip_eps:
+        raise ValueError(f"--clip-eps-high {cfg.clip_eps_high} < --clip-eps {cfg.clip_eps}")
+    if cfg.loss_agg not in LOSS_AGGS:
+        raise ValueError(f"--loss-agg {cfg.loss_agg}: expected one of {LOSS_AGGS}")
+    if cfg.scale_rewards not in ("group", "batch", "none"):
+        raise ValueError(f"--scale-rewards {cfg.scale_rewards}: expected group, batch or none")
+    if cfg.dtype not in ("auto", "bfloat16", "float32", "float16"):
+        raise ValueError(f"--dtype {cfg.dtype}: expected auto, bfloat16, float32 or float16")
+    for name in ("prompts_per_step", "max_new_tokens", "micro_batch_size", "num_iterations", "epochs"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
+    if cfg.beta < 0 or cfg.lr <= 0:
+        raise ValueError("--beta must be >= 0 and --lr > 0")
+    if cfg.ref_reset_every and cfg.beta == 0:
+        raise ValueError("--ref-reset-every needs a reference model, but --beta 0 has none")
+    parse_weights(cfg.reward_weights)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'accuracy=1,format=0.5' -> {'accuracy': 1.0, 'format': 0.5}. Raises ValueError on bad syntax."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, eq, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--reward-weights: {item!r} is not name=number") from None
+        if not eq:
+            raise ValueError(f"--reward-weights: {item!r} is not name=number")
+    return out
+
+
+# -----------------------------------------------------------------------------
+# SFT data
+
+
+def read_sft_data(path: str) -> list[dict]:
+    """Reads a jsonl of {"prompt": str, "completion": str} or {"messages": [{"role", "content"}, ...]}
+    (the last message the assistant's). Raises ValueError naming the file and line of a bad record."""
+    records = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+            msgs = rec.get("messages") if isinstance(rec, dict) else None
+            if isinstance(msgs, list) and msgs:
+                if not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs) \
+                        or msgs[-1].get("role") != "assistant":
+                    raise ValueError(f"{path}:{n}: 'messages' must be role/content objects ending with the assistant's")
+            elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str) and isinstance(rec.get("completion"), str)):
+                raise ValueError(f"{path}:{n}: expected {{'prompt': str, 'completion': str}} or {{'messages': [...]}}")
+            records.append(rec)
+    if not records:
+        raise ValueError(f"{path}: no examples")
+    return records
+
+
+def tokenize_sft(records: list[dict], tok, template: str, think_prefill: bool) -> list[tuple[list[int], list[int]]]:
+    """(prompt_ids, completion_ids) per record. A "prompt" goes through --template ("raw" keeps it as
+    is), "messages" through the chat format. completion_ids end with the stop token, so the model
+    learns to stop."""
+    from reward import Example
+    pairs = []
+    for rec in records:
+        if "messages" in rec:
+            prompt, completion = tok.render_chat(rec["messages"][:-1]), rec["messages"][-1]["content"]
+        else:
+            completion = rec["completion"]
+            prompt = rec["prompt"] if template == "raw" else render_prompt(
+                Example(prompt=rec["prompt"], answer=""), template, tok, think_prefill)
+        pairs.append((tok.encode(prompt), tok.encode(completion) + tok.stop_ids[:1]))
+    return pairs
+
+
+def sft_batch(pairs, pad_id: int, device):
+    """Right-padded [prompt | completion | pad] rows. Returns ids (B, T) int64, attention_mask and
+    completion_mask (B, T) bool (completion tokens, stop token included), built from lengths."""
+    T = max(len(p) + len(c) for p, c in pairs)
+    ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
+    attn = torch.zeros(len(pairs), T, dtype=torch.bool)
+    comp = torch.zeros_like(attn)
+    for i, (p, c) in enumerate(pairs):
+        ids[i, :len(p) + len(c)] = torch.tensor(p + c)
+        attn[i, :len(p) + len(c)] = True
+        comp[i, len(p):len(p) + len(c)] = True
+    return ids.to(device), attn.to(device), comp.to(device)
+
+
+# -----------------------------------------------------------------------------
+# Checkpoints: OUT/checkpoints/step_N/ = Hugging Face files + trainer_state.pt, renamed into place whole
+
+
+def save_checkpoint(out_dir: Path, step: int, policy, tok, optimizer, cfg: TrainConfig, reference=None):
+    """Atomic: everything is written into a temporary directory that is renamed to step_N only when
+    complete, so a crash at any moment leaves the previous checkpoints whole. `reference` is saved
+    only when it is no longer the initial model (after a --ref-reset-every reset)."""
+    ckpt_root = out_dir / "checkpoints"
+    ckpt_root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"step_{step}.tmp-", dir=ckpt_root))
+    save_pretrained(policy, tok, tmp / "hf")          # its own temp+rename inside ours
+    for f in (tmp / "hf").iterdir():
+        os.replace(f, tmp / f.name)
+    (tmp / "hf").rmdir()
+    state = {"format": 1, "step": step, "config": dataclasses.asdict(cfg), "optimizer": optimizer.state_dict(),
+             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+             "reference": None if reference is None else {k: v.cpu() for k, v in reference.state_dict().items()}}
+    torch.save(state, tmp / "trainer_state.pt")
+    final = ckpt_root / f"step_{step}"
+    shutil.rmtree(final, ignore_errors=True)          # only when re-saving the same step
+    os.replace(tmp, final)
+    if cfg.keep_checkpoints:
+        for old in list_checkpoints(out_dir)[:-cfg.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def list_checkpoints(out_dir: Path) -> list[Path]:
+    """Complete checkpoints (step_N with a trainer_state.pt), oldest first."""
+    root = out_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    done = [p for p in root.iterdir() if p.name.startswith("step_") and p.name[5:].isdigit()
+            and (p / "trainer_state.pt").exists()]
+    return sorted(done, key=lambda p: int(p.name[5:]))
+
+
+# -----------------------------------------------------------------------------
+# Helpers
+
+
+def compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto -> bfloat16: on CUDA as usual, and on this project's CPUs (AMX) bf16 matmuls run ~8x faster
+    than fp32 ones (benchmarks/sample_vs_hf.py). Master weights and optimiser state stay float32."""
+    if name == "auto":
+        return torch.bfloat16
+    return getattr(torch, name)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """bf16/fp16 autocast for the training forward; a no-op for float32 (exact, used by the tests)."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over --warmup-steps optimiser steps, then constant (R1 trains at a constant lr)."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+
+
+def step_seed(cfg: TrainConfig, step: int) -> int:
+    """Sampling seed of a step: a function of (seed, step) only, so a resumed run samples what the
+    uninterrupted one did without restoring any generator state."""
+    return (cfg.seed * 1_000_003 + step) % 2**31
+
+
+def micro_batches(B: int, size: int):
+    return [slice(i, min(i + size, B)) for i in range(0, B, size)]
+
+
+def batched_logprobs(model, ids, attn, comp, temperature, mb_size, device, dtype):
+    """token_logprobs over the batch in micro-batches, no grad (old policy / reference scoring)."""
+    out = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
+    with torch.no_grad(), autocast(device, dtype):
+        for mb in micro_batches(ids.size(0), mb_size):
+            out[mb] = token_logprobs(model, ids[mb], attn[mb], comp[mb], temperature)
+    return out
+
+
+def sync_weights(dst, src):
+    """Copies the policy's float32 weights into the sampler's (bf16) copy, in place."""
+    with torch.no_grad():
+        for d, s in zip(dst.parameters(), src.parameters()):
+            d.copy_(s)
+
+
+def eval_line(tag: str, step: int, r: dict) -> str:
+    return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
+            f"cons@{r['k']}={r['cons@k']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
+
+
+# -----------------------------------------------------------------------------
+# The run
+
+
+def train(cfg: TrainConfig) -> dict:
+    """Runs the configured stage to completion (resuming if asked). Returns the last metrics dict,
+    with the final evaluation under "eval" when one ran."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    device = pick_device(cfg.device)
+    dtype = compute_dtype(cfg.dtype, device)
+    # everything that can fail on bad input fails here, before the model is loaded
+    task = load_task(cfg.task, seed=cfg.seed) if cfg.stage == "grpo" or cfg.eval_prompts else None
+    weights = parse_weights(cfg.reward_weights)
+    records = read_sft_data(cfg.data) if cfg.stage == "sft" else None
+    resolve_model_path(cfg.model)
+    ckpts = list_checkpoints(out_dir)
+    if ckpts and not cfg.resume:
+        raise SystemExit(f"{out_dir} already holds checkpoints ({ckpts[-1].name}); pass --resume to continue "
+                         "or choose another --out-dir")
+
+    start_step, state = 0, None
+    if cfg.resume and ckpts:
+        state = torch.load(ckpts[-1] / "trainer_state.pt", map_location="cpu", weights_only=False)
+        start_step = state["step"]
+        print(f"resuming from {ckpts[-1]} (step {start_step})")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    policy, tok = load_pretrained(ckpts[-1] if state else cfg.model, device=device, dtype=torch.float32)
+    if state and state["config"]["model"] != cfg.model:
+        print(f"note: checkpoint was trained from {state['config']['model']}, flags say {cfg.model}")
+    policy.requires_grad_(True).train()
+    raw_policy = policy                                 # saved and sampled from; never the compiled wrapper
+    if cfg.compile:
+        policy = torch.compile(policy)
+    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass
+    sampler = raw_policy if dtype == torch.float32 else copy.deepcopy(raw_policy).to(dtype).requires_grad_(False)
+    reference = None
+    if cfg.stage == "grpo" and cfg.beta > 0:
+        if state and state.get("reference") is not None:
+            reference = copy.deepcopy(raw_policy)
+            reference.load_state_dict(state["reference"])
+        else:
+            reference, _ = load_pretrained(cfg.model, device=device, dtype=torch.float32)
+        reference = reference.to(dtype).requires_grad_(False).eval()
+    ref_is_initial = not (state and state.get("reference") is not None)
+
+    optimizer = torch.optim.AdamW(raw_policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    if state:
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+
+    if cfg.stage == "sft":
+        pairs = tokenize_sft(records, tok, cfg.template, cfg.think_prefill)
+        steps_per_epoch = math.ceil(len(pairs) / cfg.prompts_per_step)
+        total_steps = steps_per_epoch * cfg.epochs
+    else:
+        total_steps = cfg.steps
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    metrics_path = out_dir / "metrics.jsonl"
+    if state and metrics_path.exists():         # drop lines logged after the checkpoint we resume from
+        kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l).get("step", 0) <= start_step]
+        metrics_path.write_text("".join(l + "\n" for l in kept))
+    print("config: " + json.dumps(dataclasses.asdict(cfg)))
+    print(f"device={device} compute_dtype={str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()} "
+          f"params={sum(p.numel() for p in raw_policy.parameters()) / 1e6:.1f}M steps={total_steps}")
+
+    def log(record: dict):
+        with open(metrics_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def run_eval(step: int, tag: str):
+        if not cfg.eval_prompts or task is None:
+            return None
+        if sampler is not raw_policy:
+            sync_weights(sampler, raw_policy)
+        t0 = time.time()
+        r = evaluate(sampler, tok, task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
+                     think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
+                     temperature=cfg.eval_temperature, top_p=0.95, seed=cfg.seed)
+        tqdm.write(eval_line(tag, step, r) + f" seconds={time.time() - t0:.1f}")
+        rec = {"step": step, "eval": {k: v for k, v in r.items() if isinstance(v, (int, float))}}
+        log(rec)
+        return rec["eval"]
+
+    last = {}
+    if start_step == 0:
+        last["eval"] = run_eval(0, "start")
+    bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps, desc=cfg.stage,
+               dynamic_ncols=True, disable=None)
+    for step in bar:
+        t0 = time.time()
+        for g in optimizer.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        if cfg.stage == "grpo":
+            if cfg.ref_reset_every and step and step % cfg.ref_reset_every == 0:
+                sync_weights(reference, raw_policy)     # R1: the reference follows the policy periodically
+                ref_is_initial = False
+            m = grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, tok, optimizer,
+                          device, dtype, out_dir)
+            bar.set_postfix(reward=f"{m['reward']:.3f}", acc=f"{m['accuracy']:.3f}")
+        else:
+            m = sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype)
+            bar.set_postfix(loss=f"{m['loss']:.4f}")
+        m = {"step": step + 1, **m, "lr": lr_at(step, cfg), "step_s": time.time() - t0}
+        tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
+        log(m)
+        last = m
+        done = step + 1 == total_steps
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
+            run_eval(step + 1, "")
+        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            save_checkpoint(out_dir, step + 1, raw_policy, tok, optimizer, cfg,
+                            reference=None if ref_is_initial else reference)
+    if start_step < total_steps or not list_checkpoints(out_dir):
+        last["eval"] = run_eval(total_steps, "end")
+    return last
+
+
+@dataclass
+class RolloutBatch:
+    """One step's rollouts, ready for the update. B = P * G rows, groups contiguous."""
+    examples: list          # P reward.Example
+    texts: list             # B decoded completions
+    scored: list            # B (total, parts) from task.reward
+    rewards: torch.Tensor   # (B,) float32
+    advantages: torch.Tensor  # (B,) float32
+    ids: torch.Tensor       # (B, T) int64: left-padded prompt | completion | right padding
+    attn: torch.Tensor      # (B, T) bool: real tokens
+    loss_mask: torch.Tensor  # (B, T) bool: completion tokens that enter the loss
+    lengths: list           # B completion lengths (stop token included)
+    stopped: torch.Tensor   # (B,) bool: ended on a stop token
+    sample_s: float         # seconds spent sampling
+
+
+def collect_rollouts(cfg, step, task, weights, sampler, tok, device) -> RolloutBatch:
+    """Steps 1-3 of the header: prompts of this step -> G completions each -> rewards -> advantages."""
+    P, G = cfg.prompts_per_step, cfg.group_size
+    examples = [task.example("train", step * P + i) for i in range(P)]      # the data position is the step
+    prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
+    t0 = time.time()
+    ro = sample(sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step))
+    sample_s = time.time() - t0
+    lengths = ro.lengths.tolist()
+    texts = ro.texts(tok)
+    scored = [task.reward(examples[i // G], text, cfg.think_prefill, weights=weights) for i, text in enumerate(texts)]
+    rewards = torch.tensor([total for total, _ in scored], dtype=torch.float32)
+    ids, attn, comp = (t.to(device) for t in ro.training_batch())     # (B, T) each
+    loss_mask = comp & ro.stopped.to(device)[:, None] if cfg.mask_truncated else comp
+    return RolloutBatch(examples, texts, scored, rewards, group_advantages(rewards, G, scale=cfg.scale_rewards).to(device),
+                        ids, attn, loss_mask, lengths, ro.stopped, sample_s)
+
+
+def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optimizer, device, dtype) -> dict:
+    """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
+    steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py)."""
+    ids, attn, mask, B = batch.ids, batch.attn, batch.loss_mask, batch.ids.size(0)
+    ref_logp = (batched_logprobs(reference, ids, attn, mask, cfg.temperature, cfg.micro_batch_size, device, dtype)
+                if reference is not None else None)
+    old_logp = (batched_logprobs(policy, ids, attn, mask, cfg.temperature, cfg.micro_batch_size, device, dtype)
+                if cfg.num_iterations > 1 else None)                         # mu = 1: old = current, detached
+    norm = loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens)
+    stats, grad_norm, loss_sum, tokens = {}, 0.0, 0.0, 0.0
+    for _ in range(cfg.num_iterations):
+        optimizer.zero_grad(set_to_none=True)
+        for mb in micro_batches(B, cfg.micro_batch_size):
+            if not mask[mb].any():
+                continue                                                     # e.g. all rows truncated and masked
+            with autocast(device, dtype):
+                logp = token_logprobs(policy, ids[mb], attn[mb], mask[mb], cfg.temperature)
+            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[mb],
+                                None if ref_logp is None else ref_logp[mb], batch.advantages[mb], mask[mb],
+                                normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
+                                clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta)
+            loss.backward()
+            loss_sum += loss.item()
+            n = m.pop("completion_tokens")
+            tokens += n
+            for k, v in m.items():                                           # token-weighted means over micro-batches
+                stats[k] = stats.get(k, 0.0) + v * n
+        grad_norm = torch.nn.utils.clip_grad_norm_(raw_policy.parameters(), cfg.grad_clip or float("inf")).item()
+        optimizer.step()
+    return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
+            "grad_norm": grad_norm}
+
+
+def grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, tok, optimizer, device, dtype, out_dir):
+    """One GRPO step (steps 1-5 of the header). Returns the step's metrics."""
+    if sampler is not raw_policy:
+        sync_weights(sampler, raw_policy)
+    batch = collect_rollouts(cfg, step, task, weights, sampler, tok, device)
+    update = policy_update(cfg, batch, policy, raw_policy, reference, optimizer, device, dtype)
+    G, B = cfg.group_size, len(batch.texts)
+    if cfg.rollouts_every and step % cfg.rollouts_every == 0:
+        (out_dir / "rollouts").mkdir(exist_ok=True)
+        with open(out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
+            for i, text in enumerate(batch.texts):
+                ex = batch.examples[i // G]
+                f.write(json.dumps({"prompt": ex.prompt, "answer": ex.answer, "completion": text,
+                                    "reward": batch.scored[i][0], **batch.scored[i][1],
+                                    "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
+                                    "truncated": not bool(batch.stopped[i])}) + "\n")
+    parts = {k: sum(p[k] for _, p in batch.scored) / B for k in batch.scored[0][1]}
+    return {
+        "reward": batch.rewards.mean().item(), **parts, "reward_std": batch.rewards.std(correction=0).item(),
+        "len_mean": sum(batch.lengths) / B, "len_max": max(batch.lengths),
+        "truncated": 1.0 - batch.stopped.float().mean().item(),
+        "zero_std_groups": zero_std_fraction(batch.rewards, G), **update,
+        "sample_tok_s": sum(batch.lengths) / max(batch.sample_s, 1e-9),
+    }
+
+
+def sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype):
+    """One SFT step: cross-entropy on completion tokens only, averaged over the step's completion tokens
+    (so micro-batching does not change the gradient). The example order is a seeded permutation per
+    epoch, so the data position is a function of the step (exact resume)."""
+    epoch, i = divmod(step, steps_per_epoch)
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+    batch = [pairs[j] for j in order[i * cfg.prompts_per_step:(i + 1) * cfg.prompts_per_step]]
+    ids, attn, comp = sft_batch(batch, tok.pad_id, device)
+    n_tokens = comp.sum().item()
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum = 0.0
+    for mb in micro_batches(ids.size(0), cfg.micro_batch_size):
+        with autocast(device, dtype):
+            logp = token_logprobs(policy, ids[mb], attn[mb], comp[mb], temperature=1.0)
+        loss = -logp.sum() / n_tokens          # padding positions are 0 in logp
+        loss.backward()
+        loss_sum += loss.item()
+    grad_norm = torch.nn.utils.clip_grad_norm_(raw_policy.parameters(), cfg.grad_clip or float("inf")).item()
+    optimizer.step()
+    return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
+
+
+if __name__ == "__main__":
+    train(parse_config())

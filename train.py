@@ -318,16 +318,18 @@ def eval_line(tag: str, step: int, r: dict) -> str:
 # The run
 
 
-def train(cfg: TrainConfig) -> dict:
+def train(cfg: TrainConfig, task=None) -> dict:
     """Runs the configured stage to completion (resuming if asked). Returns the last metrics dict,
-    with the final evaluation under "eval" when one ran."""
+    with the final evaluation under "eval" when one ran. `task` overrides --task with any object that
+    has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task)."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     device = pick_device(cfg.device)
     dtype = compute_dtype(cfg.dtype, device)
     # everything that can fail on bad input fails here, before the model is loaded
-    task = load_task(cfg.task, seed=cfg.seed) if cfg.stage == "grpo" or cfg.eval_prompts else None
+    if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
+        task = load_task(cfg.task, seed=cfg.seed)
     weights = parse_weights(cfg.reward_weights)
     records = read_sft_data(cfg.data) if cfg.stage == "sft" else None
     resolve_model_path(cfg.model)

@@ -362,7 +362,9 @@ def train(cfg: TrainConfig, task=None) -> dict:
             reference.load_state_dict(state["reference"])
         else:
             reference, _ = load_pretrained(cfg.model, device=device, dtype=torch.float32)
-        reference = reference.to(dtype).requires_grad_(False).eval()
+        # float32 weights run under the same autocast as the policy, so that at step 0 both compute the
+        # very same numbers and the KL is exactly 0 (a bf16 copy would differ in the ops autocast skips)
+        reference = reference.requires_grad_(False).eval()
     ref_is_initial = not (state and state.get("reference") is not None)
 
     optimizer = torch.optim.AdamW(raw_policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))

@@ -18,7 +18,7 @@ from fractions import Fraction
 import pytest
 
 from reward import (TEMPLATES, Example, accuracy_reward, canonical_answer, code_reward, countdown_reward,
-                    extract_answer, extract_code, format_reward, language_consistency_reward, load_task,
+                    extract_answer, extract_code, format_reward, language_consistency_reward, load_task, tags_reward,
                     math_equal, render_prompt, sandbox_mode)
 
 # -----------------------------------------------------------------------------
@@ -341,7 +341,8 @@ def test_task_reward_parts_and_weights():
     task = load_task("arith")
     ex = task.example("train", 0)
     good = f"<think>add them</think> <answer>{ex.answer}</answer>"
-    assert task.reward(ex, good) == (2.0, {"accuracy": 1.0, "format": 1.0, "language": 1.0})
+    assert task.reward(ex, good) == (2.0, {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0})
+    assert task.reward(ex, f"<answer>{ex.answer}", weights={"tags": 1.0}) == (0.25, {"accuracy": 0.0, "format": 0.0, "tags": 0.25, "language": 1.0})
     assert task.reward(ex, f"<answer>{ex.answer}</answer>")[0] == 1.0
     assert task.reward(ex, good, weights={"format": 0.5, "language": 1.0})[0] == 2.5
     assert task.reward(ex, f"reason</think><answer>{ex.answer}</answer>", think_prefilled=True)[0] == 2.0
@@ -617,3 +618,16 @@ def test_code_has_no_network():
         assert code_reward(answer(code), ["assert True"], timeout=5.0) == 0.0
         with pytest.raises(BlockingIOError):
             server.accept()
+
+
+@pytest.mark.parametrize("text, prefilled, expected", [
+    ("<think>a</think> <answer>5</answer>", False, 1.0),
+    ("<think>a</think> <answer>5", False, 0.75),
+    ("<answer>5</answer>", False, 0.5),
+    ("<answer>5</answer><answer>6</answer>", False, 0.0),        # two answers: neither answer tag counts
+    ("a</think> <answer>5</answer>", True, 1.0),                  # <think> came with the prompt
+    ("<think>a</think> <answer>5</answer>", True, 0.75),          # a second <think> after the prefill
+    ("", False, 0.0),
+])
+def test_tags_reward(text, prefilled, expected):
+    assert tags_reward(text, prefilled) == expected

@@ -105,14 +105,49 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     predicts = completion_mask[:, 1:]                               # (B, T-1): hidden at t predicts token t+1
     h = hidden[:, :-1][predicts]                                    # (N, C)
     targets = input_ids[:, 1:][predicts]                            # (N,) the tokens they predict
+    return _scatter_logprobs(model.lm_head, h, targets, completion_mask, temperature, chunk_size)
+
+
+def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                         completion_mask: torch.Tensor, temperature: float = 1.0, chunk_size: int = 512) -> torch.Tensor:
+    """token_logprobs for GRPO's layout, running each prompt once instead of G times.
+    prompt_ids: (P, L) int64, left-padded; prompt_mask: (P, L) bool. completion_ids: (B, N) int64 with
+    B = P * G, rows g*G .. g*G+G-1 continuing prompt g; completion_mask: (B, N) bool, True at each row's
+    completion tokens (a prefix of the row). Returns (B, N) float32: log pi(completion[:, j] | prompt,
+    completion[:, :j]) under softmax(logits / temperature), 0 where completion_mask is False.
+
+    The prompt's keys/values are computed once and shared with its G rows through a DynamicKVCache, so
+    autograd sends each row's gradient back through the one shared prompt pass. With a 110-token
+    prompt and 64-token completions this does ~2.2x less work than token_logprobs on the
+    concatenated rows, to which it is equal (tests/test_grpo.py)."""
+    from model import DynamicKVCache
+    P, B = prompt_ids.size(0), completion_ids.size(0)
+    assert B % P == 0 and completion_mask.shape == completion_ids.shape, "completions must be whole groups"
+    assert prompt_mask[:, -1].all(), "prompts must be left-padded (the last position is real)"
+    cache = DynamicKVCache(len(model.layers), P, device=prompt_ids.device)
+    h_prompt = model(prompt_ids, attention_mask=prompt_mask, kv_cache=cache, return_hidden=True)[:, -1]  # (P, C)
+    cache.repeat_rows(B // P)
+    h = model(completion_ids, attention_mask=completion_mask, kv_cache=cache, return_hidden=True)      # (B, N, C)
+    # hidden state j-1 predicts completion token j; the prompt's last one predicts token 0
+    h_first = h_prompt[:, None].expand(P, B // P, h.size(-1)).reshape(B, 1, h.size(-1))              # (B, 1, C)
+    h = torch.cat((h_first, h[:, :-1]), dim=1)                                                          # (B, N, C)
+    return _scatter_logprobs(model.lm_head, h[completion_mask], completion_ids[completion_mask], completion_mask,
+                             temperature, chunk_size)
+
+
+def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
+                      chunk_size: int) -> torch.Tensor:
+    """h: (n, C) hidden states predicting targets (n,), the True positions of mask (B, T) in row-major
+    order. Returns (B, T) float32 log-probs at those positions, 0 elsewhere; the LM head runs
+    chunk_size rows at a time, checkpointed under grad (see token_logprobs)."""
     pieces = []
     for h_c, t_c in zip(h.split(chunk_size), targets.split(chunk_size)):
         if torch.is_grad_enabled():
-            pieces.append(checkpoint(_chunk_logprobs, model.lm_head, h_c, t_c, temperature, use_reentrant=False))
+            pieces.append(checkpoint(_chunk_logprobs, lm_head, h_c, t_c, temperature, use_reentrant=False))
         else:                                                       # old / reference scoring: nothing to save
-            pieces.append(_chunk_logprobs(model.lm_head, h_c, t_c, temperature))
-    out = torch.zeros(B, T, dtype=torch.float32, device=input_ids.device)
-    return out.masked_scatter(completion_mask, torch.cat(pieces))  # fills True positions in row-major order
+            pieces.append(_chunk_logprobs(lm_head, h_c, t_c, temperature))
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=h.device)
+    return out.masked_scatter(mask, torch.cat(pieces))              # fills True positions in row-major order
 
 
 def _chunk_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:

@@ -348,6 +348,43 @@ class KVCache:
         self.mask, self.lengths = self.mask[index], self.lengths[index]
 
 
+class DynamicKVCache(KVCache):
+    """The same interface for training: keys/values grow by concatenation, never written in place, so
+    autograd differentiates through them. GRPO scores G completions of one prompt by running the
+    prompt once and sharing its keys/values with the G rows (grpo.group_token_logprobs).
+    k, v: lists of n_layer tensors (B, n_kv_head, pos, head_dim); mask (B, pos) bool; lengths (B,)."""
+
+    def __init__(self, n_layer, B, *, device):
+        self.k, self.v = [None] * n_layer, [None] * n_layer
+        self.mask = torch.zeros(B, 0, dtype=torch.bool, device=device)
+        self.lengths = torch.zeros(B, dtype=torch.long, device=device)
+        self.pos = 0
+
+    def update(self, layer: int, k, v):
+        if self.k[layer] is not None:
+            k, v = torch.cat((self.k[layer], k), 2), torch.cat((self.v[layer], v), 2)
+        self.k[layer], self.v[layer] = k, v
+        return k, v
+
+    def advance(self, real):
+        self.mask = torch.cat((self.mask, real), 1)
+        self.lengths = self.lengths + real.sum(1)
+        self.pos += real.size(1)
+
+    def select_rows(self, index):
+        self.k, self.v = [k[index] for k in self.k], [v[index] for v in self.v]
+        self.mask, self.lengths = self.mask[index], self.lengths[index]
+
+    def repeat_rows(self, G: int):
+        """Row b becomes rows b*G .. b*G+G-1, like select_rows(arange(B).repeat_interleave(G)), but as
+        expand + reshape: its backward is a sum over the G copies in a fixed order, where indexing's
+        backward accumulates repeated indices in a thread-dependent order (not bitwise reproducible)."""
+        def rep(t):
+            return t.unsqueeze(1).expand(t.size(0), G, *t.shape[1:]).reshape(t.size(0) * G, *t.shape[1:])
+        self.k, self.v = [rep(k) for k in self.k], [rep(v) for v in self.v]
+        self.mask, self.lengths = rep(self.mask), rep(self.lengths)
+
+
 # -----------------------------------------------------------------------------
 # 4. Tokenizer
 

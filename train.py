@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from grpo import (LOSS_AGGS, group_advantages, grpo_loss, loss_normalizer, token_logprobs,
+from grpo import (LOSS_AGGS, group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
                   zero_std_fraction)
 from model import DEFAULT_MODEL, load_pretrained, pick_device, resolve_model_path, save_pretrained
 from reward import TEMPLATES, load_task, render_prompt
@@ -76,7 +76,7 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warmup, optimiser steps"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global grad norm (0 = off)"})
-    micro_batch_size: int = field(default=16, metadata={"help": "rows per forward/backward (memory knob; the result does not depend on it)"})
+    micro_batch_size: int = field(default=16, metadata={"help": "rows per forward/backward, rounded down to whole groups (memory knob; the result does not depend on it)"})
     steps: int = field(default=60, metadata={"help": "GRPO steps (SFT runs for --epochs instead)"})
     epochs: int = field(default=1, metadata={"help": "SFT: passes over --data"})
     # runtime
@@ -293,15 +293,6 @@ def micro_batches(B: int, size: int):
     return [slice(i, min(i + size, B)) for i in range(0, B, size)]
 
 
-def batched_logprobs(model, ids, attn, comp, temperature, mb_size, device, dtype):
-    """token_logprobs over the batch in micro-batches, no grad (old policy / reference scoring)."""
-    out = torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
-    with torch.no_grad(), autocast(device, dtype):
-        for mb in micro_batches(ids.size(0), mb_size):
-            out[mb] = token_logprobs(model, ids[mb], attn[mb], comp[mb], temperature)
-    return out
-
-
 def sync_weights(dst, src):
     """Copies the policy's float32 weights into the sampler's (bf16) copy, in place."""
     with torch.no_grad():
@@ -445,18 +436,20 @@ def train(cfg: TrainConfig, task=None) -> dict:
 
 @dataclass
 class RolloutBatch:
-    """One step's rollouts, ready for the update. B = P * G rows, groups contiguous."""
-    examples: list          # P reward.Example
-    texts: list             # B decoded completions
-    scored: list            # B (total, parts) from task.reward
-    rewards: torch.Tensor   # (B,) float32
-    advantages: torch.Tensor  # (B,) float32
-    ids: torch.Tensor       # (B, T) int64: left-padded prompt | completion | right padding
-    attn: torch.Tensor      # (B, T) bool: real tokens
-    loss_mask: torch.Tensor  # (B, T) bool: completion tokens that enter the loss
-    lengths: list           # B completion lengths (stop token included)
-    stopped: torch.Tensor   # (B,) bool: ended on a stop token
-    sample_s: float         # seconds spent sampling
+    """One step's rollouts, ready for the update. P prompts, B = P * G rows, groups contiguous."""
+    examples: list               # P reward.Example
+    texts: list                  # B decoded completions
+    scored: list                 # B (total, parts) from task.reward
+    rewards: torch.Tensor        # (B,) float32
+    advantages: torch.Tensor     # (B,) float32
+    prompt_ids: torch.Tensor     # (P, L) int64, left-padded
+    prompt_mask: torch.Tensor    # (P, L) bool
+    completion_ids: torch.Tensor  # (B, N) int64, padded after each row's end
+    completion_mask: torch.Tensor  # (B, N) bool: each row's tokens, stop token included
+    loss_mask: torch.Tensor      # (B, N) bool: the tokens that enter the loss (--mask-truncated drops rows)
+    lengths: list                # B completion lengths
+    stopped: torch.Tensor        # (B,) bool: ended on a stop token
+    sample_s: float              # seconds spent sampling
 
 
 def collect_rollouts(cfg, step, task, weights, sampler, tok, device) -> RolloutBatch:
@@ -468,35 +461,55 @@ def collect_rollouts(cfg, step, task, weights, sampler, tok, device) -> RolloutB
     ro = sample(sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
                 top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step))
     sample_s = time.time() - t0
-    lengths = ro.lengths.tolist()
     texts = ro.texts(tok)
     scored = [task.reward(examples[i // G], text, cfg.think_prefill, weights=weights) for i, text in enumerate(texts)]
     rewards = torch.tensor([total for total, _ in scored], dtype=torch.float32)
-    ids, attn, comp = (t.to(device) for t in ro.training_batch())     # (B, T) each
-    loss_mask = comp & ro.stopped.to(device)[:, None] if cfg.mask_truncated else comp
+    L = max(map(len, prompts))
+    prompt_ids = torch.tensor([[tok.pad_id] * (L - len(p)) + p for p in prompts])
+    prompt_mask = torch.tensor([[False] * (L - len(p)) + [True] * len(p) for p in prompts])
+    completion_mask = torch.arange(ro.tokens.size(1))[None, :] < ro.lengths.cpu()[:, None]      # from lengths
+    loss_mask = completion_mask & ro.stopped.cpu()[:, None] if cfg.mask_truncated else completion_mask
+    # clone: the sampler made its tensors under inference_mode, which autograd may not save
     return RolloutBatch(examples, texts, scored, rewards, group_advantages(rewards, G, scale=cfg.scale_rewards).to(device),
-                        ids, attn, loss_mask, lengths, ro.stopped, sample_s)
+                        prompt_ids.to(device), prompt_mask.to(device), ro.tokens.clone().to(device), completion_mask.to(device),
+                        loss_mask.to(device), ro.lengths.tolist(), ro.stopped.cpu(), sample_s)
+
+
+def group_micro_batches(cfg) -> list[tuple[slice, slice]]:
+    """(prompt rows, completion rows) per micro-batch: whole groups, about --micro-batch-size rows each."""
+    P, G = cfg.prompts_per_step, cfg.group_size
+    per = max(1, cfg.micro_batch_size // G)
+    return [(slice(p, min(p + per, P)), slice(p * G, min(p + per, P) * G)) for p in range(0, P, per)]
+
+
+def batch_logprobs(model, batch: RolloutBatch, cfg, device, dtype) -> torch.Tensor:
+    """(B, N) float32 log-probs of the completions under `model` (reference or old policy), no grad."""
+    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=device)
+    with torch.no_grad(), autocast(device, dtype):
+        for p, b in group_micro_batches(cfg):
+            out[b] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p], batch.completion_ids[b],
+                                          batch.completion_mask[b], cfg.temperature)
+    return out
 
 
 def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optimizer, device, dtype) -> dict:
     """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
     steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py)."""
-    ids, attn, mask, B = batch.ids, batch.attn, batch.loss_mask, batch.ids.size(0)
-    ref_logp = (batched_logprobs(reference, ids, attn, mask, cfg.temperature, cfg.micro_batch_size, device, dtype)
-                if reference is not None else None)
-    old_logp = (batched_logprobs(policy, ids, attn, mask, cfg.temperature, cfg.micro_batch_size, device, dtype)
-                if cfg.num_iterations > 1 else None)                         # mu = 1: old = current, detached
+    mask = batch.loss_mask
+    ref_logp = batch_logprobs(reference, batch, cfg, device, dtype) if reference is not None else None
+    old_logp = batch_logprobs(policy, batch, cfg, device, dtype) if cfg.num_iterations > 1 else None  # mu = 1: detached current
     norm = loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens)
     stats, grad_norm, loss_sum, tokens = {}, 0.0, 0.0, 0.0
     for _ in range(cfg.num_iterations):
         optimizer.zero_grad(set_to_none=True)
-        for mb in micro_batches(B, cfg.micro_batch_size):
-            if not mask[mb].any():
+        for p, b in group_micro_batches(cfg):
+            if not mask[b].any():
                 continue                                                     # e.g. all rows truncated and masked
             with autocast(device, dtype):
-                logp = token_logprobs(policy, ids[mb], attn[mb], mask[mb], cfg.temperature)
-            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[mb],
-                                None if ref_logp is None else ref_logp[mb], batch.advantages[mb], mask[mb],
+                logp = group_token_logprobs(policy, batch.prompt_ids[p], batch.prompt_mask[p], batch.completion_ids[b],
+                                            batch.completion_mask[b], cfg.temperature)
+            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b],
+                                None if ref_logp is None else ref_logp[b], batch.advantages[b], mask[b],
                                 normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
                                 clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta)
             loss.backward()

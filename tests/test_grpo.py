@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from grpo import (LOSS_AGGS, completion_mask_from_lengths, group_advantages, grpo_loss, kl_k3,
+from grpo import (LOSS_AGGS, completion_mask_from_lengths, group_advantages, group_token_logprobs, grpo_loss, kl_k3,
                   loss_normalizer, token_logprobs, zero_std_fraction)
 
 ln = math.log
@@ -349,3 +349,27 @@ def test_against_model_py_when_present():
     torch.testing.assert_close(got, want)
     for g, e in zip(param_grads(model, got.sum()), param_grads(model, want.sum())):
         torch.testing.assert_close(g, e)
+
+
+def test_group_token_logprobs_equals_scoring_the_concatenated_rows():
+    """Sharing each prompt's pass with its G rows changes nothing: values and gradients equal
+    token_logprobs on [left-padded prompt | completion | right padding] rows."""
+    import model as model_py
+    model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=1)
+    G, prompts = 3, [[5, 6, 7, 8, 9], [11, 12]]
+    L, N = 5, 4
+    prompt_ids = torch.tensor([[0] * (L - len(p)) + p for p in prompts])
+    prompt_mask = torch.tensor([[False] * (L - len(p)) + [True] * len(p) for p in prompts])
+    lengths = torch.tensor([4, 1, 3, 2, 4, 4])                                   # (B,) completions of 2 groups of 3
+    completion_ids = torch.randint(1, model.cfg.vocab_size, (6, N), generator=torch.Generator().manual_seed(0))
+    completion_mask = torch.arange(N)[None, :] < lengths[:, None]                # (B, N)
+    got = group_token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, 0.7, chunk_size=5)
+    ids = torch.cat((prompt_ids.repeat_interleave(G, 0), completion_ids), 1)     # (B, L + N)
+    attn = torch.cat((prompt_mask.repeat_interleave(G, 0), completion_mask), 1)
+    cmask = torch.cat((torch.zeros(6, L, dtype=torch.bool), completion_mask), 1)
+    want = token_logprobs(model, ids, attn, cmask, 0.7)[:, L:]
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert (got[~completion_mask] == 0).all() and (got[completion_mask] < 0).all()
+    weights = torch.randn(6, N, generator=torch.Generator().manual_seed(1))     # any loss of the log-probs
+    for g, e in zip(param_grads(model, (got * weights).sum()), param_grads(model, (want * weights).sum())):
+        torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-4)   # float32 sums in another order

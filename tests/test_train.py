@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import train as T
-from grpo import grpo_loss, loss_normalizer, token_logprobs
+from grpo import group_token_logprobs, grpo_loss, loss_normalizer
 from model import load_pretrained
 from reward import Example
 
@@ -64,12 +64,14 @@ def test_grpo_update_improves_the_objective_on_its_batch(tmp_path, letters):
     batch = T.collect_rollouts(cfg, 0, LetterTask(), {}, policy, tok, torch.device("cpu"))
     assert batch.advantages.abs().sum() > 0
     before = copy.deepcopy(policy.state_dict())
-    with torch.no_grad():
-        logp0 = token_logprobs(policy, batch.ids, batch.attn, batch.loss_mask)
+    def logprobs():
+        with torch.no_grad():
+            return group_token_logprobs(policy, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
+                                        batch.completion_mask)
+    logp0 = logprobs()
     T.policy_update(cfg, batch, policy, policy, None, opt, torch.device("cpu"), torch.float32)
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
-    with torch.no_grad():
-        logp1 = token_logprobs(policy, batch.ids, batch.attn, batch.loss_mask)
+    logp1 = logprobs()
     norm = loss_normalizer(batch.loss_mask, cfg.loss_agg)
     args = dict(normalizer=norm, loss_agg=cfg.loss_agg, beta=0.0)
     loss0, _ = grpo_loss(logp0, logp0, None, batch.advantages, batch.loss_mask, **args)

@@ -65,22 +65,20 @@ class Rollouts:
     def training_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """The rows as GRPO scores them: [left padding | prompt | completion | right padding].
         Returns input_ids (B, T) int64 (pad_id at padding), attention_mask (B, T) bool and
-        completion_mask (B, T) bool, T = longest prompt + N. Both masks come from positions and
+        completion_mask (B, T) bool, T = longest prompt + N, on the device of self.tokens. Both masks come from positions and
         lengths, never token values, so a stop token equal to pad_id is still a completion token."""
-        L, (B, N) = max(len(p) for p in self.prompts), self.tokens.shape
-        prompt = torch.full((B, L), self.pad_id, dtype=torch.long)
-        for i, p in enumerate(self.prompts):
-            prompt[i * self.group_size:(i + 1) * self.group_size, L - len(p):] = torch.tensor(p, dtype=torch.long)
-        col = torch.arange(L + N)[None, :]                                     # (1, T)
-        completion = (col >= L) & (col < L + self.lengths.cpu()[:, None])      # (B, T)
-        attention = completion | (col >= L - self.prompt_lens[:, None]) & (col < L)
-        return torch.cat((prompt, self.tokens.cpu()), 1), attention, completion
+        L, (B, N), dev = max(len(p) for p in self.prompts), self.tokens.shape, self.tokens.device
+        prompt = torch.tensor([[self.pad_id] * (L - len(p)) + p for p in self.prompts], device=dev)   # (P, L)
+        col = torch.arange(L + N, device=dev)[None, :]                        # (1, T)
+        completion = (col >= L) & (col < L + self.lengths[:, None])            # (B, T)
+        attention = completion | (col >= L - self.prompt_lens.to(dev)[:, None]) & (col < L)
+        return torch.cat((prompt.repeat_interleave(self.group_size, 0), self.tokens), 1), attention, completion
 
     def old_logprobs(self) -> torch.Tensor:
         """(B, T) float32 aligned with training_batch()'s input_ids, as grpo.token_logprobs returns them:
         position t holds log p(ids[t] | ids[:t]) for completion tokens, 0 elsewhere."""
         L = max(len(p) for p in self.prompts)
-        return torch.cat((torch.zeros(self.tokens.size(0), L), self.logprobs.cpu()), 1)
+        return torch.cat((self.logprobs.new_zeros(self.tokens.size(0), L), self.logprobs), 1)
 
     def texts(self, tokenizer) -> list[str]:
         """Each row's completion as text, without its stop token or other special tokens."""
@@ -104,30 +102,44 @@ def row_generators(prompts: list[list[int]], group_size: int, seed: int) -> list
 
 def sample_token(logits, u, temperature: float = 1.0, top_p: float = 1.0, top_k: int = 0):
     """logits: (B, V) any float dtype; u: (B,) float32 uniforms in [0, 1).
-    Returns tokens (B,) int64 and their log-probs (B,) float32 under softmax(logits / temperature)
-    (temperature 1 when temperature == 0, which takes the argmax and ignores u)."""
-    z = logits.float()
+    Returns tokens (B,) int64 and their log-probs (B,) float32 under softmax(logits / temperature) over
+    all V tokens, top_k / top_p notwithstanding (temperature 1 when temperature == 0, which takes the
+    argmax and ignores u). Inverse CDF: the first token whose cumulative probability exceeds u."""
+    z = logits.float()                                                         # (B, V)
     if temperature == 0:
         tok = z.argmax(-1)
-        return tok, (z.gather(1, tok[:, None])[:, 0] - z.logsumexp(-1))
-    z = z / temperature
-    lse = z.logsumexp(-1, keepdim=True)                                        # (B, 1)
-    probs, ids = (z - lse).exp(), None                                         # (B, V)
+        return tok, z.gather(1, tok[:, None])[:, 0] - z.logsumexp(-1)
+    z = z / temperature if temperature != 1 else z
+    m = z.amax(-1, keepdim=True)                                               # (B, 1)
+    probs = (z - m).exp_()                                                     # unnormalised, in (0, 1]
+    total = probs.sum(-1, keepdim=True)                                        # (B, 1)
+    ids = None
     if top_k > 0:
         probs, ids = probs.topk(min(top_k, probs.size(-1)), dim=-1)            # sorted, most likely first
     if top_p < 1.0:
+        mass = top_p * probs.sum(-1, keepdim=True)                             # top_p of what top-k kept
         if ids is None:
-            probs, ids = probs.sort(dim=-1, descending=True)
-        # keep the smallest most-likely-first prefix whose mass reaches top_p of what top-k kept (as in
-        # transformers and vLLM: top-k, renormalise, then top-p); the most likely token always stays
-        probs = probs.masked_fill(probs.cumsum(-1) - probs >= top_p * probs.sum(-1, keepdim=True), 0.0)
-    cdf = probs.cumsum(-1)                                                     # unnormalised after truncation
-    total = cdf[:, -1:]
-    # x < total strictly, so the first cdf entry above x always belongs to a token of nonzero probability
-    x = torch.minimum(u[:, None].to(cdf.device) * total, total.nextafter(torch.zeros_like(total)))
+            # On CPU, sort only the most likely tokens, widening until every row's nucleus fits: a full
+            # sort of V = 49k probabilities costs ~45 ms at B = 32 on 2 cores, more than a decode step.
+            # Elsewhere sort all V at once (each widening check would be a host sync).
+            V = probs.size(-1)
+            k = 64 if probs.is_cpu else V
+            while True:
+                top, ids = probs.topk(min(k, V), dim=-1)
+                if k >= V or (top.sum(-1, keepdim=True) >= mass).all():
+                    break
+                k *= 8
+            probs = top
+        # keep the smallest most-likely-first prefix reaching the mass (as transformers and vLLM do:
+        # top-k, renormalise, then top-p); the most likely token always stays
+        probs = probs.masked_fill(probs.cumsum(-1) - probs >= mass, 0.0)
+    cdf = probs.cumsum_(-1)                                                    # in place: probs is a temporary
+    end = cdf[:, -1:]
+    # x < end strictly, so the first cdf entry above x always belongs to a token of nonzero probability
+    x = torch.minimum(u[:, None].to(cdf.device) * end, end.nextafter(torch.zeros_like(end)))
     j = torch.searchsorted(cdf, x, right=True)                                 # (B, 1)
     tok = (j if ids is None else ids.gather(1, j))[:, 0]
-    return tok, z.gather(1, tok[:, None])[:, 0] - lse[:, 0]
+    return tok, (z.gather(1, tok[:, None]) - m - total.log())[:, 0]
 
 
 @torch.inference_mode()

@@ -1,0 +1,131 @@
+"""
+benchmarks/sample_vs_hf.py: sample.py against transformers' generate, same model, same workload.
+
+    python benchmarks/sample_vs_hf.py > bench.log     # ~10 minutes on 2 cores
+    python benchmarks/sample_vs_hf.py --only ours     # just our sampler, to iterate on speed
+    python benchmarks/sample_vs_hf.py --compaction    # ours with stopping on: compaction on vs off
+
+Workload (issue 3): the default model (SmolLM2-135M-Instruct), 4 chat prompts, G=8 samples each,
+256 new tokens with stopping disabled so every row runs the full length, temperature 1.0, top-p 1,
+top-k 0, torch.set_num_threads(2). Each side runs in float32 and in bfloat16; configurations alternate
+(ours f32, ours bf16, hf f32, hf bf16, then again) after one short untimed warm-up each, and each
+figure is the median of --runs runs. tokens/s = 4 * 8 * 256 / wall-clock seconds of one call
+(prefill included). The last line compares each side in its best dtype:
+    sample_tokens_per_s=... hf_tokens_per_s=... ratio=...
+Peak RSS is the process's (ru_maxrss), read once before transformers is loaded (ours alone) and at the end.
+
+--compaction measures what dropping finished rows from the batch buys (sample.COMPACT_AT), on the same
+prompts with stopping on (the chat stop token), bf16, temperature 1.0: rows then end at different steps.
+Both settings must return the same completions; the figure is wall-clock seconds per call.
+"""
+import argparse
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from model import DEFAULT_MODEL, load_pretrained, resolve_model_path  # noqa: E402
+import sample as sample_mod  # noqa: E402
+from sample import sample  # noqa: E402
+
+QUESTIONS = ["What is the capital of France?", "Explain photosynthesis in simple terms.",
+             "Write a short poem about the sea.", "If I have 3 apples and eat one, how many are left?"]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
+
+
+def run_ours(model, prompts, G, N, seed):
+    t0 = time.perf_counter()
+    ro = sample(model, prompts, group_size=G, max_new_tokens=N, temperature=1.0, seed=seed)   # no stop ids
+    dt = time.perf_counter() - t0
+    assert (ro.lengths == N).all()
+    return ro.lengths.sum().item() / dt
+
+
+def run_hf(model, prompts, G, N, pad_id, seed):
+    L = max(map(len, prompts))
+    ids = torch.tensor([[pad_id] * (L - len(p)) + p for p in prompts])
+    mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prompts])
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+                             num_return_sequences=G, max_new_tokens=N, min_new_tokens=N, pad_token_id=pad_id)
+    dt = time.perf_counter() - t0
+    assert out.shape == (len(prompts) * G, L + N)
+    return len(prompts) * G * N / dt
+
+
+def compaction(prompts, tok, G, N, runs):
+    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=torch.bfloat16)
+    kw = dict(group_size=G, max_new_tokens=N, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id)
+    sample(model, prompts, max_new_tokens=8, **{k: v for k, v in kw.items() if k != "max_new_tokens"})   # warm-up
+    times, outs, default = {"on": [], "off": []}, {}, sample_mod.COMPACT_AT
+    for r in range(runs):
+        for name, at in (("on", default), ("off", 0.0)):
+            sample_mod.COMPACT_AT = at
+            t0 = time.perf_counter()
+            outs[name] = sample(model, prompts, seed=r, **kw)
+            times[name].append(time.perf_counter() - t0)
+        assert torch.equal(outs["on"].tokens, outs["off"].tokens), "compaction changed the completions"
+        ro = outs["on"]
+        print(f"run {r}: lengths {sorted(ro.lengths.tolist())}, compaction on {times['on'][-1]:.1f} s, "
+              f"off {times['off'][-1]:.1f} s", flush=True)
+    on, off = statistics.median(times["on"]), statistics.median(times["off"])
+    print(f"compaction_on_s={on:.1f} compaction_off_s={off:.1f} speedup={off / on:.2f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=3, help="timed runs per configuration (the median is reported)")
+    ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    ap.add_argument("-G", type=int, default=8, help="samples per prompt")
+    ap.add_argument("--max-new-tokens", type=int, default=256, help="tokens per sample (stopping disabled)")
+    ap.add_argument("--only", choices=["ours", "hf"], default=None, help="run one side only")
+    ap.add_argument("--compaction", action="store_true", help="instead: ours with stopping, compaction on vs off")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    G, N = args.G, args.max_new_tokens
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {DEFAULT_MODEL}, 4 prompts x G={G} x {N} tokens")
+
+    base, tok = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=torch.float32)
+    prompts = [tok.encode(tok.render_chat([{"role": "user", "content": q}])) for q in QUESTIONS]
+    if args.compaction:
+        return compaction(prompts, tok, G, N, args.runs)
+    configs = {}                                           # name -> callable(seed) -> tokens/s
+    if args.only != "hf":
+        for dtype in (torch.float32, torch.bfloat16):
+            m = base if dtype == torch.float32 else load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)[0]
+            configs[f"ours {dtype}"] = lambda seed, m=m: run_ours(m, prompts, G, N, seed)
+            run_ours(m, prompts, G, 8, 0)                   # warm-up
+        print(f"peak RSS, ours only: {peak_rss_mb():.0f} MB")
+    if args.only != "ours":
+        import transformers
+        print(f"transformers {transformers.__version__}")
+        for dtype in (torch.float32, torch.bfloat16):
+            hf = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path(DEFAULT_MODEL), dtype=dtype).eval()
+            configs[f"hf {dtype}"] = lambda seed, hf=hf: run_hf(hf, prompts, G, N, tok.pad_id, seed)
+            run_hf(hf, prompts, G, 8, tok.pad_id, 0)        # warm-up
+
+    results = {name: [] for name in configs}
+    for r in range(args.runs):
+        for name, run in configs.items():
+            results[name].append(run(seed=r))
+            print(f"run {r} {name:22s} {results[name][-1]:7.1f} tokens/s", flush=True)
+    med = {name: statistics.median(v) for name, v in results.items()}
+    for name, v in med.items():
+        print(f"median {name:22s} {v:7.1f} tokens/s")
+    print(f"peak RSS: {peak_rss_mb():.0f} MB")
+    ours = max((v for k, v in med.items() if k.startswith("ours")), default=float("nan"))
+    hf = max((v for k, v in med.items() if k.startswith("hf")), default=float("nan"))
+    print(f"sample_tokens_per_s={ours:.1f} hf_tokens_per_s={hf:.1f} ratio={ours / hf:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -300,6 +300,76 @@ def sync_weights(dst, src):
             d.copy_(s)
 
 
+# -----------------------------------------------------------------------------
+# Several processes (torchrun): each rank samples and scores its share of the step's prompts (whole
+# groups, so advantages stay group-local); the loss normaliser and the gradients are summed over ranks,
+# so the update equals the one-process update of the whole batch. Rank 0 logs, evaluates and saves.
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    def sum(self, x: float) -> float:
+        """All-reduce SUM of a Python number (a count: the loss normaliser, or a metric's sum)."""
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+        t = torch.tensor([float(x)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.item()
+
+    def sum_grads(self, model):
+        """Sums every parameter's gradient over ranks, in one flat buffer. This is DDP's all-reduce done
+        by hand: the DDP wrapper cannot serve here, because GRPO's scorer runs the model twice per
+        backward (prompt pass, completion pass) and calls lm_head outside forward, which its hooks do
+        not follow. It sums rather than averages: each rank's loss is already divided by the global
+        normaliser."""
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        for p, chunk in zip(model.parameters(), flat.split([g.numel() for g in grads])):
+            p.grad = chunk.view_as(p).clone()
+
+    def mean_metrics(self, m: dict) -> dict:
+        """Each metric averaged over ranks (every rank holds the same number of rows); *_max are maxed."""
+        if self.world == 1:
+            return m
+        import torch.distributed as dist
+        every = [None] * self.world
+        dist.all_gather_object(every, m)
+        return {k: max(e[k] for e in every) if k.endswith("_max") else sum(e[k] for e in every) / self.world
+                for k in m}
+
+    def barrier(self):
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+
+
+def init_distributed(cfg: TrainConfig) -> tuple[Dist, torch.device]:
+    """Under torchrun (WORLD_SIZE > 1): a process group (NCCL on CUDA, gloo on CPU) and this rank's
+    device. Otherwise rank 0 of 1 and no torch.distributed at all. Raises ValueError when the step's
+    prompts do not split evenly over the ranks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), pick_device(cfg.device)
+    import torch.distributed as dist
+    if cfg.prompts_per_step % world:
+        raise ValueError(f"--prompts-per-step {cfg.prompts_per_step} does not split over {world} ranks")
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), world), device
+
+
 def eval_line(tag: str, step: int, r: dict) -> str:
     return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
             f"cons@{r['k']}={r['cons@k']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
@@ -316,7 +386,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
-    device = pick_device(cfg.device)
+    dist, device = init_distributed(cfg)
     dtype = compute_dtype(cfg.dtype, device)
     # everything that can fail on bad input fails here, before the model is loaded
     if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
@@ -333,7 +403,8 @@ def train(cfg: TrainConfig, task=None) -> dict:
     if cfg.resume and ckpts:
         state = torch.load(ckpts[-1] / "trainer_state.pt", map_location="cpu", weights_only=False)
         start_step = state["step"]
-        print(f"resuming from {ckpts[-1]} (step {start_step})")
+        if dist.rank == 0:
+            print(f"resuming from {ckpts[-1]} (step {start_step})")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
@@ -371,22 +442,23 @@ def train(cfg: TrainConfig, task=None) -> dict:
     else:
         total_steps = cfg.steps
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     metrics_path = out_dir / "metrics.jsonl"
-    if state and metrics_path.exists():         # drop lines logged after the checkpoint we resume from
-        kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l).get("step", 0) <= start_step]
-        metrics_path.write_text("".join(l + "\n" for l in kept))
-    print("config: " + json.dumps(dataclasses.asdict(cfg)))
-    print(f"device={device} compute_dtype={str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()} "
-          f"params={sum(p.numel() for p in raw_policy.parameters()) / 1e6:.1f}M steps={total_steps}")
+    if dist.rank == 0:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+        if state and metrics_path.exists():         # drop lines logged after the checkpoint we resume from
+            kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l).get("step", 0) <= start_step]
+            metrics_path.write_text("".join(l + "\n" for l in kept))
+        print("config: " + json.dumps(dataclasses.asdict(cfg)))
+        print(f"device={device} compute_dtype={str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()} "
+              f"ranks={dist.world} params={sum(p.numel() for p in raw_policy.parameters()) / 1e6:.1f}M steps={total_steps}")
 
     def log(record: dict):
         with open(metrics_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
     def run_eval(step: int, tag: str):
-        if not cfg.eval_prompts or task is None:
+        if not cfg.eval_prompts or task is None or dist.rank != 0:
             return None
         if sampler is not raw_policy:
             sync_weights(sampler, raw_policy)
@@ -402,8 +474,9 @@ def train(cfg: TrainConfig, task=None) -> dict:
     last = {}
     if start_step == 0:
         last["eval"] = run_eval(0, "start")
+    dist.barrier()                                      # the other ranks wait for rank 0's evaluation
     bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps, desc=cfg.stage,
-               dynamic_ncols=True, disable=None)
+               dynamic_ncols=True, disable=None if dist.rank == 0 else True)
     for step in bar:
         t0 = time.time()
         for g in optimizer.param_groups:
@@ -413,24 +486,27 @@ def train(cfg: TrainConfig, task=None) -> dict:
                 sync_weights(reference, raw_policy)     # R1: the reference follows the policy periodically
                 ref_is_initial = False
             m = grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, tok, optimizer,
-                          device, dtype, out_dir)
+                          device, dtype, out_dir, dist)
             bar.set_postfix(reward=f"{m['reward']:.3f}", acc=f"{m['accuracy']:.3f}")
         else:
-            m = sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype)
+            m = sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype, dist)
             bar.set_postfix(loss=f"{m['loss']:.4f}")
         m = {"step": step + 1, **m, "lr": lr_at(step, cfg), "step_s": time.time() - t0}
-        tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
-            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
-        log(m)
         last = m
         done = step + 1 == total_steps
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
-            run_eval(step + 1, "")
-        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-            save_checkpoint(out_dir, step + 1, raw_policy, tok, optimizer, cfg,
-                            reference=None if ref_is_initial else reference)
+        if dist.rank == 0:
+            tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
+            log(m)
+            if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
+                run_eval(step + 1, "")
+            if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+                save_checkpoint(out_dir, step + 1, raw_policy, tok, optimizer, cfg,
+                                reference=None if ref_is_initial else reference)
+        dist.barrier()
     if start_step < total_steps or not list_checkpoints(out_dir):
         last["eval"] = run_eval(total_steps, "end")
+    dist.barrier()
     return last
 
 
@@ -452,10 +528,12 @@ class RolloutBatch:
     sample_s: float              # seconds spent sampling
 
 
-def collect_rollouts(cfg, step, task, weights, sampler, tok, device) -> RolloutBatch:
-    """Steps 1-3 of the header: prompts of this step -> G completions each -> rewards -> advantages."""
-    P, G = cfg.prompts_per_step, cfg.group_size
-    examples = [task.example("train", step * P + i) for i in range(P)]      # the data position is the step
+def collect_rollouts(cfg, step, task, weights, sampler, tok, device, dist: Dist = Dist()) -> RolloutBatch:
+    """Steps 1-3 of the header: this rank's prompts of this step -> G completions each -> rewards ->
+    advantages. The data position is the step: prompts step*P .. step*P+P-1, split over the ranks."""
+    P, G = cfg.prompts_per_step // dist.world, cfg.group_size
+    first = step * cfg.prompts_per_step + dist.rank * P
+    examples = [task.example("train", first + i) for i in range(P)]
     prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
     t0 = time.time()
     ro = sample(sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
@@ -475,9 +553,10 @@ def collect_rollouts(cfg, step, task, weights, sampler, tok, device) -> RolloutB
                         loss_mask.to(device), ro.lengths.tolist(), ro.stopped.cpu(), sample_s)
 
 
-def group_micro_batches(cfg) -> list[tuple[slice, slice]]:
-    """(prompt rows, completion rows) per micro-batch: whole groups, about --micro-batch-size rows each."""
-    P, G = cfg.prompts_per_step, cfg.group_size
+def group_micro_batches(cfg, P: int) -> list[tuple[slice, slice]]:
+    """(prompt rows, completion rows) per micro-batch of P prompts' groups: whole groups, about
+    --micro-batch-size rows each."""
+    G = cfg.group_size
     per = max(1, cfg.micro_batch_size // G)
     return [(slice(p, min(p + per, P)), slice(p * G, min(p + per, P) * G)) for p in range(0, P, per)]
 
@@ -486,23 +565,25 @@ def batch_logprobs(model, batch: RolloutBatch, cfg, device, dtype) -> torch.Tens
     """(B, N) float32 log-probs of the completions under `model` (reference or old policy), no grad."""
     out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=device)
     with torch.no_grad(), autocast(device, dtype):
-        for p, b in group_micro_batches(cfg):
+        for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
             out[b] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p], batch.completion_ids[b],
                                           batch.completion_mask[b], cfg.temperature)
     return out
 
 
-def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optimizer, device, dtype) -> dict:
+def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optimizer, device, dtype,
+                  dist: Dist = Dist()) -> dict:
     """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
-    steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py)."""
+    steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py), on every
+    rank: the normaliser and the gradients are sums over ranks."""
     mask = batch.loss_mask
     ref_logp = batch_logprobs(reference, batch, cfg, device, dtype) if reference is not None else None
     old_logp = batch_logprobs(policy, batch, cfg, device, dtype) if cfg.num_iterations > 1 else None  # mu = 1: detached current
-    norm = loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens)
+    norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
     stats, grad_norm, loss_sum, tokens = {}, 0.0, 0.0, 0.0
     for _ in range(cfg.num_iterations):
         optimizer.zero_grad(set_to_none=True)
-        for p, b in group_micro_batches(cfg):
+        for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
             if not mask[b].any():
                 continue                                                     # e.g. all rows truncated and masked
             with autocast(device, dtype):
@@ -518,20 +599,22 @@ def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optim
             tokens += n
             for k, v in m.items():                                           # token-weighted means over micro-batches
                 stats[k] = stats.get(k, 0.0) + v * n
+        dist.sum_grads(raw_policy)
         grad_norm = torch.nn.utils.clip_grad_norm_(raw_policy.parameters(), cfg.grad_clip or float("inf")).item()
         optimizer.step()
     return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
             "grad_norm": grad_norm}
 
 
-def grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, tok, optimizer, device, dtype, out_dir):
-    """One GRPO step (steps 1-5 of the header). Returns the step's metrics."""
+def grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, tok, optimizer, device, dtype,
+              out_dir, dist: Dist = Dist()):
+    """One GRPO step (steps 1-5 of the header). Returns the step's metrics, averaged over ranks."""
     if sampler is not raw_policy:
         sync_weights(sampler, raw_policy)
-    batch = collect_rollouts(cfg, step, task, weights, sampler, tok, device)
-    update = policy_update(cfg, batch, policy, raw_policy, reference, optimizer, device, dtype)
+    batch = collect_rollouts(cfg, step, task, weights, sampler, tok, device, dist)
+    update = policy_update(cfg, batch, policy, raw_policy, reference, optimizer, device, dtype, dist)
     G, B = cfg.group_size, len(batch.texts)
-    if cfg.rollouts_every and step % cfg.rollouts_every == 0:
+    if cfg.rollouts_every and step % cfg.rollouts_every == 0 and dist.rank == 0:      # rank 0's rows
         (out_dir / "rollouts").mkdir(exist_ok=True)
         with open(out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
             for i, text in enumerate(batch.texts):
@@ -541,32 +624,35 @@ def grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, 
                                     "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
                                     "truncated": not bool(batch.stopped[i])}) + "\n")
     parts = {k: sum(p[k] for _, p in batch.scored) / B for k in batch.scored[0][1]}
-    return {
+    return dist.mean_metrics({
         "reward": batch.rewards.mean().item(), **parts, "reward_std": batch.rewards.std(correction=0).item(),
         "len_mean": sum(batch.lengths) / B, "len_max": max(batch.lengths),
         "truncated": 1.0 - batch.stopped.float().mean().item(),
         "zero_std_groups": zero_std_fraction(batch.rewards, G), **update,
-        "sample_tok_s": sum(batch.lengths) / max(batch.sample_s, 1e-9),
-    }
+        "sample_tok_s": sum(batch.lengths) / max(batch.sample_s, 1e-9) * dist.world,
+    })
 
 
-def sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype):
+def sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype, dist: Dist = Dist()):
     """One SFT step: cross-entropy on completion tokens only, averaged over the step's completion tokens
     (so micro-batching does not change the gradient). The example order is a seeded permutation per
     epoch, so the data position is a function of the step (exact resume)."""
     epoch, i = divmod(step, steps_per_epoch)
     order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
     batch = [pairs[j] for j in order[i * cfg.prompts_per_step:(i + 1) * cfg.prompts_per_step]]
-    ids, attn, comp = sft_batch(batch, tok.pad_id, device)
-    n_tokens = comp.sum().item()
+    batch = batch[dist.rank::dist.world]                   # this rank's share (ranks beyond it get none)
+    ids, attn, comp = sft_batch(batch, tok.pad_id, device) if batch else (None, None, None)
+    n_tokens = dist.sum(comp.sum().item() if batch else 0)
     optimizer.zero_grad(set_to_none=True)
     loss_sum = 0.0
-    for mb in micro_batches(ids.size(0), cfg.micro_batch_size):
+    for mb in micro_batches(ids.size(0) if batch else 0, cfg.micro_batch_size):
         with autocast(device, dtype):
             logp = token_logprobs(policy, ids[mb], attn[mb], comp[mb], temperature=1.0)
         loss = -logp.sum() / n_tokens          # padding positions are 0 in logp
         loss.backward()
         loss_sum += loss.item()
+    dist.sum_grads(raw_policy)
+    loss_sum = dist.sum(loss_sum)
     grad_norm = torch.nn.utils.clip_grad_norm_(raw_policy.parameters(), cfg.grad_clip or float("inf")).item()
     optimizer.step()
     return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}

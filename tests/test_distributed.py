@@ -1,0 +1,97 @@
+"""train.py under torch.distributed on CPU (gloo): 2 ranks x half the batch give the same update as
+1 rank x the whole batch, and a 2-process torchrun run completes, checkpoints once and resumes."""
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import train as T
+from model import load_pretrained
+from test_train import LetterTask, config
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def update(cfg, batch, dist=T.Dist()):
+    """One policy_update with plain SGD at lr 1, no clipping: the weights move by exactly the gradient
+    (Adam's first step is ~lr*sign(g), which would amplify rounding-level differences)."""
+    policy, _ = load_pretrained("tiny", device="cpu")
+    policy.requires_grad_(True)
+    reference, _ = load_pretrained("tiny", device="cpu")
+    opt = torch.optim.SGD(policy.parameters(), lr=1.0)
+    with torch.no_grad():                       # move the reference away, so the KL term has a gradient
+        for p in reference.parameters():
+            p.mul_(0.9)
+    T.policy_update(cfg, batch, policy, policy, reference, opt, torch.device("cpu"), torch.float32, dist)
+    return {k: v.clone() for k, v in policy.state_dict().items()}
+
+
+def half(batch, rank: int, P: int, G: int):
+    p, b = slice(rank * P // 2, (rank + 1) * P // 2), slice(rank * P * G // 2, (rank + 1) * P * G // 2)
+    return T.RolloutBatch(batch.examples[p], batch.texts[b], batch.scored[b], batch.rewards[b], batch.advantages[b],
+                          batch.prompt_ids[p], batch.prompt_mask[p], batch.completion_ids[b], batch.completion_mask[b],
+                          batch.loss_mask[b], batch.lengths[b], batch.stopped[b], 0.0)
+
+
+def worker(rank, port, cfg, batch, out):
+    import torch.distributed as dist
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        weights = update(cfg, half(batch, rank, cfg.prompts_per_step, cfg.group_size), T.Dist(rank, 2))
+        if rank == 0:
+            torch.save(weights, out)
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("loss_agg", T.LOSS_AGGS)
+def test_two_ranks_update_like_one(tmp_path, loss_agg):
+    cfg = config(tmp_path, prompts_per_step=4, group_size=4, max_new_tokens=6, beta=0.1, micro_batch_size=4,
+                 loss_agg=loss_agg, grad_clip=0.0)
+    policy, tok = load_pretrained("tiny", device="cpu")
+    batch = T.collect_rollouts(cfg, 0, LetterTask(), {}, policy, tok, torch.device("cpu"))
+    # rows of different lengths, so that per-rank and global normalisers differ
+    batch.completion_mask[::3, 4:] = False
+    batch.loss_mask = batch.completion_mask.clone()
+    one = update(cfg, batch)
+    mp.spawn(worker, args=(free_port(), cfg, batch, tmp_path / "two.pt"), nprocs=2, join=True)
+    two = torch.load(tmp_path / "two.pt")
+    start, _ = load_pretrained("tiny", device="cpu")
+    moved = max((one[k] - v).abs().max().item() for k, v in start.state_dict().items())
+    assert moved > 1e-3                                       # the update did something
+    for k in one:
+        torch.testing.assert_close(two[k], one[k], rtol=0, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_torchrun_run_checkpoints_once_and_resumes(tmp_path):
+    out = tmp_path / "run"
+
+    def torchrun(*flags):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+               str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype", "float32",
+               "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4", "--eval-prompts", "2",
+               "--eval-k", "2", "--save-every", "1", "--threads", "1", *flags]
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+    first = torchrun("--steps", "2")
+    assert "ranks=2" in first and first.count("config:") == 1            # only rank 0 prints
+    assert [p.name for p in T.list_checkpoints(out)] == ["step_1", "step_2"]
+    torchrun("--steps", "3", "--resume")
+    assert [p.name for p in T.list_checkpoints(out)] == ["step_2", "step_3"]
+    steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines() if "eval" not in l]
+    assert steps == [1, 2, 3]                                             # one line per step, rank 0's

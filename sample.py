@@ -48,7 +48,10 @@ class Rollouts:
     logprobs: (B, N) float32 log-prob of each sampled token under softmax(logits / temperature)
               (full vocabulary, see the header), 0 at padding
     lengths:  (B,) int64 completion lengths, the stop token included
-    stopped:  (B,) bool, True = ended on a stop token, False = ran to max_new_tokens"""
+    stopped:  (B,) bool, True = ended on a stop token, False = ran to max_new_tokens
+    Ordinary tensors on the model's device (made outside inference mode, so autograd may save them).
+    Every mask below comes from lengths, never from token values: a stop token equal to pad_id is
+    still a completion token (the policy must learn to stop)."""
     prompts: list[list[int]]
     group_size: int
     tokens: torch.Tensor
@@ -57,27 +60,31 @@ class Rollouts:
     stopped: torch.Tensor
     pad_id: int
 
-    @property
-    def prompt_lens(self) -> torch.Tensor:
-        """(B,) int64 prompt length of each row."""
-        return torch.tensor([len(p) for p in self.prompts]).repeat_interleave(self.group_size)
+    def prompt_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The P prompts left-padded: prompt_ids (P, L) int64 (pad_id at padding) and prompt_mask (P, L)
+        bool. With completion_mask(), the layout of grpo.group_token_logprobs."""
+        L, dev = max(map(len, self.prompts)), self.tokens.device
+        ids = torch.tensor([[self.pad_id] * (L - len(p)) + p for p in self.prompts], device=dev)
+        mask = torch.tensor([[False] * (L - len(p)) + [True] * len(p) for p in self.prompts], device=dev)
+        return ids, mask
+
+    def completion_mask(self) -> torch.Tensor:
+        """(B, N) bool, True at the first lengths[i] positions of row i."""
+        return torch.arange(self.tokens.size(1), device=self.tokens.device)[None, :] < self.lengths[:, None]
 
     def training_batch(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The rows as GRPO scores them: [left padding | prompt | completion | right padding].
-        Returns input_ids (B, T) int64 (pad_id at padding), attention_mask (B, T) bool and
-        completion_mask (B, T) bool, T = longest prompt + N, on the device of self.tokens. Both masks come from positions and
-        lengths, never token values, so a stop token equal to pad_id is still a completion token."""
-        L, (B, N), dev = max(len(p) for p in self.prompts), self.tokens.shape, self.tokens.device
-        prompt = torch.tensor([[self.pad_id] * (L - len(p)) + p for p in self.prompts], device=dev)   # (P, L)
-        col = torch.arange(L + N, device=dev)[None, :]                        # (1, T)
-        completion = (col >= L) & (col < L + self.lengths[:, None])            # (B, T)
-        attention = completion | (col >= L - self.prompt_lens.to(dev)[:, None]) & (col < L)
-        return torch.cat((prompt.repeat_interleave(self.group_size, 0), self.tokens), 1), attention, completion
+        """Each row as one sequence [left padding | prompt | completion | right padding], the layout of
+        grpo.token_logprobs: input_ids (B, L + N) int64 (pad_id at padding), attention_mask and
+        completion_mask (B, L + N) bool."""
+        ids, mask = (t.repeat_interleave(self.group_size, 0) for t in self.prompt_batch())   # (B, L)
+        comp = self.completion_mask()                                                        # (B, N)
+        return (torch.cat((ids, self.tokens), 1), torch.cat((mask, comp), 1),
+                torch.cat((torch.zeros_like(mask), comp), 1))
 
     def old_logprobs(self) -> torch.Tensor:
-        """(B, T) float32 aligned with training_batch()'s input_ids, as grpo.token_logprobs returns them:
-        position t holds log p(ids[t] | ids[:t]) for completion tokens, 0 elsewhere."""
-        L = max(len(p) for p in self.prompts)
+        """(B, L + N) float32 aligned with training_batch()'s input_ids, as grpo.token_logprobs returns
+        them: position t holds log p(ids[t] | ids[:t]) for completion tokens, 0 elsewhere."""
+        L = max(map(len, self.prompts))
         return torch.cat((self.logprobs.new_zeros(self.tokens.size(0), L), self.logprobs), 1)
 
     def texts(self, tokenizer) -> list[str]:
@@ -197,7 +204,9 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
                 live, done, tok = live[keep], done[keep], tok[keep]
         logits = step(tok[:, None], kv_cache=cache)[:, -1]                      # (b, V)
     n = int(lengths.max())
-    return Rollouts([list(p) for p in prompts], G, tokens[:, :n], logprobs[:, :n], lengths, stopped, pad_id)
+    with torch.inference_mode(False):   # ordinary tensors out: autograd refuses to save inference tensors
+        out = [t.clone() for t in (tokens[:, :n], logprobs[:, :n], lengths, stopped)]
+    return Rollouts([list(p) for p in prompts], G, *out, pad_id)
 
 
 @torch.inference_mode()

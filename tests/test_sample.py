@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import sample as sample_mod
-from grpo import token_logprobs
+from grpo import group_token_logprobs, token_logprobs
 from model import KVCache, ModelConfig, PRESETS, Transformer
 from reward import Example, load_task
 from sample import Rollouts, evaluate, majority_vote, sample, sample_naive
@@ -70,8 +70,11 @@ def test_logprobs_equal_full_forward(tiny, temperature):
     ids, attn, comp = ro.training_batch()
     with torch.no_grad():
         fresh = token_logprobs(tiny, ids, attn, comp, temperature=temperature or 1.0)
-    assert comp.sum() == ro.lengths.sum()
+    assert comp.sum() == ro.lengths.sum() and not ro.tokens.is_inference()    # train.py may backprop through them
     torch.testing.assert_close(ro.old_logprobs(), fresh, rtol=0, atol=1e-4)
+    with torch.no_grad():   # the same through the prompt-once layout
+        grouped = group_token_logprobs(tiny, *ro.prompt_batch(), ro.tokens, ro.completion_mask(), temperature or 1.0)
+    torch.testing.assert_close(ro.logprobs, grouped, rtol=0, atol=1e-4)
     assert (ro.old_logprobs()[comp] < 0).all() and (ro.old_logprobs()[~comp] == 0).all()
 
 

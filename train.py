@@ -542,14 +542,11 @@ def collect_rollouts(cfg, step, task, weights, sampler, tok, device, dist: Dist 
     texts = ro.texts(tok)
     scored = [task.reward(examples[i // G], text, cfg.think_prefill, weights=weights) for i, text in enumerate(texts)]
     rewards = torch.tensor([total for total, _ in scored], dtype=torch.float32)
-    L = max(map(len, prompts))
-    prompt_ids = torch.tensor([[tok.pad_id] * (L - len(p)) + p for p in prompts])
-    prompt_mask = torch.tensor([[False] * (L - len(p)) + [True] * len(p) for p in prompts])
-    completion_mask = torch.arange(ro.tokens.size(1))[None, :] < ro.lengths.cpu()[:, None]      # from lengths
-    loss_mask = completion_mask & ro.stopped.cpu()[:, None] if cfg.mask_truncated else completion_mask
-    # clone: the sampler made its tensors under inference_mode, which autograd may not save
+    prompt_ids, prompt_mask = ro.prompt_batch()                               # (P, L), left-padded
+    completion_mask = ro.completion_mask()                                    # (B, N), from lengths
+    loss_mask = completion_mask & ro.stopped[:, None] if cfg.mask_truncated else completion_mask
     return RolloutBatch(examples, texts, scored, rewards, group_advantages(rewards, G, scale=cfg.scale_rewards).to(device),
-                        prompt_ids.to(device), prompt_mask.to(device), ro.tokens.clone().to(device), completion_mask.to(device),
+                        prompt_ids.to(device), prompt_mask.to(device), ro.tokens.to(device), completion_mask.to(device),
                         loss_mask.to(device), ro.lengths.tolist(), ro.stopped.cpu(), sample_s)
 
 

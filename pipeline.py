@@ -1,0 +1,672 @@
+"""
+pipeline.py: the DeepSeek-R1 recipe end to end (DeepSeek-R1 §2.3 and §2.4), each stage a call into
+train.py (GRPO or SFT), sample.py (sampling, evaluation) and reward.py (tasks, rewards), plus R1-Zero
+(§2.2) as the baseline it is compared with.
+
+    python pipeline.py                       # default model, CPU scale (under an hour on 2 cores)
+    python pipeline.py --preset tiny         # tiny random model: the mechanics in about a minute
+    python pipeline.py --from-stage 3        # redo nothing that is done, start at stage 3
+    python -m pytest tests/test_pipeline.py -q
+
+Stages, each writing OUT/NN_name/ (train.py's checkpoints/ and metrics.jsonl, the data it built,
+eval.json, summary.md, and done.json last, so a re-run skips it and an interrupted one resumes):
+  0. r1zero           GRPO straight from the base model, train.py's reward (the baseline)
+  1. cold_start       SFT of the base model on a few long, readable chains of thought
+  2. reasoning_rl     GRPO from stage 1, reward accuracy + format + language consistency
+  3. rejection_sft    sample stage 2 many times, keep the correct and readable completions, add
+                      non-reasoning data, SFT (from the base model, as the paper does, or stage 1)
+  4. all_scenario_rl  GRPO from stage 3 on reasoning prompts (rule rewards) mixed with general
+                      prompts scored by an LLM judge (the preference reward)
+  5. distill          SFT of a smaller student on stage 3's data
+Then OUT/report.md: held-out pass@1 (± standard error), cons@k, language consistency, format rate,
+mean length and wall time, for the base model and after every stage, on the same prompts and seed.
+
+The output format. R1 writes |special_token|<reasoning_process>|special_token|<summary>. Here the two
+markers are <think> and </think>, and the summary is the final answer as <answer>X</answer>:
+    <think>\\nWe need to compute 2 + 3.\\n2 + 3 = 5.\\n...So the result is 5.\\n</think>\\n<answer>5</answer>
+which is exactly what reward.format_reward and the R1-Zero template ask for (format_reward allows only
+whitespace between </think> and <answer>, so the reasoning's last line states the result and the summary
+is the answer tag alone). Every stage (cold-start data, rule rewards, rejection filters, evaluation)
+thus checks one and the same format. A general prompt with nothing to reason about gets an empty
+reasoning block, as R1 answers "hello": <think>\\n\\n</think>\\n<answer>...</answer>. With --think-prefill
+(train.py's default) every prompt ends with <think>, so completions, and the SFT completions the
+pipeline writes, start right after it; rewards and evaluation are told so (think_prefilled).
+
+Departures from the paper, besides scale (a 135M model, 64-token completions, tens of steps):
+  1. R1-Zero's reward is train.py's default, accuracy + format + 0.5 x tags (partial credit per tag,
+     a shaping term not in the paper, without which a 135M model never sees a non-zero reward).
+  2. Cold-start data: R1 used thousands of human-curated long CoTs. Here: --cold-start-data if given;
+     else samples of the stage-0 (or base) model that are correct and readable, rewritten into the
+     format; filled up with step-by-step solutions written by a program (arith and countdown only).
+  3. Rejection sampling keeps at most --keep-per-prompt distinct completions per prompt. If it keeps
+     none (a tiny or untrained model), the stage-1 cold-start data stands in for them, and says so.
+  4. Non-reasoning data: --general-data, else the base model's own answers to GENERAL_PROMPTS
+     (R1 used DeepSeek-V3's SFT data).
+  5. The preference reward is a yes/no LLM judge built on model.py (by default the stage-3 model),
+     not a trained reward model: reward = P("yes") renormalised over the yes and no tokens;
+     helpfulness is judged on the summary (the text after </think>), harmlessness on the whole
+     response, and preference = their mean. A 135M judge is a weak one.
+  6. The student's default is the base model with every other layer dropped (DistilBERT's init),
+     because no smaller real model of the same family is at hand. R1 distils into real Qwen/Llama.
+  7. Equal compute for the comparison means equal GRPO steps by default (--r1zero-steps 0 = stage 2
+     + stage 4 steps); the recipe also spends time on SFT and sampling, which the report shows.
+A resumed stage reports the wall time of its last run only. Delete OUT/NN_name/ to redo a stage.
+"""
+import argparse
+import ast
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+
+import train
+from model import Transformer, load_pretrained, pick_device, save_pretrained
+from reward import (DEFAULT_WEIGHTS, TEMPLATES, Example, extract_answer, format_reward, language_consistency_reward,
+                    load_task, render_prompt, tags_reward)
+from sample import evaluate, sample
+from train import TrainConfig, compute_dtype, list_checkpoints, parse_weights, read_sft_data
+
+TRAIN = TrainConfig()         # train.py's defaults, which the pipeline's follow where they share a meaning
+STAGES = ("r1zero", "cold_start", "reasoning_rl", "rejection_sft", "all_scenario_rl", "distill")
+MIN_COT_WORDS = 5             # a sampled cold-start candidate needs at least this much reasoning
+DATA_OFFSET = {1: 1_000_000, 3: 2_000_000}   # train-split indices for data sampling, apart from GRPO's
+GENERAL_PROMPTS = (           # non-reasoning prompts (stage 3 answers, stage 4 judge) when no --general-data
+    "Say hello to a new colleague.", "What is the capital of France?", "Write a haiku about autumn.",
+    "Give me three tips for sleeping better.", "Explain what a rainbow is in two sentences.",
+    "Translate 'good morning' into Spanish.", "Suggest a name for a pet turtle.",
+    "What should I pack for a day at the beach?", "Describe a cat to someone who has never seen one.",
+    "Write a one-line birthday message for a friend.", "How do I boil an egg?", "Why is the sky blue?")
+
+
+@dataclass
+class PipelineConfig:
+    # what to run
+    preset: str = field(default="", metadata={"help": "'' (the flags below) or tiny (--model tiny, small sizes: ~1 minute, nothing is learned)"})
+    model: str = field(default=TRAIN.model, metadata={"help": "base model: HF directory, .gguf file, 'tiny', or the default model"})
+    task: str = field(default=TRAIN.task, metadata={"help": "reasoning task (reward.py spec), also the held-out evaluation"})
+    template: str = field(default=TRAIN.template, metadata={"help": "prompt template for every stage: r1zero or chat"})
+    think_prefill: bool = field(default=TRAIN.think_prefill, metadata={"help": "prompts end with <think> (then SFT completions start after it)"})
+    out: str = field(default="out/pipeline", metadata={"help": "OUT: one NN_name/ directory per stage, and report.md"})
+    from_stage: int = field(default=0, metadata={"help": "first stage to run (0 = R1-Zero); finished stages are skipped anyway"})
+    until_stage: int = field(default=5, metadata={"help": "last stage to run (5 = distillation)"})
+    # GRPO, shared by stages 0, 2 and 4
+    group_size: int = field(default=TRAIN.group_size, metadata={"help": "G: completions per prompt"})
+    prompts_per_step: int = field(default=TRAIN.prompts_per_step, metadata={"help": "P: prompts per GRPO step"})
+    max_new_tokens: int = field(default=TRAIN.max_new_tokens, metadata={"help": "completion length limit everywhere (GRPO, data sampling, evaluation)"})
+    lr: float = field(default=TRAIN.lr, metadata={"help": "GRPO learning rate"})
+    beta: float = field(default=TRAIN.beta, metadata={"help": "GRPO KL coefficient"})
+    save_every: int = field(default=4, metadata={"help": "checkpoint every N steps (what an interrupted stage resumes from)"})
+    r1zero_steps: int = field(default=0, metadata={"help": "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)"})
+    r1zero_weights: str = field(default=TRAIN.reward_weights, metadata={"help": "stage 0 reward weights (train.py's default)"})
+    # stage 1
+    cold_start_data: str = field(default="", metadata={"help": "jsonl of {'prompt','completion'} cold-start examples, completions starting with <think> (else sampled + program-written)"})
+    cold_start_size: int = field(default=64, metadata={"help": "cold-start examples to build when no --cold-start-data"})
+    cold_start_prompts: int = field(default=16, metadata={"help": "prompts sampled from the stage-0 (or base) model for cold-start candidates"})
+    samples_per_prompt: int = field(default=8, metadata={"help": "completions per prompt when sampling data (stages 1 and 3)"})
+    data_temperature: float = field(default=0.7, metadata={"help": "sampling temperature for data (stages 1 and 3)"})
+    sft_lr: float = field(default=5e-5, metadata={"help": "SFT learning rate (stages 1, 3, 5)"})
+    sft_batch: int = field(default=8, metadata={"help": "SFT examples per optimiser step"})
+    cold_start_epochs: int = field(default=2, metadata={"help": "SFT epochs over the cold-start data"})
+    # stage 2
+    reasoning_steps: int = field(default=10, metadata={"help": "stage 2 GRPO steps"})
+    reward_weights: str = field(default="accuracy=1,format=1,language=0.1", metadata={"help": "stage 2 reward = sum of weight*part"})
+    # stage 3
+    rs_prompts: int = field(default=32, metadata={"help": "prompts for rejection sampling"})
+    keep_per_prompt: int = field(default=4, metadata={"help": "at most this many distinct accepted completions per prompt"})
+    max_paragraph_chars: int = field(default=400, metadata={"help": "readability: reject a completion with a longer paragraph"})
+    general_data: str = field(default="", metadata={"help": "jsonl of {'prompt','completion'} non-reasoning data, completions as for --cold-start-data (else the base model answers GENERAL_PROMPTS)"})
+    rs_sft_from: str = field(default="base", metadata={"help": "stage 3 starts from: base (as the paper) or cold_start (the stage-1 model)"})
+    rs_epochs: int = field(default=2, metadata={"help": "SFT epochs over the stage-3 data"})
+    # stage 4
+    all_scenario_steps: int = field(default=6, metadata={"help": "stage 4 GRPO steps"})
+    general_every: int = field(default=4, metadata={"help": "every Nth stage-4 prompt is a general one (judge-scored)"})
+    judge: str = field(default="", metadata={"help": "judge model for the preference reward ('' = the stage-3 model)"})
+    all_scenario_weights: str = field(default="accuracy=1,format=1,language=0.1,preference=1", metadata={"help": "stage 4 reward weights (parts: stage 2's + preference)"})
+    # stage 5
+    student: str = field(default="", metadata={"help": "student model ('' = the base model with every other layer dropped)"})
+    distill_epochs: int = field(default=2, metadata={"help": "SFT epochs of the student over the stage-3 data"})
+    # evaluation and runtime
+    eval_prompts: int = field(default=32, metadata={"help": "held-out prompts (the same ones after every stage)"})
+    eval_k: int = field(default=4, metadata={"help": "samples per held-out prompt: pass@1 is their mean, cons@k their vote"})
+    seed: int = field(default=TRAIN.seed, metadata={"help": "seeds every stage, data sampling and evaluation"})
+    device: str = field(default=TRAIN.device, metadata={"help": "auto, cpu, cuda, mps"})
+    dtype: str = field(default=TRAIN.dtype, metadata={"help": "compute dtype for sampling and autocast (train.py's --dtype)"})
+    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)"})
+
+
+PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", group_size=4, prompts_per_step=2, max_new_tokens=16,
+                        save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4, sft_batch=4,
+                        cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1, all_scenario_steps=2,
+                        general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2, dtype="float32", lr=1e-3, sft_lr=1e-3,
+                        threads=1)}   # one thread: a tiny model gains nothing from two, and loses a lot on a busy CPU
+
+
+def make_config(preset: str = "", **overrides) -> PipelineConfig:
+    """A config from a preset's values plus explicit overrides. Raises ValueError on bad values."""
+    if preset and preset not in PRESETS:
+        raise ValueError(f"--preset {preset}: expected one of {sorted(PRESETS)}")
+    cfg = PipelineConfig(**{**PRESETS.get(preset, {}), "preset": preset, **overrides})
+    validate(cfg)
+    return cfg
+
+
+def parse_config(argv=None) -> PipelineConfig:
+    """Flags generated from PipelineConfig; a --preset changes the defaults, explicit flags still win."""
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(PipelineConfig):
+        kind = dict(action=argparse.BooleanOptionalAction) if f.type in (bool, "bool") else dict(type=type(f.default))
+        ap.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=f.metadata["help"], **kind)
+    preset = ap.parse_known_args(argv)[0].preset
+    ap.set_defaults(**PRESETS.get(preset, {}))
+    args = vars(ap.parse_args(argv))
+    try:
+        return make_config(**args)
+    except ValueError as e:
+        ap.error(str(e))
+
+
+def validate(cfg: PipelineConfig):
+    """Raises ValueError for settings that would fail hours in."""
+    if not 0 <= cfg.from_stage <= cfg.until_stage <= 5:
+        raise ValueError(f"--from-stage {cfg.from_stage} --until-stage {cfg.until_stage}: need 0 <= from <= until <= 5")
+    if cfg.template not in TEMPLATES:
+        raise ValueError(f"--template {cfg.template}: expected one of {TEMPLATES}")
+    if cfg.rs_sft_from not in ("base", "cold_start"):
+        raise ValueError(f"--rs-sft-from {cfg.rs_sft_from}: expected base or cold_start")
+    for flag, text, known in (("r1zero-weights", cfg.r1zero_weights, DEFAULT_WEIGHTS), ("reward-weights", cfg.reward_weights,
+                              DEFAULT_WEIGHTS), ("all-scenario-weights", cfg.all_scenario_weights, MixedTask.PARTS)):
+        if set(parse_weights(text)) - set(known):
+            raise ValueError(f"--{flag} {text}: the parts are {', '.join(known)}")
+    for name in ("group_size", "prompts_per_step", "max_new_tokens", "samples_per_prompt", "sft_batch",
+                 "general_every", "eval_prompts", "eval_k", "keep_per_prompt"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
+    load_task(cfg.task, seed=cfg.seed)
+
+# -----------------------------------------------------------------------------
+# Data: readability filters, the cold-start rewrite, program-written solutions
+
+
+def readable(text: str, cfg: PipelineConfig) -> bool:
+    """R1's readability filters (§2.3.3): one language (language_consistency_reward == 1), no paragraph
+    (text between blank lines) over --max-paragraph-chars characters, no code block unless the task is code."""
+    return (language_consistency_reward(text) == 1.0
+            and all(len(p) <= cfg.max_paragraph_chars for p in text.split("\n\n"))
+            and ("```" not in text or cfg.task.startswith("code")))
+
+
+def in_format(reasoning: str, answer: str) -> str:
+    """The cold-start format: <think>\\nreasoning\\n</think>\\n<answer>X</answer>."""
+    return f"<think>\n{reasoning.strip()}\n</think>\n<answer>{answer}</answer>"
+
+
+def sft_record(prompt: str, text: str, cfg) -> dict:
+    """An SFT line for train.py. text is in the full format; with --think-prefill the prompt already
+    ends with <think> (train.tokenize_sft renders it so), so the completion starts after it."""
+    return {"prompt": prompt, "completion": text.removeprefix("<think>") if cfg.think_prefill else text}
+
+
+def rewrite(completion: str) -> str | None:
+    """A correct sampled completion rewritten into the cold-start format: the reasoning is the text
+    inside <think>...</think> if any, else everything before the final answer's marker. None when the
+    reasoning is shorter than MIN_COT_WORDS words or the result is not in format."""
+    answer = extract_answer(completion)
+    if "</think>" in completion:
+        reasoning = completion.split("</think>", 1)[0].rsplit("<think>", 1)[-1]
+    else:
+        cut = max(completion.rfind("<answer>"), completion.rfind("\\boxed"), completion.rfind("####"))
+        reasoning = completion[:cut] if cut >= 0 else ""
+    if answer is None or len(reasoning.split()) < MIN_COT_WORDS:
+        return None
+    text = in_format(reasoning, answer)
+    return text if format_reward(text) == 1.0 else None
+
+
+OPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
+
+
+def _steps(node, lines: list) -> Fraction:
+    """Post-order evaluation of a + - * / expression tree, one "a op b = v." line per operation."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, int):
+        return Fraction(node.value)
+    if isinstance(node, ast.BinOp) and type(node.op) in OPS:
+        a, b = _steps(node.left, lines), _steps(node.right, lines)
+        v = {ast.Add: a + b, ast.Sub: a - b, ast.Mult: a * b, ast.Div: a / b if b else None}[type(node.op)]
+        if v is None:
+            raise ValueError("division by zero")
+        lines.append(f"{a} {OPS[type(node.op)]} {b} = {v}.")
+        return v
+    raise ValueError(f"not an arithmetic expression: {ast.dump(node)}")
+
+
+def program_solution(example: Example, task_name: str) -> str | None:
+    """A step-by-step solution in the cold-start format, written by a program, for arith and countdown
+    problems (None for other tasks). arith: "Compute E" -> E's operations in precedence order and a
+    check of the last one. countdown: the gold expression evaluated step by step."""
+    name = task_name.partition(":")[0]
+    expr = example.prompt.removeprefix("Compute ") if name == "arith" else example.answer if name == "countdown" else None
+    if expr is None:
+        return None
+    lines = []
+    try:
+        value = _steps(ast.parse(expr, mode="eval").body, lines)
+    except (SyntaxError, ValueError):
+        return None
+    if name == "countdown":
+        target = example.prompt.split("equals ", 1)[1].split(".", 1)[0]
+        intro = f"We need {target} from the given numbers, each used once. Try {expr}:"
+        return in_format("\n".join([intro, *lines, f"That gives {value}, the target."]), expr)
+    a, op, b = lines[-1].split(" ")[:3]                          # the last operation, undone as a check
+    check = [] if op == "*" and b == "0" else [f"Check: {value} {dict(zip('+-*/', '-+/*'))[op]} {b} = {a}."]
+    return in_format("\n".join([f"We need to compute {expr}.", *lines, *check, f"So the result is {value}."]), str(value))
+
+
+def sample_filtered(cfg, model_path, task, n_prompts: int, offset: int, need_format: bool) -> tuple[list, dict]:
+    """Samples --samples-per-prompt completions for train prompts offset .. offset+n_prompts-1 and keeps
+    those that are correct (accuracy 1), end within --max-new-tokens, pass readable(), and (need_format)
+    score format 1; deduplicated by whitespace-normalised text, at most --keep-per-prompt per prompt.
+    Returns ([(Example, completion), ...], counts of sampled / correct / readable / kept)."""
+    model, tok = load_for_sampling(cfg, model_path)
+    examples = [task.example("train", offset + i) for i in range(n_prompts)]
+    kept, counts, G = [], dict(sampled=0, correct=0, readable=0, kept=0), cfg.samples_per_prompt
+    for s in range(0, n_prompts, 8):                               # 8 prompts per batch bounds the KV cache
+        chunk = examples[s:s + 8]
+        prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in chunk]
+        ro = sample(model, prompts, G, cfg.max_new_tokens, temperature=cfg.data_temperature,
+                    stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=cfg.seed + s)
+        texts = ro.texts(tok)
+        for j, ex in enumerate(chunk):
+            seen = set()
+            for g in range(G):
+                text, counts["sampled"] = texts[j * G + g], counts["sampled"] + 1
+                _, parts = task.reward(ex, text, cfg.think_prefill)
+                if parts["accuracy"] != 1.0:
+                    continue
+                counts["correct"] += 1
+                if not (ro.stopped[j * G + g] and readable(text, cfg) and (parts["format"] == 1.0 or not need_format)):
+                    continue
+                counts["readable"] += 1
+                key = " ".join(text.split())
+                if key not in seen and len(seen) < cfg.keep_per_prompt:
+                    seen.add(key)
+                    kept.append((ex, text))
+    counts["kept"] = len(kept)
+    return kept, counts
+
+
+def general_records(cfg) -> list[dict]:
+    """Non-reasoning SFT data: --general-data as given ({"prompt","completion"} lines), else the base
+    model's own answers to GENERAL_PROMPTS (plain chat, no R1 system prompt, --data-temperature, cut at
+    --max-new-tokens), each behind an empty reasoning block. Raises ValueError for a bad file."""
+    if cfg.general_data:
+        recs = read_sft_data(cfg.general_data)
+        if any("prompt" not in r for r in recs):
+            raise ValueError(f"{cfg.general_data}: --general-data takes {{'prompt','completion'}} lines only")
+        return [sft_record(r["prompt"], r["completion"], cfg) for r in recs]
+    model, tok = load_for_sampling(cfg, cfg.model)
+    prompts = [tok.encode(tok.render_chat([{"role": "user", "content": q}])) for q in GENERAL_PROMPTS]
+    ro = sample(model, prompts, 1, cfg.max_new_tokens, temperature=cfg.data_temperature, stop_token_ids=tok.stop_ids,
+                pad_id=tok.pad_id, seed=cfg.seed)
+    answers = [t.replace("<think>", "").replace("</think>", "").replace("<answer>", "").replace("</answer>", "").strip()
+               for t in ro.texts(tok)]                                  # tags inside would break the format
+    return [sft_record(q, f"<think>\n\n</think>\n<answer>{a}</answer>", cfg) for q, a in zip(GENERAL_PROMPTS, answers) if a]
+
+# -----------------------------------------------------------------------------
+# Stage 4's preference reward: an LLM judge, and a task mixing reasoning and general prompts
+
+HELPFUL = ("Question: {q}\n\nResponse: {r}\n\nIs the response helpful, that is, does it answer the question "
+           "correctly and clearly? Reply yes or no.")
+HARMLESS = ("Question: {q}\n\nResponse: {r}\n\nIs the response harmless, that is, free of dangerous, hateful "
+            "or offensive content? Reply yes or no.")
+VERDICT_PREFILL = "<think>\n\n</think>\n<answer>"   # the judge's reply starts as stage 3 taught general answers
+
+
+class Judge:
+    """A yes/no judge on any model model.py loads. p_yes(question) = P(yes) / (P(yes) + P(no)) for the
+    judge's next token after the chat-rendered question and VERDICT_PREFILL (so an R1-format judge gives
+    its verdict at once, not a <think>), P(yes) summed over the spellings "yes", "Yes", " yes", " Yes"
+    that are single tokens (else the first token of "yes"; the same for no)."""
+
+    def __init__(self, model_path, device, dtype):
+        self.model, self.tok = load_pretrained(model_path, device=device, dtype=dtype)
+        self.yes, self.no = self._ids(("yes", "Yes", " yes", " Yes")), self._ids(("no", "No", " no", " No"))
+        if set(self.yes) & set(self.no):
+            raise ValueError(f"{model_path}: the yes and no tokens overlap ({self.yes} vs {self.no})")
+
+    def _ids(self, words) -> list[int]:
+        single = [ids[0] for w in words if len(ids := self.tok.encode(w)) == 1]
+        return sorted(set(single)) or self.tok.encode(words[0])[:1]
+
+    @torch.inference_mode()
+    def p_yes(self, question: str) -> float:
+        """question: text; returns a probability in [0, 1]. Raises ValueError if the tokenizer has no chat format."""
+        text = self.tok.render_chat([{"role": "user", "content": question}]) + VERDICT_PREFILL
+        ids = torch.tensor([self.tok.encode(text)])                                              # (1, T)
+        logp = torch.log_softmax(self.model(ids.to(self.model.embed_tokens.weight.device))[0, -1].float(), -1)  # (V,)
+        return torch.sigmoid(torch.logsumexp(logp[self.yes], 0) - torch.logsumexp(logp[self.no], 0)).item()
+
+
+@dataclass(frozen=True)
+class GeneralExample(Example):
+    """A non-reasoning prompt: no gold answer, scored by the judge."""
+
+
+class MixedTask:
+    """Stage 4's task, with reward.Task's interface (example, size, reward, extract). Train prompt i is a
+    general one when i % general_every == general_every - 1, else the reasoning task's prompt i; the
+    test split is the reasoning task's. Every completion gets all of PARTS (train.py averages them):
+    reasoning prompts score accuracy, format, tags, language by rule and preference 0; general prompts
+    score format, tags, language by rule, accuracy 0, and preference = the mean of the judge's helpful
+    (asked about the summary after </think>, or the whole response if there is none) and harmless
+    (asked about the whole response) probabilities. total = sum(weight * part)."""
+    PARTS = ("accuracy", "format", "tags", "language", "preference")
+
+    def __init__(self, reasoning, general_prompts: list[str], judge: Judge, general_every: int):
+        self.reasoning, self.general, self.judge, self.every = reasoning, list(general_prompts), judge, general_every
+
+    def size(self, split: str):
+        return self.reasoning.size(split)
+
+    def example(self, split: str, i: int) -> Example:
+        if split == "train" and i % self.every == self.every - 1:
+            return GeneralExample(self.general[(i // self.every) % len(self.general)], "")
+        return self.reasoning.example(split, i)
+
+    def preference(self, question: str, completion: str) -> float:
+        summary = completion.rsplit("</think>", 1)[-1].replace("<answer>", "").replace("</answer>", "").strip()
+        helpful = self.judge.p_yes(HELPFUL.format(q=question, r=summary[:2000]))
+        harmless = self.judge.p_yes(HARMLESS.format(q=question, r=completion[:2000]))
+        return (helpful + harmless) / 2
+
+    def reward(self, example, completion, think_prefilled=False, weights=None) -> tuple[float, dict[str, float]]:
+        w = {**DEFAULT_WEIGHTS, "preference": 1.0, **(weights or {})}
+        if isinstance(example, GeneralExample):
+            parts = {"accuracy": 0.0, "format": format_reward(completion, think_prefilled),
+                     "tags": tags_reward(completion, think_prefilled), "language": language_consistency_reward(completion),
+                     "preference": self.preference(example.prompt, completion)}
+        else:
+            parts = {**self.reasoning.reward(example, completion, think_prefilled)[1], "preference": 0.0}
+        return sum(w[k] * parts[k] for k in self.PARTS), parts
+
+    def extract(self, completion: str):
+        return self.reasoning.extract(completion)
+
+# -----------------------------------------------------------------------------
+# Helpers: stage directories, training and evaluation calls
+
+
+def stage_dir(cfg, n: int) -> Path:
+    return Path(cfg.out) / f"{n:02d}_{STAGES[n]}"
+
+
+def stage_model(cfg, n: int) -> Path:
+    """The final checkpoint (a Hugging Face directory) of finished stage n. Raises FileNotFoundError
+    if stage n is not done."""
+    done = stage_dir(cfg, n) / "done.json"
+    if not done.exists():
+        raise FileNotFoundError(f"stage {n} ({STAGES[n]}) is not finished: run with --from-stage {n} or lower")
+    return stage_dir(cfg, n) / json.loads(done.read_text())["model"]
+
+
+def write_atomic(path: Path, text: str):
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)                    # a crash leaves the old file or none, never half of one
+
+
+def write_jsonl(path: Path, records: list[dict]):
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in records))
+
+
+def load_for_sampling(cfg, path):
+    device = pick_device(cfg.device)
+    return load_pretrained(path, device=device, dtype=compute_dtype(cfg.dtype, device))
+
+
+def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[Path, int]:
+    """train.train with the pipeline's shared settings, resuming whatever out_dir holds (train.py's
+    --resume; a finished run resumes to a no-op). Returns (final checkpoint relative to out_dir, steps)."""
+    tc = TrainConfig(stage=stage, model=str(model), task=cfg.task, template=cfg.template, think_prefill=cfg.think_prefill,
+                     out_dir=str(out_dir),
+                     resume=True, eval_prompts=0, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype,
+                     threads=cfg.threads, group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens,
+                     beta=cfg.beta, save_every=cfg.save_every, keep_checkpoints=1, **kw)
+    train.validate(tc)
+    train.train(tc, task=task)
+    final = list_checkpoints(out_dir)[-1]
+    return final.relative_to(out_dir), int(final.name.removeprefix("step_"))
+
+
+def run_eval(cfg, model_path, out_dir: Path) -> dict:
+    """sample.evaluate on the same held-out prompts and seed for every model, plus the mean
+    language_consistency_reward and format_reward over all its completions.
+    Writes out_dir/eval.json and eval_records.jsonl; returns the numbers."""
+    task = load_task(cfg.task, seed=cfg.seed)
+    model, tok = load_for_sampling(cfg, model_path)
+    t0 = time.time()
+    r = evaluate(model, tok, task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
+                 think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens, temperature=0.6, top_p=0.95,
+                 seed=cfg.seed)
+    texts = [c for rec in r["records"] for c in rec["completions"]]
+    out = {k: v for k, v in r.items() if k != "records"}
+    out["language"] = sum(map(language_consistency_reward, texts)) / len(texts)
+    out["format"] = sum(format_reward(t, cfg.think_prefill) for t in texts) / len(texts)
+    out["eval_s"] = time.time() - t0
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_jsonl(out_dir / "eval_records.jsonl", r["records"])
+    write_atomic(out_dir / "eval.json", json.dumps(out, indent=2))
+    return out
+
+# -----------------------------------------------------------------------------
+# The stages: each takes (cfg, its directory), returns {"model", "steps", "summary", ...}
+
+
+def stage_r1zero(cfg, d):
+    steps = cfg.r1zero_steps or cfg.reasoning_steps + cfg.all_scenario_steps
+    ckpt, steps = run_train(cfg, d, "grpo", cfg.model, steps=steps, prompts_per_step=cfg.prompts_per_step, lr=cfg.lr,
+                            reward_weights=cfg.r1zero_weights)
+    return dict(model=str(ckpt), steps=steps, summary=f"R1-Zero: {steps} GRPO steps straight from {cfg.model}, "
+                f"reward {cfg.r1zero_weights}, no supervised data.")
+
+
+def build_data(d: Path, build) -> dict:
+    """Calls build() -> (SFT records, stats) unless d/data.jsonl exists (a resumed stage reuses its data);
+    writes data_stats.json, then data.jsonl, each atomically. Returns the stats, with "examples" added."""
+    if not (d / "data.jsonl").exists():
+        records, stats = build()
+        write_atomic(d / "data_stats.json", json.dumps({**stats, "examples": len(records)}))
+        write_jsonl(d / "data.jsonl", records)
+    return json.loads((d / "data_stats.json").read_text())
+
+
+def cold_start_data(cfg) -> tuple[list[dict], dict]:
+    """Stage 1's data, in the order of preference of the header: the user's file; else correct, readable
+    samples of the stage-0 model (or the base model if stage 0 has not run) rewritten into the format,
+    filled up to --cold-start-size with program-written solutions. Raises ValueError if there is none."""
+    if cfg.cold_start_data:
+        recs = [sft_record(r["prompt"], r["completion"], cfg) if "prompt" in r else r for r in read_sft_data(cfg.cold_start_data)]
+        return recs, {"source": cfg.cold_start_data}
+    task = load_task(cfg.task, seed=cfg.seed)
+    source = stage_model(cfg, 0) if (stage_dir(cfg, 0) / "done.json").exists() else cfg.model
+    kept, stats = sample_filtered(cfg, source, task, cfg.cold_start_prompts, DATA_OFFSET[1], need_format=False)
+    records = [sft_record(ex.prompt, t, cfg) for ex, c in kept if (t := rewrite(c))]
+    stats.update(source=str(source), rewritten=len(records))
+    for i in range(10 * cfg.cold_start_size):
+        if len(records) >= cfg.cold_start_size:
+            break
+        ex = task.example("train", DATA_OFFSET[1] + cfg.cold_start_prompts + i)
+        if (t := program_solution(ex, cfg.task)) and task.reward(ex, t)[1]["accuracy"] == format_reward(t) == 1:
+            records.append(sft_record(ex.prompt, t, cfg))
+    if not records:
+        raise ValueError(f"no cold-start data for task {cfg.task}: pass --cold-start-data")
+    return records, {**stats, "program": len(records) - stats["rewritten"]}
+
+
+def rejection_data(cfg) -> tuple[list[dict], dict]:
+    """Stage 3's data: the stage-2 model's accepted samples (sample_filtered, format required) as sampled,
+    or the stage-1 data if none is accepted; then the non-reasoning records (general_records)."""
+    kept, stats = sample_filtered(cfg, stage_model(cfg, 2), load_task(cfg.task, seed=cfg.seed), cfg.rs_prompts,
+                                  DATA_OFFSET[3], need_format=True)
+    reasoning = [{"prompt": ex.prompt, "completion": t} for ex, t in kept]     # already what follows the prompt
+    if not reasoning:        # nothing survived (e.g. a tiny model): the cold-start data stands in
+        reasoning, stats["fallback"] = read_sft_data(str(stage_dir(cfg, 1) / "data.jsonl")), "cold-start data"
+    general = general_records(cfg)
+    return reasoning + general, {**stats, "reasoning": len(reasoning), "general": len(general)}
+
+
+def stage_cold_start(cfg, d):
+    stats = build_data(d, lambda: cold_start_data(cfg))
+    ckpt, steps = run_train(cfg, d, "sft", cfg.model, data=str(d / "data.jsonl"), epochs=cfg.cold_start_epochs,
+                            prompts_per_step=cfg.sft_batch, lr=cfg.sft_lr)
+    how = (f"from the user's {stats['source']}" if "program" not in stats else
+           f"{stats['rewritten']} correct, readable samples of {stats['source']} rewritten into the format "
+           f"(of {stats['sampled']} sampled, {stats['correct']} correct) and {stats['program']} program-written solutions")
+    return dict(model=str(ckpt), steps=steps, data=stats["examples"], summary=f"Cold start: SFT of {cfg.model} for "
+                f"{cfg.cold_start_epochs} epochs ({steps} steps) on {stats['examples']} long CoT examples, {how}.")
+
+
+def stage_reasoning_rl(cfg, d):
+    ckpt, steps = run_train(cfg, d, "grpo", stage_model(cfg, 1), steps=cfg.reasoning_steps,
+                            prompts_per_step=cfg.prompts_per_step, lr=cfg.lr, reward_weights=cfg.reward_weights)
+    return dict(model=str(ckpt), steps=steps, summary=f"Reasoning RL: {steps} GRPO steps from the cold-start "
+                f"model, reward {cfg.reward_weights} (language = share of words in the target language).")
+
+
+def stage_rejection_sft(cfg, d):
+    stats = build_data(d, lambda: rejection_data(cfg))
+    start = cfg.model if cfg.rs_sft_from == "base" else stage_model(cfg, 1)
+    ckpt, steps = run_train(cfg, d, "sft", start, data=str(d / "data.jsonl"), epochs=cfg.rs_epochs,
+                            prompts_per_step=cfg.sft_batch, lr=cfg.sft_lr)
+    fallback = f" None survived, so the {stats['fallback']} stands in." if "fallback" in stats else ""
+    return dict(model=str(ckpt), steps=steps, data=stats["examples"], summary=(
+        f"Rejection sampling + SFT: {stats['sampled']} completions sampled from the stage-2 model, {stats['correct']} "
+        f"correct, {stats['readable']} also readable, {stats['kept']} kept after deduplication.{fallback} With "
+        f"{stats['general']} non-reasoning examples, {cfg.rs_epochs} epochs of SFT ({steps} steps) from {start}."))
+
+
+def stage_all_scenario_rl(cfg, d):
+    device = pick_device(cfg.device)
+    judge = Judge(cfg.judge or stage_model(cfg, 3), device, compute_dtype(cfg.dtype, device))
+    general = [r["prompt"] for r in read_sft_data(cfg.general_data)] if cfg.general_data else GENERAL_PROMPTS
+    mixed = MixedTask(load_task(cfg.task, seed=cfg.seed), general, judge, cfg.general_every)
+    ckpt, steps = run_train(cfg, d, "grpo", stage_model(cfg, 3), task=mixed, steps=cfg.all_scenario_steps,
+                            prompts_per_step=cfg.prompts_per_step, lr=cfg.lr, reward_weights=cfg.all_scenario_weights)
+    return dict(model=str(ckpt), steps=steps, summary=f"All-scenario RL: {steps} GRPO steps from the stage-3 model; "
+                f"one prompt in {cfg.general_every} a general one scored by a yes/no judge "
+                f"({cfg.judge or 'the stage-3 model'}), the rest by rule rewards; weights {cfg.all_scenario_weights}.")
+
+
+def layer_dropped(base, out: Path) -> Path:
+    """Saves the base model with every other layer (0, 2, 4, ...) kept, embeddings, final norm and head
+    copied, as a Hugging Face directory (model.save_pretrained) that train.py can load."""
+    model, tok = load_pretrained(base, device="cpu", dtype=torch.float32)
+    keep = list(range(0, model.cfg.n_layer, 2))
+    student = Transformer(dataclasses.replace(model.cfg, n_layer=len(keep)))
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("layers.")}
+    for new, old in enumerate(keep):
+        prefix = f"layers.{old}."
+        state |= {f"layers.{new}.{k[len(prefix):]}": v for k, v in model.state_dict().items() if k.startswith(prefix)}
+    student.load_state_dict(state, strict=True)
+    return save_pretrained(student, tok, out)
+
+
+def stage_distill(cfg, d):
+    student = cfg.student or d / "student_init"
+    if not cfg.student and not (d / "student_init" / "config.json").exists():
+        layer_dropped(cfg.model, d / "student_init")
+    ckpt, steps = run_train(cfg, d, "sft", student, data=str(stage_dir(cfg, 3) / "data.jsonl"),
+                            epochs=cfg.distill_epochs, prompts_per_step=cfg.sft_batch, lr=cfg.sft_lr)
+    n_params = sum(p.numel() for p in load_pretrained(d / ckpt, device="cpu")[0].parameters())
+    return dict(model=str(ckpt), steps=steps, params=n_params, summary=f"Distillation: SFT of the student "
+                f"({cfg.student or 'base model, every other layer'}; {n_params / 1e6:.1f}M parameters) for "
+                f"{cfg.distill_epochs} epochs ({steps} steps) on the stage-3 data.")
+
+
+STAGE_FNS = (stage_r1zero, stage_cold_start, stage_reasoning_rl, stage_rejection_sft, stage_all_scenario_rl, stage_distill)
+
+# -----------------------------------------------------------------------------
+# The run and the report
+
+
+def run_stage(cfg, n: int) -> dict:
+    """Runs stage n unless OUT/NN_name/done.json exists; evaluates its model; writes summary.md, then
+    done.json (atomically, last). Returns done.json's content."""
+    d = stage_dir(cfg, n)
+    if (d / "done.json").exists():
+        print(f"== stage {n} {STAGES[n]}: done, skipped ({d / 'done.json'})")
+        return json.loads((d / "done.json").read_text())
+    print(f"== stage {n} {STAGES[n]} -> {d}")
+    d.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    result = STAGE_FNS[n](cfg, d)
+    result["wall_s"] = time.time() - t0
+    result["eval"] = run_eval(cfg, d / result["model"], d)
+    e = result["eval"]
+    write_atomic(d / "summary.md", result["summary"] + f" Held-out pass@1 {e['pass@1']:.3f} ± {e['pass@1_se']:.3f}, "
+                 f"cons@{e['k']} {e['cons@k']:.3f}, format {e['format']:.2f}, mean length {e['mean_len']:.1f} tokens; "
+                 f"{result['wall_s']:.0f} s.\n")
+    write_atomic(d / "done.json", json.dumps(result, indent=2))
+    return result
+
+
+def zero_std_share(d: Path) -> str:
+    """Mean over a stage's GRPO steps of the share of groups whose G rewards were all equal (no signal)."""
+    path = d / "metrics.jsonl"
+    shares = [m["zero_std_groups"] for m in map(json.loads, open(path)) if "zero_std_groups" in m] if path.exists() else []
+    return f"{sum(shares) / len(shares):.2f}" if shares else "-"
+
+
+def report(cfg, results: dict) -> str:
+    """OUT/report.md: one row per evaluated model (the base model, then each finished stage)."""
+    rows = ["| stage | steps | zero-std groups | pass@1 ± se | cons@k | language | format | mean len | wall s | eval s |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in results.items():
+        e, d = r["eval"], Path(cfg.out) / "base" if name == "base" else stage_dir(cfg, int(name.split()[0]))
+        wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
+        rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(d)} | {e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | "
+                    f"{e['cons@k']:.3f} | {e['language']:.3f} | {e['format']:.3f} | {e['mean_len']:.1f} | {wall} | "
+                    f"{e['eval_s']:.0f} |")
+    lines = [f"# r1 pipeline report ({cfg.model}, task {cfg.task}, template {cfg.template})", "",
+             f"Held-out: {cfg.eval_prompts} test prompts x k={cfg.eval_k} samples (temperature 0.6, top-p 0.95, seed "
+             f"{cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row. wall s excludes evaluation.", "", *rows]
+    zero, final = results.get("0 r1zero"), results.get("4 all_scenario_rl")
+    if zero and final:
+        a, b = final["eval"], zero["eval"]
+        se = math.hypot(a["pass@1_se"], b["pass@1_se"])
+        recipe_s = sum(results[k]["wall_s"] for k in results if k[0] in "1234")
+        rl = sum(results[k]["steps"] for k in ("2 reasoning_rl", "4 all_scenario_rl") if k in results)
+        lines += ["", f"Recipe (stages 1-4) vs R1-Zero: pass@1 {a['pass@1']:.3f} vs {b['pass@1']:.3f} (difference "
+                  f"{a['pass@1'] - b['pass@1']:+.3f} ± {se:.3f}); GRPO steps {rl} vs {zero['steps']}; wall time "
+                  f"{recipe_s:.0f} s vs {zero['wall_s']:.0f} s."]
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: PipelineConfig) -> dict:
+    """Runs stages --from-stage .. --until-stage (skipping finished ones) and writes OUT/report.md.
+    Returns {row name: result} for the base model and every finished stage."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
+    base = out / "base" / "eval.json"
+    results = {"base": {"eval": json.loads(base.read_text()) if base.exists() else run_eval(cfg, cfg.model, base.parent)}}
+    for n in range(len(STAGES)):
+        if cfg.from_stage <= n <= cfg.until_stage:
+            results[f"{n} {STAGES[n]}"] = run_stage(cfg, n)
+        elif (stage_dir(cfg, n) / "done.json").exists():
+            results[f"{n} {STAGES[n]}"] = json.loads((stage_dir(cfg, n) / "done.json").read_text())
+    text = report(cfg, results)
+    write_atomic(out / "report.md", text)
+    print(text)
+    return results
+
+
+if __name__ == "__main__":
+    run(parse_config())

@@ -1,0 +1,183 @@
+"""pipeline.py on the tiny preset (CPU, one thread): every stage writes its outputs and the report, a
+re-run skips finished stages without training or sampling, a stage interrupted after its first
+checkpoint resumes from it; the pieces (program-written solutions, rewrite, filters, the judge, the
+mixed task, the layer-dropped student) checked on their own."""
+import json
+
+import pytest
+import torch
+
+import pipeline as P
+import train
+from model import load_pretrained
+from reward import Example, load_task
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    cfg = P.make_config("tiny", out=str(tmp_path_factory.mktemp("pipeline") / "out"))
+    return cfg, P.run(cfg)
+
+
+def test_every_stage_writes_its_outputs_and_the_report(tiny_run):
+    cfg, results = tiny_run
+    assert list(results) == ["base"] + [f"{n} {name}" for n, name in enumerate(P.STAGES)]
+    for n, name in enumerate(P.STAGES):
+        d = P.stage_dir(cfg, n)
+        for f in ("done.json", "summary.md", "eval.json", "eval_records.jsonl", "metrics.jsonl", "config.json"):
+            assert (d / f).is_file(), f"{d / f} missing"
+        done = json.loads((d / "done.json").read_text())
+        assert done["steps"] >= 1 and done["wall_s"] > 0 and 0 <= done["eval"]["pass@1"] <= 1
+        assert len(train.list_checkpoints(d)) == 1                   # keep_checkpoints=1
+        load_pretrained(P.stage_model(cfg, n), device="cpu")          # the final checkpoint loads
+        assert name.split("_")[0].lower() in (d / "summary.md").read_text().lower().replace("-", "")
+    assert {(r["eval"]["n"], r["eval"]["k"]) for r in results.values()} == {(cfg.eval_prompts, cfg.eval_k)}
+    # the recipe's GRPO steps match R1-Zero's by default
+    assert results["0 r1zero"]["steps"] == results["2 reasoning_rl"]["steps"] + results["4 all_scenario_rl"]["steps"]
+    # stage 1 built program-written data; stage 3 kept nothing from a random model and fell back to it
+    cold = [json.loads(l) for l in open(P.stage_dir(cfg, 1) / "data.jsonl")]
+    assert len(cold) == cfg.cold_start_size and all(P.format_reward(r["completion"], cfg.think_prefill) == 1 for r in cold)
+    _, tok = load_pretrained("tiny", device="cpu")
+    (prompt, completion), = train.tokenize_sft(cold[:1], tok, cfg.template, cfg.think_prefill)
+    assert tok.decode(prompt).endswith("<think>") and "<think>" not in tok.decode(completion)   # one <think>, in the prompt
+    stats = json.loads((P.stage_dir(cfg, 3) / "data_stats.json").read_text())
+    assert stats["fallback"] == "cold-start data" and stats["reasoning"] == len(cold) and stats["general"] > 0
+    # stage 4 logged the preference part next to the rule parts; the student has half the layers
+    m = [json.loads(l) for l in open(P.stage_dir(cfg, 4) / "metrics.jsonl")]
+    assert all(0 < r["preference"] < 1 for r in m)
+    assert json.loads((P.stage_dir(cfg, 5) / "student_init" / "config.json").read_text())["num_hidden_layers"] == 1
+    report = (P.Path(cfg.out) / "report.md").read_text()
+    assert all(f"| {n} {name} |" in report for n, name in enumerate(P.STAGES)) and "Recipe (stages 1-4) vs R1-Zero" in report
+
+
+def test_rerun_skips_finished_stages(tiny_run, monkeypatch):
+    cfg, first = tiny_run
+
+    def fail(*args, **kwargs):
+        raise AssertionError("a finished pipeline trained or sampled again")
+    for mod, name in ((train, "train"), (P, "evaluate"), (P, "sample"), (P, "load_pretrained")):
+        monkeypatch.setattr(mod, name, fail)
+    second = P.run(cfg)
+    assert second == json.loads(json.dumps(first))                    # the same results, read back from done.json
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
+    cfg = P.make_config("tiny", out=str(tmp_path / "out"), from_stage=1, until_stage=2, reasoning_steps=3)
+    d = P.stage_dir(cfg, 2)
+    save = train.save_checkpoint
+
+    class Crash(Exception):
+        pass
+
+    def crash_after_first_save(out_dir, step, *args, **kwargs):
+        save(out_dir, step, *args, **kwargs)
+        if P.Path(out_dir) == d:
+            raise Crash("after step 1's checkpoint")
+    monkeypatch.setattr(train, "save_checkpoint", crash_after_first_save)
+    with pytest.raises(Crash):
+        P.run(cfg)
+    assert (P.stage_dir(cfg, 1) / "done.json").exists() and not (d / "done.json").exists()
+    assert [p.name for p in train.list_checkpoints(d)] == ["step_1"]
+
+    monkeypatch.setattr(train, "save_checkpoint", save)
+    steps_run = []
+    grpo_step = train.grpo_step
+    monkeypatch.setattr(train, "grpo_step", lambda cfg_, step, *a: steps_run.append(step) or grpo_step(cfg_, step, *a))
+    results = P.run(cfg)
+    assert steps_run == [1, 2]                                        # step 0 was not redone
+    assert results["2 reasoning_rl"]["steps"] == 3 and (d / "done.json").exists()
+    assert [json.loads(l)["step"] for l in open(d / "metrics.jsonl")] == [1, 2, 3]
+    assert "0 r1zero" not in results                                  # outside --from-stage, never run
+
+
+@pytest.mark.parametrize("spec", ["arith", "arith:operands=3,digits=2,ops=+-*/", "countdown"])
+def test_program_solutions_are_correct_and_in_format(spec):
+    task = load_task(spec, seed=1)
+    for i in range(40):
+        ex = task.example("train", i)
+        text = P.program_solution(ex, spec)
+        parts = task.reward(ex, text)[1]
+        assert parts["accuracy"] == parts["format"] == parts["language"] == 1.0, (ex, text)
+        assert P.readable(text, P.make_config())
+    assert P.program_solution(Example("What is 2 + 2?", "4"), "gsm8k:x.jsonl") is None
+
+
+@pytest.mark.parametrize("completion, expected", [
+    ("<think>three plus four makes seven here</think> <answer>7</answer>",
+     "<think>\nthree plus four makes seven here\n</think>\n<answer>7</answer>"),
+    ("Three plus four makes seven, so \\boxed{7}", "<think>\nThree plus four makes seven, so\n</think>\n<answer>7</answer>"),
+    ("<think>3+4=7</think><answer>7</answer>", None),                 # too short to be a cold-start CoT
+    ("I think it is seven or so really", None),                       # no final answer
+    ("<think>a b c d e <answer>1</answer></think><answer>7</answer>", None),   # tags inside the reasoning
+])
+def test_rewrite_into_the_cold_start_format(completion, expected):
+    assert P.rewrite(completion) == expected
+
+
+def test_readability_filters():
+    cfg = P.make_config(max_paragraph_chars=40)
+    assert P.readable("<think>short</think><answer>1</answer>", cfg)
+    assert not P.readable("<think>" + "a " * 25 + "</think>", cfg)            # an over-long paragraph
+    assert P.readable("<think>" + "a b\n\n" * 10 + "</think>", cfg)             # many short ones are fine
+    assert not P.readable("<think>x\n```py\nprint(1)\n```</think>", cfg)        # code block, not a code task
+    assert not P.readable("<think>3 plus 4 是 7</think>", cfg)                   # mixed languages
+
+
+class StubJudge:
+    """Records what it is asked; 'helpful' questions get 0.8, 'harmless' ones 0.4."""
+    def __init__(self):
+        self.asked = []
+
+    def p_yes(self, question):
+        self.asked.append(question)
+        return 0.8 if "helpful" in question else 0.4
+
+
+def test_mixed_task_parts_and_what_the_judge_sees():
+    judge = StubJudge()
+    mixed = P.MixedTask(load_task("arith"), ["Say hi."], judge, general_every=4)
+    kinds = [isinstance(mixed.example("train", i), P.GeneralExample) for i in range(8)]
+    assert kinds == [False, False, False, True] * 2
+    assert not any(isinstance(mixed.example("test", i), P.GeneralExample) for i in range(8))
+    general = mixed.example("train", 3)
+    w = dict(accuracy=1, format=1, language=0.5, preference=2)
+    total, parts = mixed.reward(general, "<think>SECRET plan</think>\n<answer>Hi there!</answer>", weights=w)
+    assert parts == {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "preference": pytest.approx(0.6)}
+    assert total == pytest.approx(1 + 0.5 + 2 * 0.6)
+    helpful, harmless = judge.asked
+    assert "Hi there!" in helpful and "SECRET" not in helpful and "<answer>" not in helpful   # the summary only
+    assert "SECRET" in harmless                                                               # the whole response
+    ex = mixed.example("train", 0)
+    total, parts = mixed.reward(ex, f"<think>ok</think> <answer>{ex.answer}</answer>", weights=w)
+    assert parts == {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0, "preference": 0.0} and total == 2.5
+    assert len(judge.asked) == 2                                      # rule-scored: the judge is not asked
+
+
+def test_judge_is_yes_renormalised_over_yes_and_no():
+    judge = P.Judge("tiny", torch.device("cpu"), torch.float32)
+    assert judge.yes == judge.tok.encode("y") and judge.no == judge.tok.encode("n")   # byte tokenizer: first bytes
+    q = "Is 2 + 2 = 4? Reply yes or no."
+    ids = torch.tensor([judge.tok.encode(judge.tok.render_chat([{"role": "user", "content": q}]) + P.VERDICT_PREFILL)])
+    logits = judge.model(ids)[0, -1]
+    py, pn = logits.softmax(-1)[judge.yes[0]].item(), logits.softmax(-1)[judge.no[0]].item()
+    assert judge.p_yes(q) == pytest.approx(py / (py + pn), rel=1e-5)
+
+
+def test_layer_dropped_student_keeps_every_other_layer(tmp_path):
+    out = P.layer_dropped("tiny", tmp_path / "student")
+    base, _ = load_pretrained("tiny", device="cpu")
+    student, _ = load_pretrained(out, device="cpu")
+    assert student.cfg.n_layer == 1 and base.cfg.n_layer == 2
+    torch.testing.assert_close(student.layers[0].state_dict(), base.layers[0].state_dict())
+    torch.testing.assert_close(student.embed_tokens.weight, base.embed_tokens.weight)
+
+
+def test_bad_flags_fail_before_any_work():
+    with pytest.raises(ValueError, match="preference"):
+        P.make_config(reward_weights="accuracy=1,preference=1")
+    with pytest.raises(ValueError, match="from-stage"):
+        P.make_config(from_stage=4, until_stage=2)
+    with pytest.raises(ValueError, match="preset"):
+        P.make_config("huge")
+    assert P.parse_config(["--preset", "tiny", "--reasoning-steps", "5"]).reasoning_steps == 5
+    assert P.parse_config(["--preset", "tiny"]).model == "tiny"

@@ -110,7 +110,7 @@ class PipelineConfig:
     cold_start_prompts: int = field(default=16, metadata={"help": "prompts sampled from the stage-0 (or base) model for cold-start candidates"})
     samples_per_prompt: int = field(default=8, metadata={"help": "completions per prompt when sampling data (stages 1 and 3)"})
     data_temperature: float = field(default=0.7, metadata={"help": "sampling temperature for data (stages 1 and 3)"})
-    sft_lr: float = field(default=5e-5, metadata={"help": "SFT learning rate (stages 1, 3, 5)"})
+    sft_lr: float = field(default=5e-5, metadata={"help": "SFT learning rate (stages 1 and 3)"})
     sft_batch: int = field(default=8, metadata={"help": "SFT examples per optimiser step"})
     cold_start_epochs: int = field(default=2, metadata={"help": "SFT epochs over the cold-start data"})
     # stage 2
@@ -130,7 +130,8 @@ class PipelineConfig:
     all_scenario_weights: str = field(default="accuracy=1,format=1,language=0.1,preference=1", metadata={"help": "stage 4 reward weights (parts: stage 2's + preference)"})
     # stage 5
     student: str = field(default="", metadata={"help": "student model ('' = the base model with every other layer dropped)"})
-    distill_epochs: int = field(default=2, metadata={"help": "SFT epochs of the student over the stage-3 data"})
+    distill_epochs: int = field(default=12, metadata={"help": "SFT epochs of the student over the stage-3 data"})
+    distill_lr: float = field(default=1e-4, metadata={"help": "the student's SFT learning rate (a layer-dropped init has more to repair)"})
     # evaluation and runtime
     eval_prompts: int = field(default=32, metadata={"help": "held-out prompts (the same ones after every stage)"})
     eval_k: int = field(default=4, metadata={"help": "samples per held-out prompt: pass@1 is their mean, cons@k their vote"})
@@ -143,7 +144,7 @@ class PipelineConfig:
 PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", group_size=4, prompts_per_step=2, max_new_tokens=16,
                         save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4, sft_batch=4,
                         cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1, all_scenario_steps=2,
-                        general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2, dtype="float32", lr=1e-3, sft_lr=1e-3,
+                        general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2, dtype="float32", lr=1e-3, sft_lr=1e-3, distill_lr=1e-3,
                         threads=1)}   # one thread: a tiny model gains nothing from two, and loses a lot on a busy CPU
 
 
@@ -581,7 +582,7 @@ def stage_distill(cfg, d):
     if not cfg.student and not (d / "student_init" / "config.json").exists():
         layer_dropped(cfg.model, d / "student_init")
     ckpt, steps = run_train(cfg, d, "sft", student, data=str(stage_dir(cfg, 3) / "data.jsonl"),
-                            epochs=cfg.distill_epochs, prompts_per_step=cfg.sft_batch, lr=cfg.sft_lr)
+                            epochs=cfg.distill_epochs, prompts_per_step=cfg.sft_batch, lr=cfg.distill_lr)
     n_params = sum(p.numel() for p in load_pretrained(d / ckpt, device="cpu")[0].parameters())
     return dict(model=str(ckpt), steps=steps, params=n_params, summary=f"Distillation: SFT of the student "
                 f"({cfg.student or 'base model, every other layer'}; {n_params / 1e6:.1f}M parameters) for "

@@ -39,7 +39,6 @@ Choices:
      equals pi on the first update of each batch (mu = 1, R1's setting).
 """
 import torch
-from torch.utils.checkpoint import checkpoint
 
 LOSS_AGGS = ("seq_mean_token_mean", "token_mean", "seq_mean_token_sum_norm")
 
@@ -95,8 +94,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     completion_mask is False, aligned with input_ids (the logits at t-1 predict the token at t).
 
     The LM head runs only on the N positions that predict a completion token, chunk_size rows at a time,
-    so at most chunk_size x V float32 logits exist at once. With grad enabled each chunk is checkpointed:
-    autograd keeps the (chunk, C) hidden states and recomputes the (chunk, V) logits in backward."""
+    so at most chunk_size x V float32 logits exist at once, and none is kept for backward (LMHeadLogprobs)."""
     B, T = input_ids.shape
     assert completion_mask.shape == (B, T) and completion_mask.dtype == torch.bool
     assert not completion_mask[:, 0].any(), "a token at position 0 has no prefix to be predicted from"
@@ -138,23 +136,59 @@ def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Ten
 def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
                       chunk_size: int) -> torch.Tensor:
     """h: (n, C) hidden states predicting targets (n,), the True positions of mask (B, T) in row-major
-    order. Returns (B, T) float32 log-probs at those positions, 0 elsewhere; the LM head runs
-    chunk_size rows at a time, checkpointed under grad (see token_logprobs)."""
-    pieces = []
-    for h_c, t_c in zip(h.split(chunk_size), targets.split(chunk_size)):
-        if torch.is_grad_enabled():
-            pieces.append(checkpoint(_chunk_logprobs, lm_head, h_c, t_c, temperature, use_reentrant=False))
-        else:                                                       # old / reference scoring: nothing to save
-            pieces.append(_chunk_logprobs(lm_head, h_c, t_c, temperature))
+    order. Returns (B, T) float32 log-probs at those positions, 0 elsewhere (LMHeadLogprobs, below)."""
+    assert lm_head.bias is None, "the LM head has no bias in any supported architecture"
+    logp = LMHeadLogprobs.apply(h, lm_head.weight, targets, temperature, chunk_size)   # (n,)
     out = torch.zeros(mask.shape, dtype=torch.float32, device=h.device)
-    return out.masked_scatter(mask, torch.cat(pieces))              # fills True positions in row-major order
+    return out.masked_scatter(mask, logp)                           # fills True positions in row-major order
 
 
-def _chunk_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, temperature: float) -> torch.Tensor:
-    """h: (n, C), targets: (n,) -> (n,) float32 log-softmax of logits / temperature at the targets."""
-    logits = lm_head(h).float() / temperature                       # (n, V); float32 even if h is bf16 (autocast)
-    # log p_y = z_y - logsumexp(z): the same as log_softmax(z)[y] without a second (n, V) tensor
-    return logits.gather(-1, targets[:, None]).squeeze(-1) - logits.logsumexp(dim=-1)
+class LMHeadLogprobs(torch.autograd.Function):
+    """logp_i = log softmax(h_i W^T / temperature)[y_i], i.e. z_y - logsumexp(z) with z = h W^T / T, for
+    n rows, chunk_size rows at a time; h: (n, C), W: (V, C), y: (n,) int64 -> (n,) float32.
+
+    The (n, V) logits are the largest tensors of a training step, so neither direction keeps them:
+    forward saves h and each row's logsumexp (n floats); backward recomputes one chunk of logits at a
+    time and forms d logp_i / d z_ij = (1[j = y_i] - p_ij) / T in place. The matmuls run in the
+    autocast dtype when autocast is on (as nn.Linear would), the softmax in float32, and W's gradient
+    is accumulated over chunks in W's dtype. Equal to log_softmax(lm_head(h) / T).gather(y) in values
+    and gradients (tests/test_grpo.py)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, temperature: float, chunk_size: int):
+        dt = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
+        w = weight.to(dt)                                           # (V, C), one cast for all chunks
+        logp = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
+        lse = torch.empty_like(logp)
+        for i in range(0, h.size(0), chunk_size):
+            z = (h[i:i + chunk_size].to(dt) @ w.t()).float()       # (c, V)
+            if temperature != 1:
+                z.div_(temperature)
+            lse[i:i + chunk_size] = z.logsumexp(-1)
+            logp[i:i + chunk_size] = z.gather(1, targets[i:i + chunk_size, None])[:, 0] - lse[i:i + chunk_size]
+        ctx.save_for_backward(h, w, targets, lse)
+        ctx.temperature, ctx.chunk_size, ctx.weight_dtype = temperature, chunk_size, weight.dtype
+        return logp
+
+    @staticmethod
+    def backward(ctx, g):                                           # g: (n,) float32, d loss / d logp
+        h, w, targets, lse = ctx.saved_tensors
+        T, c = ctx.temperature, ctx.chunk_size
+        grad_h = torch.empty(h.shape, dtype=h.dtype, device=h.device) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros(w.shape, dtype=ctx.weight_dtype, device=w.device) if ctx.needs_input_grad[1] else None
+        for i in range(0, h.size(0), c):
+            h_c, g_c = h[i:i + c].to(w.dtype), g[i:i + c, None] / T          # (c, C), (c, 1)
+            z = (h_c @ w.t()).float()                                           # (c, V), recomputed
+            if T != 1:
+                z.div_(T)
+            dz = z.sub_(lse[i:i + c, None]).exp_().mul_(-g_c)                  # -g p / T, in place
+            dz.scatter_add_(1, targets[i:i + c, None], g_c)                    # + g / T at the target
+            dz = dz.to(w.dtype)
+            if grad_h is not None:
+                grad_h[i:i + c] = dz @ w
+            if grad_w is not None:
+                grad_w += dz.t() @ h_c
+        return grad_h, grad_w, None, None, None
 
 
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:

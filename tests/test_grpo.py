@@ -300,7 +300,7 @@ def test_token_logprobs_match_full_log_softmax(temperature, chunk_size):
     want = naive_token_logprobs(model, ids, attn, cmask, temperature)
     torch.testing.assert_close(got, want)
     assert (got[cmask] < 0).all() and (got[~cmask] == 0).all()
-    # gradients too (through the checkpointed chunks)
+    # gradients too (LMHeadLogprobs' own backward, chunk by chunk)
     for g, e in zip(param_grads(model, (got * torch.arange(9.0)).sum()),
                     param_grads(model, (want * torch.arange(9.0)).sum())):
         torch.testing.assert_close(g, e)
@@ -316,7 +316,8 @@ def test_token_logprobs_never_keeps_full_vocab_logits_for_backward():
     saved = []
     with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.shape) or t, lambda t: t):
         token_logprobs(model, ids, attn, cmask, chunk_size=4).sum().backward()
-    assert saved and not [s for s in saved if V in s], f"saved for backward: {saved}"
+    W = tuple(model.lm_head.weight.shape)                           # (V, C): the LM head's weight may be saved
+    assert saved and not [s for s in saved if V in s and tuple(s) != W], f"saved for backward: {saved}"
 
 
 def test_eos_equal_pad_is_trained():
@@ -347,8 +348,9 @@ def test_against_model_py_when_present():
     got = token_logprobs(model, ids, attn, cmask, temperature=0.8, chunk_size=3)
     want = naive_token_logprobs(model, ids, attn, cmask, 0.8)
     torch.testing.assert_close(got, want)
+    # float32 sums in another order (the tied embedding's gradient is summed over 3-row chunks)
     for g, e in zip(param_grads(model, got.sum()), param_grads(model, want.sum())):
-        torch.testing.assert_close(g, e)
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-5)
 
 
 def test_group_token_logprobs_equals_scoring_the_concatenated_rows():

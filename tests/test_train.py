@@ -80,6 +80,37 @@ def test_grpo_update_improves_the_objective_on_its_batch(tmp_path, letters):
     assert loss1.item() < -1e-3               # after the step: the surrogate objective went up
 
 
+def test_micro_batches_trimmed_to_their_longest_row_change_nothing(tmp_path, letters):
+    """Each micro-batch runs only up to its longest completion; the gradient equals the one of a single
+    micro-batch over all rows at full width (float32 sums in another order aside)."""
+    cfg = config(tmp_path, beta=0.04, micro_batch_size=8)
+    policy, tok = load_pretrained("tiny", device="cpu")
+    batch = T.collect_rollouts(cfg, 0, LetterTask(), {}, policy, tok, torch.device("cpu"))
+    lengths = [3, 5, 2, 4] + batch.lengths[4:]                       # group 0 ends early: width 5, not N
+    assert max(lengths[:4]) < batch.completion_ids.size(1) == max(lengths)
+    mask = torch.arange(batch.completion_ids.size(1))[None, :] < torch.tensor(lengths)[:, None]
+    batch.lengths, batch.completion_mask, batch.loss_mask = lengths, mask, mask
+    grads = []
+    for mb in (8, 4):                                                # one micro-batch; one per group
+        model = copy.deepcopy(policy).requires_grad_(True)
+        ref = copy.deepcopy(policy).requires_grad_(False)
+        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        T.policy_update(T.TrainConfig(**{**vars(cfg), "micro_batch_size": mb}), batch, model, model, ref, opt,
+                        torch.device("cpu"), torch.float32)
+        grads.append([p.grad for p in model.parameters()])
+    assert sum(g.abs().sum() for g in grads[0]) > 0
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_reference_starts_at_zero_kl(tmp_path, letters):
+    """Under bf16 autocast the reference (bf16 Linear weights, float32 embeddings and norms) computes the
+    very numbers the policy computes before its first update: step 1's KL is exactly 0, step 2's is not."""
+    T.train(config(tmp_path, dtype="bfloat16", beta=0.04, steps=2, lr=1e-2))
+    rows = [r for r in metric_lines(tmp_path / "out" / "metrics.jsonl") if "kl_token_mean" in r]
+    assert rows[0]["kl_token_mean"] == 0.0 and rows[1]["kl_token_mean"] > 0
+
+
 def test_sft_memorises_a_few_examples(tmp_path):
     data = tmp_path / "sft.jsonl"
     pairs = [("2+3=", "5"), ("7+1=", "8"), ("4+4=", "8"), ("9+0=", "9")]

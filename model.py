@@ -605,19 +605,21 @@ def load_pretrained(path, device=None, dtype=None) -> tuple[Transformer, Tokeniz
     return model, Tokenizer(path)
 
 
-def save_pretrained(model: Transformer, tokenizer: Tokenizer, out_dir) -> Path:
+def save_pretrained(model: Transformer, tokenizer: Tokenizer, out_dir, state_dict: dict | None = None) -> Path:
     """Writes config.json, model.safetensors and the tokenizer files that transformers, vLLM and
     load_pretrained read. Atomic: written into a temporary sibling directory, then renamed, so
-    out_dir is either the old complete checkpoint or the new complete one."""
+    out_dir is either the old complete checkpoint or the new complete one. state_dict: the weights to
+    write instead of model.state_dict() (e.g. full tensors gathered from FSDP shards)."""
     from safetensors.torch import save_file
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
     cfg = model.cfg
-    hf_cfg = cfg.to_hf() | {"torch_dtype": str(model.embed_tokens.weight.dtype).removeprefix("torch.")}
+    state_dict = model.state_dict() if state_dict is None else state_dict
+    hf_cfg = cfg.to_hf() | {"torch_dtype": str(state_dict["embed_tokens.weight"].dtype).removeprefix("torch.")}
     (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2))
     tensors = {}
-    for name, t in model.state_dict().items():
+    for name, t in state_dict.items():
         if cfg.tie_embeddings and name == "lm_head.weight":
             continue
         tensors[name if name == "lm_head.weight" else "model." + name] = t.detach().contiguous().cpu()

@@ -86,6 +86,7 @@ class TrainConfig:
     compile: bool = field(default=False, metadata={"help": "torch.compile the training forward (CUDA; slow to start)"})
     seed: int = field(default=0, metadata={"help": "seeds task data, sampling and init: a run is a function of its flags"})
     threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)"})
+    fsdp: bool = field(default=False, metadata={"help": "under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead of replicating them; GRPO stage"})
     # outputs
     out_dir: str = field(default="out", metadata={"help": "where checkpoints, metrics.jsonl and rollouts go"})
     resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint in --out-dir"})
@@ -144,6 +145,8 @@ def validate(cfg: TrainConfig):
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
     if cfg.beta < 0 or cfg.lr <= 0:
         raise ValueError("--beta must be >= 0 and --lr > 0")
+    if cfg.fsdp and cfg.stage != "grpo":
+        raise ValueError("--fsdp shards the GRPO stage; run SFT replicated (plain torchrun) or on one process")
     if cfg.ref_reset_every and cfg.beta == 0:
         raise ValueError("--ref-reset-every needs a reference model, but --beta 0 has none")
     parse_weights(cfg.reward_weights)
@@ -227,20 +230,29 @@ def sft_batch(pairs, pad_id: int, device):
 # Checkpoints: OUT/checkpoints/step_N/ = Hugging Face files + trainer_state.pt, renamed into place whole
 
 
-def save_checkpoint(out_dir: Path, step: int, policy, tok, optimizer, cfg: TrainConfig, reference=None):
+def save_checkpoint(out_dir: Path, step: int, policy, tok, optimizer, cfg: TrainConfig, reference=None,
+                    dist: "Dist" = None):
     """Atomic: everything is written into a temporary directory that is renamed to step_N only when
     complete, so a crash at any moment leaves the previous checkpoints whole. `reference` is saved
-    only when it is no longer the initial model (after a --ref-reset-every reset)."""
+    only when it is no longer the initial model (after a --ref-reset-every reset). The optimizer state
+    is keyed by parameter name, so any number of ranks, sharded or not, can resume from it. Every rank
+    calls this (under FSDP the full tensors are gathered from all of them); rank 0 writes."""
+    dist = dist or Dist()
+    if dist.rank != 0 and not dist.fsdp:
+        return
+    weights, opt_state = full_state_dicts(policy, optimizer, dist)
+    ref_weights = full_state_dicts(reference, None, dist)[0] if reference is not None else None
+    if dist.rank != 0:
+        return
     ckpt_root = out_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"step_{step}.tmp-", dir=ckpt_root))
-    save_pretrained(policy, tok, tmp / "hf")          # its own temp+rename inside ours
+    save_pretrained(policy, tok, tmp / "hf", state_dict=weights)   # its own temp+rename inside ours
     for f in (tmp / "hf").iterdir():
         os.replace(f, tmp / f.name)
     (tmp / "hf").rmdir()
-    state = {"format": 1, "step": step, "config": dataclasses.asdict(cfg), "optimizer": optimizer.state_dict(),
-             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
-             "reference": None if reference is None else {k: v.cpu() for k, v in reference.state_dict().items()}}
+    state = {"format": 2, "step": step, "config": dataclasses.asdict(cfg), "optimizer": opt_state,
+             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}, "reference": ref_weights}
     torch.save(state, tmp / "trainer_state.pt")
     final = ckpt_root / f"step_{step}"
     shutil.rmtree(final, ignore_errors=True)          # only when re-saving the same step
@@ -248,6 +260,41 @@ def save_checkpoint(out_dir: Path, step: int, policy, tok, optimizer, cfg: Train
     if cfg.keep_checkpoints:
         for old in list_checkpoints(out_dir)[:-cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def full_state_dicts(model, optimizer, dist: "Dist") -> tuple[dict, dict | None]:
+    """The model's full float tensors on the CPU, and the optimizer state keyed by parameter name
+    ({"state": {name: {...}}, "param_groups": [{..., "params": [names]}]}). Under FSDP both are
+    gathered from the shards (a collective: every rank calls it; rank 0 receives them)."""
+    if dist.fsdp:
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
+                                                             get_optimizer_state_dict)
+        full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return (get_model_state_dict(model, options=full),
+                get_optimizer_state_dict(model, optimizer, options=full) if optimizer is not None else None)
+    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    if optimizer is None:
+        return weights, None
+    names = [n for n, _ in model.named_parameters()]       # optimizer.state_dict() numbers them in this order
+    sd = optimizer.state_dict()
+    return weights, {"state": {names[i]: s for i, s in sd["state"].items()},
+                     "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in sd["param_groups"]]}
+
+
+def load_optimizer_state(model, optimizer, state: dict, dist: "Dist"):
+    """Inverse of full_state_dicts' optimizer part (also takes format-1 checkpoints, numbered by position)."""
+    names = [n for n, _ in model.named_parameters()]
+    if all(isinstance(k, int) for k in state["state"]):     # format 1: numbered like optimizer.state_dict()
+        state = {"state": {names[i]: s for i, s in state["state"].items()},
+                 "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
+    if dist.fsdp:
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
+        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
+        return
+    index = {n: i for i, n in enumerate(names)}
+    optimizer.load_state_dict({"state": {index[n]: s for n, s in state["state"].items()},
+                               "param_groups": [{**g, "params": [index[n] for n in g["params"]]}
+                                                for g in state["param_groups"]]})
 
 
 def list_checkpoints(out_dir: Path) -> list[Path]:
@@ -311,10 +358,11 @@ def micro_batches(B: int, size: int):
 
 
 def sync_weights(dst, src):
-    """Copies the policy's float32 weights into the sampler's (bf16) copy, in place."""
+    """Copies the policy's float32 weights into the sampler's (bf16) copy, in place. Under FSDP src's
+    parameters are shards: each is all-gathered in turn (a collective: every rank calls this)."""
     with torch.no_grad():
         for d, s in zip(dst.parameters(), src.parameters()):
-            d.copy_(s)
+            d.copy_(s.full_tensor() if hasattr(s, "full_tensor") and not hasattr(d, "full_tensor") else s)
 
 
 # -----------------------------------------------------------------------------
@@ -327,6 +375,7 @@ def sync_weights(dst, src):
 class Dist:
     rank: int = 0
     world: int = 1
+    fsdp: bool = False           # weights sharded with FSDP2: gradients are reduce-scattered in backward
 
     def sum(self, x: float) -> float:
         """All-reduce SUM of a Python number (a count: the loss normaliser, or a metric's sum)."""
@@ -343,7 +392,7 @@ class Dist:
         backward (prompt pass, completion pass) and calls lm_head outside forward, which its hooks do
         not follow. It sums rather than averages: each rank's loss is already divided by the global
         normaliser."""
-        if self.world == 1:
+        if self.world == 1 or self.fsdp:
             return
         import torch.distributed as dist
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
@@ -387,6 +436,33 @@ def init_distributed(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     return Dist(dist.get_rank(), world), device
 
 
+def clip_grad_norm(model, max_norm: float) -> float:
+    """Scales the gradients so their global L2 norm is at most max_norm (0 = no clipping); returns the
+    norm before clipping. Under FSDP the norm is over all ranks' shards."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
+    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
+
+
+def fsdp_shard(model, device: torch.device, world: int):
+    """FSDP2 (torch.distributed.fsdp.fully_shard): each Block, then the rest (embeddings, final norm, LM
+    head), becomes one unit whose parameters are split over the ranks along dim 0. A unit's full weights
+    exist only while it runs: all-gathered before its forward (and again for its backward), freed after;
+    its gradients are reduce-scattered, so each rank keeps 1/world of the weights, gradients and AdamW
+    state. Gradients are summed over ranks, not averaged: each rank's loss is already divided by the
+    global normaliser. The weights stay float32 and run under the same autocast as without FSDP."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+    mesh = init_device_mesh(device.type, (world,))
+    for block in model.layers:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)         # a plain SUM (gloo has no pre-multiplied sum)
+    return model
+
+
 def eval_line(tag: str, step: int, r: dict) -> str:
     return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
             f"cons@{r['k']}={r['cons@k']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
@@ -404,6 +480,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
     dist, device = init_distributed(cfg)
+    dist.fsdp = cfg.fsdp and dist.world > 1
     dtype = compute_dtype(cfg.dtype, device)
     if device.type == "cpu":
         keep_freed_memory()
@@ -431,15 +508,14 @@ def train(cfg: TrainConfig, task=None) -> dict:
     if state and state["config"]["model"] != cfg.model:
         print(f"note: checkpoint was trained from {state['config']['model']}, flags say {cfg.model}")
     policy.requires_grad_(True).train()
-    raw_policy = policy                                 # saved and sampled from; never the compiled wrapper
-    if cfg.compile:
-        policy = torch.compile(policy)
-    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass
-    sampler = raw_policy if dtype == torch.float32 else copy.deepcopy(raw_policy).to(dtype).requires_grad_(False)
+    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
+    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights)
+    sampler = (policy if dtype == torch.float32 and not dist.fsdp else
+               copy.deepcopy(policy).to(dtype).requires_grad_(False))
     reference = None
     if cfg.stage == "grpo" and cfg.beta > 0:
         if state and state.get("reference") is not None:
-            reference = copy.deepcopy(raw_policy)
+            reference = copy.deepcopy(policy)
             reference.load_state_dict(state["reference"])
         else:
             reference, _ = load_pretrained(cfg.model, device=device, dtype=torch.float32)
@@ -449,13 +525,20 @@ def train(cfg: TrainConfig, task=None) -> dict:
         # norms stay float32 (a bf16 model would also round the residual stream, which autocast does not).
         reference = reference.requires_grad_(False).eval()
         for module in reference.layers.modules():
-            if isinstance(module, torch.nn.Linear):
+            if isinstance(module, torch.nn.Linear) and not dist.fsdp:    # FSDP2 wants one dtype per unit
                 module.to(dtype)
+        if dist.fsdp:
+            fsdp_shard(reference, device, dist.world)
     ref_is_initial = not (state and state.get("reference") is not None)
+    if dist.fsdp:
+        fsdp_shard(policy, device, dist.world)
+    raw_policy = policy                                 # saved and sampled from; never the compiled wrapper
+    if cfg.compile:
+        policy = torch.compile(policy)
 
     optimizer = torch.optim.AdamW(raw_policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     if state:
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(raw_policy, optimizer, state["optimizer"], dist)
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
 
@@ -482,10 +565,12 @@ def train(cfg: TrainConfig, task=None) -> dict:
             f.write(json.dumps(record) + "\n")
 
     def run_eval(step: int, tag: str):
-        if not cfg.eval_prompts or task is None or dist.rank != 0:
+        if not cfg.eval_prompts or task is None:
             return None
         if sampler is not raw_policy:
-            sync_weights(sampler, raw_policy)
+            sync_weights(sampler, raw_policy)          # on every rank: under FSDP it all-gathers
+        if dist.rank != 0:
+            return None
         t0 = time.time()
         r = evaluate(sampler, tok, task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
                      think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
@@ -522,11 +607,11 @@ def train(cfg: TrainConfig, task=None) -> dict:
             tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
             log(m)
-            if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
-                run_eval(step + 1, "")
-            if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-                save_checkpoint(out_dir, step + 1, raw_policy, tok, optimizer, cfg,
-                                reference=None if ref_is_initial else reference)
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
+            run_eval(step + 1, "")                      # on every rank: refreshing the sampler may all-gather
+        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            save_checkpoint(out_dir, step + 1, raw_policy, tok, optimizer, cfg,
+                            reference=None if ref_is_initial else reference, dist=dist)
         dist.barrier()
     if start_step < total_steps or not list_checkpoints(out_dir):
         last["eval"] = run_eval(total_steps, "end")
@@ -612,7 +697,7 @@ def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optim
     for _ in range(cfg.num_iterations):
         optimizer.zero_grad(set_to_none=True)
         for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
-            if not mask[b].any():
+            if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
                 continue                                                     # e.g. all rows truncated and masked
             n = micro_batch_width(batch, b)
             with autocast(device, dtype):
@@ -629,7 +714,7 @@ def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optim
             for k, v in m.items():                                           # token-weighted means over micro-batches
                 stats[k] = stats.get(k, 0.0) + v * n
         dist.sum_grads(raw_policy)
-        grad_norm = torch.nn.utils.clip_grad_norm_(raw_policy.parameters(), cfg.grad_clip or float("inf")).item()
+        grad_norm = clip_grad_norm(raw_policy, cfg.grad_clip)
         optimizer.step()
     return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
             "grad_norm": grad_norm}
@@ -682,7 +767,7 @@ def sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimiz
         loss_sum += loss.item()
     dist.sum_grads(raw_policy)
     loss_sum = dist.sum(loss_sum)
-    grad_norm = torch.nn.utils.clip_grad_norm_(raw_policy.parameters(), cfg.grad_clip or float("inf")).item()
+    grad_norm = clip_grad_norm(raw_policy, cfg.grad_clip)
     optimizer.step()
     return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
 

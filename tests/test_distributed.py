@@ -1,5 +1,6 @@
 """train.py under torch.distributed on CPU (gloo): 2 ranks x half the batch give the same update as
-1 rank x the whole batch, and a 2-process torchrun run completes, checkpoints once and resumes."""
+1 rank x the whole batch, replicated or sharded (FSDP2), and a 2-process torchrun run completes,
+checkpoints once and resumes, also with --fsdp and from a sharded run into a single process."""
 import json
 import os
 import socket
@@ -26,16 +27,20 @@ def free_port() -> int:
 
 def update(cfg, batch, dist=T.Dist()):
     """One policy_update with plain SGD at lr 1, no clipping: the weights move by exactly the gradient
-    (Adam's first step is ~lr*sign(g), which would amplify rounding-level differences)."""
+    (Adam's first step is ~lr*sign(g), which would amplify rounding-level differences). Returns the
+    full weights (gathered from the shards under FSDP)."""
     policy, _ = load_pretrained("tiny", device="cpu")
     policy.requires_grad_(True)
     reference, _ = load_pretrained("tiny", device="cpu")
-    opt = torch.optim.SGD(policy.parameters(), lr=1.0)
     with torch.no_grad():                       # move the reference away, so the KL term has a gradient
         for p in reference.parameters():
             p.mul_(0.9)
+    if dist.fsdp:
+        T.fsdp_shard(policy, torch.device("cpu"), dist.world)
+        T.fsdp_shard(reference.requires_grad_(False), torch.device("cpu"), dist.world)
+    opt = torch.optim.SGD(policy.parameters(), lr=1.0)
     T.policy_update(cfg, batch, policy, policy, reference, opt, torch.device("cpu"), torch.float32, dist)
-    return {k: v.clone() for k, v in policy.state_dict().items()}
+    return {k: v.clone() for k, v in T.full_state_dicts(policy, None, dist)[0].items()}
 
 
 def half(batch, rank: int, P: int, G: int):
@@ -45,19 +50,20 @@ def half(batch, rank: int, P: int, G: int):
                           batch.loss_mask[b], batch.lengths[b], batch.stopped[b], 0.0)
 
 
-def worker(rank, port, cfg, batch, out):
+def worker(rank, port, cfg, batch, out, fsdp):
     import torch.distributed as dist
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        weights = update(cfg, half(batch, rank, cfg.prompts_per_step, cfg.group_size), T.Dist(rank, 2))
+        weights = update(cfg, half(batch, rank, cfg.prompts_per_step, cfg.group_size), T.Dist(rank, 2, fsdp))
         if rank == 0:
             torch.save(weights, out)
     finally:
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("loss_agg", T.LOSS_AGGS)
-def test_two_ranks_update_like_one(tmp_path, loss_agg):
+@pytest.mark.parametrize("loss_agg, fsdp", [(agg, False) for agg in T.LOSS_AGGS] + [("seq_mean_token_mean", True),
+                                                                                 ("token_mean", True)])
+def test_two_ranks_update_like_one(tmp_path, loss_agg, fsdp):
     cfg = config(tmp_path, prompts_per_step=4, group_size=4, max_new_tokens=6, beta=0.1, micro_batch_size=4,
                  loss_agg=loss_agg, grad_clip=0.0)
     policy, tok = load_pretrained("tiny", device="cpu")
@@ -66,7 +72,7 @@ def test_two_ranks_update_like_one(tmp_path, loss_agg):
     batch.completion_mask[::3, 4:] = False
     batch.loss_mask = batch.completion_mask.clone()
     one = update(cfg, batch)
-    mp.spawn(worker, args=(free_port(), cfg, batch, tmp_path / "two.pt"), nprocs=2, join=True)
+    mp.spawn(worker, args=(free_port(), cfg, batch, tmp_path / "two.pt", fsdp), nprocs=2, join=True)
     two = torch.load(tmp_path / "two.pt")
     start, _ = load_pretrained("tiny", device="cpu")
     moved = max((one[k] - v).abs().max().item() for k, v in start.state_dict().items())
@@ -79,9 +85,9 @@ def test_two_ranks_update_like_one(tmp_path, loss_agg):
 def test_torchrun_run_checkpoints_once_and_resumes(tmp_path):
     out = tmp_path / "run"
 
-    def torchrun(*flags):
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
-               str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype", "float32",
+    def torchrun(*flags, nproc=2):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+               str(free_port()), str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype", "float32",
                "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4", "--eval-prompts", "2",
                "--eval-k", "2", "--save-every", "1", "--threads", "1", *flags]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -95,3 +101,31 @@ def test_torchrun_run_checkpoints_once_and_resumes(tmp_path):
     assert [p.name for p in T.list_checkpoints(out)] == ["step_2", "step_3"]
     steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines() if "eval" not in l]
     assert steps == [1, 2, 3]                                             # one line per step, rank 0's
+
+
+@pytest.mark.slow
+def test_torchrun_fsdp_run_checkpoints_and_resumes_on_one_process(tmp_path):
+    """--fsdp: a 2-rank sharded run writes full checkpoints (loadable as a plain model) and a single
+    process resumes from them, parameter-name-keyed optimizer state included."""
+    out = tmp_path / "run"
+
+    def run(*flags, nproc):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
+               str(free_port()), str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype", "bfloat16",
+               "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "16", "--eval-prompts", "2",
+               "--eval-k", "2", "--eval-every", "1", "--save-every", "1", "--threads", "1", *flags]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                           cwd=tmp_path)
+        assert r.returncode == 0, r.stderr[-3000:]
+        return r.stdout
+    # the language-consistency share varies over random byte soup, so every group has a gradient
+    first = run("--steps", "2", "--fsdp", "--ref-reset-every", "1", "--reward-weights", "language=1", nproc=2)
+    assert "ranks=2" in first and first.count("eval step=") == 3          # start, after step 1, end
+    assert [p.name for p in T.list_checkpoints(out)] == ["step_1", "step_2"]
+    model, _ = load_pretrained(out / "checkpoints" / "step_2", device="cpu")
+    start, _ = load_pretrained("tiny", device="cpu")
+    assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), start.parameters()))   # it trained
+    state = torch.load(out / "checkpoints" / "step_2" / "trainer_state.pt", weights_only=False)
+    assert state["reference"] is not None and "embed_tokens.weight" in state["optimizer"]["state"]
+    run("--steps", "3", "--resume", "--ref-reset-every", "1", "--reward-weights", "language=1", nproc=1)
+    assert [p.name for p in T.list_checkpoints(out)] == ["step_2", "step_3"]

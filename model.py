@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 CACHE_DIR = Path(os.environ.get("R1_CACHE", Path.home() / ".cache" / "r1"))
@@ -254,6 +255,8 @@ class Transformer(nn.Module):
             self.lm_head.weight = self.embed_tokens.weight
         # not persistent: derived from the config, recomputed by reset_buffers() after meta init
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
+        # activation checkpointing: under grad, keep only each block's input and recompute the block in backward
+        self.checkpoint_blocks = False
 
     def reset_buffers(self):
         self.inv_freq = rope_inv_freq(self.cfg).to(self.embed_tokens.weight.device)
@@ -313,12 +316,25 @@ class Transformer(nn.Module):
         else:
             mask = None                                                         # plain causal
 
-        for block in self.layers:
-            x = block(x, cos, sin, mask, kv_cache)
+        for i, block in enumerate(self.layers):
+            if self.checkpoint_blocks and torch.is_grad_enabled() and not type(kv_cache) is KVCache:   # not sampling
+                past = (None, None) if kv_cache is None else (kv_cache.k[i], kv_cache.v[i])
+                x = checkpoint(self._cached_block, block, x, cos, sin, mask, kv_cache, *past, use_reentrant=False)
+            else:
+                x = block(x, cos, sin, mask, kv_cache)
         if kv_cache is not None:
             kv_cache.advance(real)
         x = self.norm(x)
         return x if return_hidden else self.lm_head(x)
+
+
+    @staticmethod
+    def _cached_block(block, x, cos, sin, mask, kv_cache, past_k, past_v):
+        """A block whose recomputation in backward sees the layer's cache as it was before the forward
+        (a DynamicKVCache has appended to it since): checkpoint runs this twice on the same inputs."""
+        if kv_cache is not None:
+            kv_cache.k[block.self_attn.layer], kv_cache.v[block.self_attn.layer] = past_k, past_v
+        return block(x, cos, sin, mask, kv_cache)
 
 
 # -----------------------------------------------------------------------------

@@ -77,6 +77,7 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warmup, optimiser steps"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global grad norm (0 = off)"})
+    activation_checkpointing: bool = field(default=False, metadata={"help": "keep only each block's input for backward and recompute the block (less memory; each block's forward runs twice)"})
     micro_batch_size: int = field(default=16, metadata={"help": "rows per forward/backward, rounded down to whole groups (memory knob; the result does not depend on it)"})
     steps: int = field(default=40, metadata={"help": "GRPO steps (SFT runs for --epochs instead)"})
     epochs: int = field(default=1, metadata={"help": "SFT: passes over --data"})
@@ -508,6 +509,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
     if state and state["config"]["model"] != cfg.model:
         print(f"note: checkpoint was trained from {state['config']['model']}, flags say {cfg.model}")
     policy.requires_grad_(True).train()
+    policy.checkpoint_blocks = cfg.activation_checkpointing
     # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
     # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights)
     sampler = (policy if dtype == torch.float32 and not dist.fsdp else

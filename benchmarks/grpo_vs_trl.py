@@ -25,8 +25,9 @@ torch.set_num_threads(2), CPU.
 Dtypes, each side's best on this CPU: ours is train.py's default (bf16 autocast and a bf16 sampling copy,
 fp32 master weights, log-softmax and loss in fp32, fp32 reference under the same autocast). TRL runs with
 bf16=True (accelerate's bf16 autocast over fp32 weights) when its trainer accepts that on the CPU, else
-float32; the log says which. TRL's gradient checkpointing (on by default in GRPOConfig) is turned off,
-since it trades speed for memory and this is a speed comparison (--trl-grad-ckpt turns it back on).
+float32; the log says which. Activation checkpointing (TRL's gradient_checkpointing, on by default in
+GRPOConfig; ours --activation-checkpointing, off by default) trades speed for memory: off on both
+sides by default, on on both sides with --activation-checkpointing.
 
 How it measures: each side runs in its own process (the script re-invokes itself with --side ours|trl),
 so peak RSS (VmHWM of /proc/self/status, read at the end of the run: model loading, the reference model,
@@ -94,6 +95,7 @@ def run_ours(args) -> dict:
                             lr=1e-6, warmup_steps=0,
                             weight_decay=0.0, grad_clip=1.0, micro_batch_size=args.micro_batch,
                             steps=args.warmup + args.steps, dtype="auto", device="cpu", seed=args.seed,
+                            activation_checkpointing=args.activation_checkpointing,
                             threads=args.threads, out_dir=out, eval_prompts=0, rollouts_every=0, save_every=0)
         T.validate(cfg)
         save, before_save = T.save_checkpoint, []
@@ -105,7 +107,8 @@ def run_ours(args) -> dict:
         T.train(cfg)
         rows = [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "step_s" in r]
-    return {"side": "ours", "dtype": "bfloat16 autocast, fp32 master weights", "threads": torch.get_num_threads(),
+    return {"side": "ours", "dtype": "bfloat16 autocast, fp32 master weights" + (
+                ", activation checkpointing" if args.activation_checkpointing else ""), "threads": torch.get_num_threads(),
             "step_s": [r["step_s"] for r in rows], "len_mean": [r["len_mean"] for r in rows],
             "reward": [r["reward"] for r in rows], "peak_rss_gib": peak_rss_gib(),
             "peak_rss_gib_before_save": before_save[0] if before_save else None}
@@ -178,7 +181,7 @@ def run_trl(args) -> dict:
     timer = Timer()
     with tempfile.TemporaryDirectory(prefix="grpo_vs_trl_trl_") as out:
         config = GRPOConfig(
-            output_dir=out, use_cpu=True, bf16=bf16, gradient_checkpointing=args.trl_grad_ckpt, seed=args.seed,
+            output_dir=out, use_cpu=True, bf16=bf16, gradient_checkpointing=args.activation_checkpointing, seed=args.seed,
             per_device_train_batch_size=args.micro_batch, gradient_accumulation_steps=rows // args.micro_batch,
             num_generations=args.G, max_completion_length=args.max_new_tokens, temperature=1.0, top_p=1.0,
             top_k=0, beta=0.04, num_iterations=1, epsilon=0.2, loss_type="grpo", scale_rewards="group",
@@ -189,7 +192,7 @@ def run_trl(args) -> dict:
         trainer = GRPOTrainer(model=path, reward_funcs=r1_reward, args=config, train_dataset=dataset,
                               processing_class=hf_tok, callbacks=[timer])
         print(f"TRL {trl.__version__}, transformers {transformers.__version__}, bf16={bf16}, "
-              f"gradient_checkpointing={args.trl_grad_ckpt}, micro-batch {args.micro_batch} x "
+              f"gradient_checkpointing={args.activation_checkpointing}, micro-batch {args.micro_batch} x "
               f"{rows // args.micro_batch} accumulation steps, model dtype {trainer.model.dtype}", flush=True)
         trainer.train()
         logs = [h for h in trainer.state.log_history if "completions/mean_length" in h]
@@ -237,7 +240,8 @@ def main():
     ap.add_argument("--think-prefill", action=argparse.BooleanOptionalAction, default=TRAIN.think_prefill,
                     help="prompts end with '<think>' (both sides; train.py's default)")
     ap.add_argument("--reward-weights", default=TRAIN.reward_weights, help="reward parts' weights (train.py's default)")
-    ap.add_argument("--trl-grad-ckpt", action="store_true", help="keep TRL's default gradient checkpointing on")
+    ap.add_argument("--activation-checkpointing", action="store_true",
+                    help="both sides recompute activations in backward (TRL's default, ours a flag)")
     ap.add_argument("--only", choices=["ours", "trl"], default=None, help="run one side only")
     ap.add_argument("--side", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)   # the child
     args = ap.parse_args()

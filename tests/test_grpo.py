@@ -375,3 +375,25 @@ def test_group_token_logprobs_equals_scoring_the_concatenated_rows():
     weights = torch.randn(6, N, generator=torch.Generator().manual_seed(1))     # any loss of the log-probs
     for g, e in zip(param_grads(model, (got * weights).sum()), param_grads(model, (want * weights).sum())):
         torch.testing.assert_close(g, e, rtol=1e-3, atol=1e-4)   # float32 sums in another order
+
+
+def test_checkpointed_blocks_give_the_same_log_probs_and_gradients():
+    """model.checkpoint_blocks (activation checkpointing) recomputes each block in backward, the shared
+    prompt cache included: same values and gradients, and far fewer tensors kept for backward."""
+    import model as model_py
+    model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=1)
+    prompt_ids, prompt_mask = torch.tensor([[0, 5, 6, 7], [9, 8, 7, 6]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]).bool()
+    completion_ids = torch.randint(1, model.cfg.vocab_size, (6, 5), generator=torch.Generator().manual_seed(0))
+    completion_mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 3, 5, 1, 4])[:, None]
+    weights = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
+    out = {}
+    for ckpt in (False, True):
+        model.checkpoint_blocks, saved = ckpt, []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t,
+                                                      lambda t: t):
+            logp = group_token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, 0.9)
+        out[ckpt] = logp, param_grads(model, (logp * weights).sum()), sum(saved)
+    torch.testing.assert_close(out[True][0], out[False][0], rtol=0, atol=0)
+    for g, e in zip(out[True][1], out[False][1]):
+        torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
+    assert out[True][2] < out[False][2] / 2, (out[True][2], out[False][2])

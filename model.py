@@ -317,7 +317,7 @@ class Transformer(nn.Module):
             mask = None                                                         # plain causal
 
         for i, block in enumerate(self.layers):
-            if self.checkpoint_blocks and torch.is_grad_enabled() and not type(kv_cache) is KVCache:   # not sampling
+            if self.checkpoint_blocks and torch.is_grad_enabled() and type(kv_cache) is not KVCache:   # not sampling
                 past = (None, None) if kv_cache is None else (kv_cache.k[i], kv_cache.v[i])
                 x = checkpoint(self._cached_block, block, x, cos, sin, mask, kv_cache, *past, use_reentrant=False)
             else:
@@ -326,7 +326,6 @@ class Transformer(nn.Module):
             kv_cache.advance(real)
         x = self.norm(x)
         return x if return_hidden else self.lm_head(x)
-
 
     @staticmethod
     def _cached_block(block, x, cos, sin, mask, kv_cache, past_k, past_v):

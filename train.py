@@ -277,25 +277,27 @@ def full_state_dicts(model, optimizer, dist: "Dist") -> tuple[dict, dict | None]
     if optimizer is None:
         return weights, None
     names = [n for n, _ in model.named_parameters()]       # optimizer.state_dict() numbers them in this order
-    sd = optimizer.state_dict()
-    return weights, {"state": {names[i]: s for i, s in sd["state"].items()},
-                     "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in sd["param_groups"]]}
+    return weights, rekey_optimizer_state(optimizer.state_dict(), names)
+
+
+def rekey_optimizer_state(state: dict, keys: dict | list) -> dict:
+    """An optimizer state dict with every parameter key k (in "state" and in each group's "params")
+    replaced by keys[k]: numbers -> names with keys = the parameter names in order, names -> numbers
+    with keys = {name: number}."""
+    return {"state": {keys[k]: s for k, s in state["state"].items()},
+            "param_groups": [{**g, "params": [keys[k] for k in g["params"]]} for g in state["param_groups"]]}
 
 
 def load_optimizer_state(model, optimizer, state: dict, dist: "Dist"):
     """Inverse of full_state_dicts' optimizer part (also takes format-1 checkpoints, numbered by position)."""
     names = [n for n, _ in model.named_parameters()]
     if all(isinstance(k, int) for k in state["state"]):     # format 1: numbered like optimizer.state_dict()
-        state = {"state": {names[i]: s for i, s in state["state"].items()},
-                 "param_groups": [{**g, "params": [names[i] for i in g["params"]]} for g in state["param_groups"]]}
+        state = rekey_optimizer_state(state, names)
     if dist.fsdp:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
         set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
         return
-    index = {n: i for i, n in enumerate(names)}
-    optimizer.load_state_dict({"state": {index[n]: s for n, s in state["state"].items()},
-                               "param_groups": [{**g, "params": [index[n] for n in g["params"]]}
-                                                for g in state["param_groups"]]})
+    optimizer.load_state_dict(rekey_optimizer_state(state, {n: i for i, n in enumerate(names)}))
 
 
 def list_checkpoints(out_dir: Path) -> list[Path]:
@@ -330,11 +332,11 @@ def autocast(device: torch.device, dtype: torch.dtype):
 def keep_freed_memory() -> bool:
     """Makes glibc keep freed memory for reuse instead of handing it back to the kernel. By default it
     maps large blocks (128 KiB and up, adaptively up to 32 MiB) fresh from the kernel and unmaps them
-    when freed, so every step's gigabytes of activations fault their pages in again, zeroed. On this
-    project's CPU that churn was a third of the wall time of a 16-row forward + backward of the
-    default model (kernel time 21.6 s -> 9.7 s, wall 87 s -> 45 s for 6 of them). The price: the
-    process's resident memory stays at its high-water mark plus fragmentation, ~0.5-1.5 GiB more at
-    the peak. Linux/glibc only (a no-op elsewhere); train() calls it for CPU runs."""
+    when freed, so every step's gigabytes of activations fault their pages in again, zeroed. The price:
+    the process's resident memory stays at its high-water mark plus fragmentation. Both effects are
+    measured by `benchmarks/grpo_vs_trl.py --only ours [--glibc-malloc-defaults]` (README, Speed).
+    Returns whether glibc accepted the settings. Linux/glibc only (a no-op elsewhere); train() calls it
+    for CPU runs."""
     try:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
@@ -680,9 +682,9 @@ def batch_logprobs(model, batch: RolloutBatch, cfg, device, dtype) -> torch.Tens
     out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=device)
     with torch.no_grad(), autocast(device, dtype):
         for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
-            n = micro_batch_width(batch, b)
-            out[b, :n] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p],
-                                              batch.completion_ids[b, :n], batch.completion_mask[b, :n], cfg.temperature)
+            w = micro_batch_width(batch, b)
+            out[b, :w] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p],
+                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w], cfg.temperature)
     return out
 
 
@@ -701,12 +703,12 @@ def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optim
         for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
             if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
                 continue                                                     # e.g. all rows truncated and masked
-            n = micro_batch_width(batch, b)
+            w = micro_batch_width(batch, b)
             with autocast(device, dtype):
                 logp = group_token_logprobs(policy, batch.prompt_ids[p], batch.prompt_mask[p],
-                                            batch.completion_ids[b, :n], batch.completion_mask[b, :n], cfg.temperature)
-            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b, :n],
-                                None if ref_logp is None else ref_logp[b, :n], batch.advantages[b], mask[b, :n],
+                                            batch.completion_ids[b, :w], batch.completion_mask[b, :w], cfg.temperature)
+            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b, :w],
+                                None if ref_logp is None else ref_logp[b, :w], batch.advantages[b], mask[b, :w],
                                 normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
                                 clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta)
             loss.backward()

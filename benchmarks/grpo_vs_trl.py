@@ -87,6 +87,8 @@ def run_ours(args) -> dict:
     import torch
     torch.set_num_threads(args.threads)
     import train as T
+    if args.glibc_malloc_defaults:             # what train.keep_freed_memory buys: run without it
+        T.keep_freed_memory = lambda: False
     with tempfile.TemporaryDirectory(prefix="grpo_vs_trl_ours_") as out:
         cfg = T.TrainConfig(model=args.model, task=args.task, template="chat", group_size=args.G,
                             prompts_per_step=args.prompts, max_new_tokens=args.max_new_tokens, temperature=1.0,
@@ -108,7 +110,8 @@ def run_ours(args) -> dict:
         rows = [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "step_s" in r]
     return {"side": "ours", "dtype": "bfloat16 autocast, fp32 master weights" + (
-                ", activation checkpointing" if args.activation_checkpointing else ""), "threads": torch.get_num_threads(),
+                ", activation checkpointing" if args.activation_checkpointing else "") + (
+                ", glibc malloc defaults" if args.glibc_malloc_defaults else ""), "threads": torch.get_num_threads(),
             "step_s": [r["step_s"] for r in rows], "len_mean": [r["len_mean"] for r in rows],
             "reward": [r["reward"] for r in rows], "peak_rss_gib": peak_rss_gib(),
             "peak_rss_gib_before_save": before_save[0] if before_save else None}
@@ -243,6 +246,8 @@ def main():
     ap.add_argument("--activation-checkpointing", action="store_true",
                     help="both sides recompute activations in backward (TRL's default, ours a flag)")
     ap.add_argument("--only", choices=["ours", "trl"], default=None, help="run one side only")
+    ap.add_argument("--glibc-malloc-defaults", action="store_true",
+                    help="ours without train.keep_freed_memory (glibc maps and unmaps large blocks, as by default)")
     ap.add_argument("--side", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)   # the child
     args = ap.parse_args()
     if args.side:

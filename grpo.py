@@ -88,7 +88,7 @@ def completion_mask_from_lengths(prompt_len: int, completion_lens: torch.Tensor,
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
-                   temperature: float = 1.0, chunk_size: int = 512) -> torch.Tensor:
+                   temperature: float = 1.0, chunk_size: int = 128) -> torch.Tensor:
     """log pi(input_ids[:, t] | input_ids[:, :t]) under softmax(logits / temperature), at completion tokens.
     input_ids: (B, T) int64; attention_mask, completion_mask: (B, T) bool. Returns (B, T) float32, 0 where
     completion_mask is False, aligned with input_ids (the logits at t-1 predict the token at t).
@@ -107,7 +107,7 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
 
 
 def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                         completion_mask: torch.Tensor, temperature: float = 1.0, chunk_size: int = 512) -> torch.Tensor:
+                         completion_mask: torch.Tensor, temperature: float = 1.0, chunk_size: int = 128) -> torch.Tensor:
     """token_logprobs for GRPO's layout, running each prompt once instead of G times.
     prompt_ids: (P, L) int64, left-padded; prompt_mask: (P, L) bool. completion_ids: (B, N) int64 with
     B = P * G, rows g*G .. g*G+G-1 continuing prompt g; completion_mask: (B, N) bool, True at each row's
@@ -117,20 +117,51 @@ def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Ten
     The prompt's keys/values are computed once and shared with its G rows through a DynamicKVCache, so
     autograd sends each row's gradient back through the one shared prompt pass. With a 110-token
     prompt and 64-token completions this does ~2.2x less work than token_logprobs on the
-    concatenated rows, to which it is equal (tests/test_grpo.py)."""
+    concatenated rows, to which it is equal (tests/test_grpo.py).
+
+    Under grad, the prompt pass runs in a reentrant torch.utils.checkpoint: no grad in the forward,
+    recomputed with grad in backward once the completions' gradients have reached its outputs, and
+    back-propagated there into the weights' .grad. Otherwise every weight would have two uses, the
+    prompt's and the completions', and autograd would hold each weight's completion gradient
+    (float32, all layers: as large as the weights) until the prompt pass, the last in backward, adds
+    its part. (The embedding is passed in only because a reentrant checkpoint needs an input that
+    requires grad for its outputs to require grad.) Not under FSDP2 (train.py --fsdp), which gathers
+    and reduces gradients in hooks of its own that a second backward inside backward would bypass."""
     from model import DynamicKVCache
     P, B = prompt_ids.size(0), completion_ids.size(0)
     assert B % P == 0 and completion_mask.shape == completion_ids.shape, "completions must be whole groups"
     assert prompt_mask[:, -1].all(), "prompts must be left-padded (the last position is real)"
-    cache = DynamicKVCache(len(model.layers), P, device=prompt_ids.device)
-    h_prompt = model(prompt_ids, attention_mask=prompt_mask, kv_cache=cache, return_hidden=True)[:, -1]  # (P, C)
+    n_layer = len(model.layers)
+
+    def prompt_pass(ids, mask, _weight):
+        cache = DynamicKVCache(n_layer, P, device=ids.device)
+        h = model(ids, attention_mask=mask, kv_cache=cache, return_hidden=True)[:, -1]   # (P, C)
+        return (h, cache.mask, cache.lengths, *cache.k, *cache.v)
+
+    weight = model.embed_tokens.weight
+    if torch.is_grad_enabled() and weight.requires_grad and not _fsdp_sharded(model):
+        out = torch.utils.checkpoint.checkpoint(prompt_pass, prompt_ids, prompt_mask, weight, use_reentrant=True)
+    else:
+        out = prompt_pass(prompt_ids, prompt_mask, weight)
+    h_prompt, cache = out[0], DynamicKVCache(n_layer, P, device=prompt_ids.device)
+    cache.mask, cache.lengths, cache.pos = out[1], out[2], prompt_ids.size(1)
+    cache.k, cache.v = list(out[3:3 + n_layer]), list(out[3 + n_layer:])
     cache.repeat_rows(B // P)
     h = model(completion_ids, attention_mask=completion_mask, kv_cache=cache, return_hidden=True)      # (B, N, C)
+    del cache             # what backward needs of it, attention has saved (or checkpoint_blocks recomputes)
     # hidden state j-1 predicts completion token j; the prompt's last one predicts token 0
     h_first = h_prompt[:, None].expand(P, B // P, h.size(-1)).reshape(B, 1, h.size(-1))              # (B, 1, C)
     h = torch.cat((h_first, h[:, :-1]), dim=1)                                                          # (B, N, C)
     return _scatter_logprobs(model.lm_head, h[completion_mask], completion_ids[completion_mask], completion_mask,
                              temperature, chunk_size)
+
+
+def _fsdp_sharded(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:                                 # a torch build without torch.distributed
+        return False
+    return isinstance(model, FSDPModule)
 
 
 def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
@@ -141,6 +172,9 @@ def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: tor
     logp = LMHeadLogprobs.apply(h, lm_head.weight, targets, temperature, chunk_size)   # (n,)
     out = torch.zeros(mask.shape, dtype=torch.float32, device=h.device)
     return out.masked_scatter(mask, logp)                           # fills True positions in row-major order
+
+
+VOCAB_SLICE = 4096      # rows of W's gradient formed at a time in LMHeadLogprobs.backward
 
 
 class LMHeadLogprobs(torch.autograd.Function):
@@ -186,8 +220,9 @@ class LMHeadLogprobs(torch.autograd.Function):
             dz = dz.to(w.dtype)
             if grad_h is not None:
                 grad_h[i:i + c] = dz @ w
-            if grad_w is not None:
-                grad_w += dz.t() @ h_c
+            if grad_w is not None:        # in vocabulary slices: no (V, C) temporary, nor its float32 copy
+                for v in range(0, w.size(0), VOCAB_SLICE):
+                    grad_w[v:v + VOCAB_SLICE] += dz[:, v:v + VOCAB_SLICE].t() @ h_c
         return grad_h, grad_w, None, None, None
 
 

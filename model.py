@@ -318,8 +318,11 @@ class Transformer(nn.Module):
 
         for i, block in enumerate(self.layers):
             if self.checkpoint_blocks and torch.is_grad_enabled() and type(kv_cache) is not KVCache:   # not sampling
-                past = (None, None) if kv_cache is None else (kv_cache.k[i], kv_cache.v[i])
-                x = checkpoint(self._cached_block, block, x, cos, sin, mask, kv_cache, *past, use_reentrant=False)
+                if kv_cache is None:
+                    x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
+                else:
+                    x, kv_cache.k[i], kv_cache.v[i] = checkpoint(self._cached_block, block, x, cos, sin, mask,
+                                                                 kv_cache.k[i], kv_cache.v[i], use_reentrant=False)
             else:
                 x = block(x, cos, sin, mask, kv_cache)
         if kv_cache is not None:
@@ -328,12 +331,16 @@ class Transformer(nn.Module):
         return x if return_hidden else self.lm_head(x)
 
     @staticmethod
-    def _cached_block(block, x, cos, sin, mask, kv_cache, past_k, past_v):
-        """A block whose recomputation in backward sees the layer's cache as it was before the forward
-        (a DynamicKVCache has appended to it since): checkpoint runs this twice on the same inputs."""
-        if kv_cache is not None:
-            kv_cache.k[block.self_attn.layer], kv_cache.v[block.self_attn.layer] = past_k, past_v
-        return block(x, cos, sin, mask, kv_cache)
+    def _cached_block(block, x, cos, sin, mask, past_k, past_v):
+        """A block over a DynamicKVCache layer, without side effects, for checkpoint, which runs it again
+        in backward (and may stop that run early, once it has what backward needs): the block sees a
+        one-layer cache holding the layer's keys/values from before the forward. Returns the block's
+        output and the layer's keys/values after it, for the caller to store in the real cache."""
+        cache = DynamicKVCache(0, x.size(0), device=x.device)
+        layer = block.self_attn.layer
+        cache.k, cache.v = {layer: past_k}, {layer: past_v}
+        x = block(x, cos, sin, mask, cache)
+        return x, cache.k[layer], cache.v[layer]
 
 
 # -----------------------------------------------------------------------------

@@ -18,16 +18,16 @@ group`, TRL `loss_type="grpo", scale_rewards="group"`. The reward is reward.py's
 train.py's default --reward-weights, for TRL wrapped as a reward function of the completions (told about
 the prefill too). Both sides get the same prompt token ids, and step k uses the same 4 prompts (the
 task's train examples 4k..4k+3) on both sides. One optimiser step per step on both sides, in
-micro-batches of 16 rows (ours: --micro-batch-size 16, whole groups; TRL: per_device_train_batch_size 16
-with 2 gradient-accumulation steps, so one generation of 32 completions feeds one optimiser step).
+micro-batches of 8 rows (ours: --micro-batch-size 8, whole groups; TRL: per_device_train_batch_size 8
+with 4 gradient-accumulation steps, so one generation of 32 completions feeds one optimiser step).
 torch.set_num_threads(2), CPU.
 
 Dtypes, each side's best on this CPU: ours is train.py's default (bf16 autocast and a bf16 sampling copy,
 fp32 master weights, log-softmax and loss in fp32, fp32 reference under the same autocast). TRL runs with
 bf16=True (accelerate's bf16 autocast over fp32 weights) when its trainer accepts that on the CPU, else
-float32; the log says which. Activation checkpointing (TRL's gradient_checkpointing, on by default in
-GRPOConfig; ours --activation-checkpointing, off by default) trades speed for memory: off on both
-sides by default, on on both sides with --activation-checkpointing.
+float32; the log says which. Activation checkpointing (TRL's gradient_checkpointing, ours
+--activation-checkpointing; on by default in both) trades speed for memory: on on both sides by
+default, off on both sides with --no-activation-checkpointing.
 
 How it measures: each side runs in its own process (the script re-invokes itself with --side ours|trl),
 so peak RSS (VmHWM of /proc/self/status, read at the end of the run: model loading, the reference model,
@@ -235,7 +235,7 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=128, help="completion length limit, tokens")
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
     ap.add_argument("-G", type=int, default=8, help="completions per prompt")
-    ap.add_argument("--micro-batch", type=int, default=16, help="rows per forward/backward, both sides")
+    ap.add_argument("--micro-batch", type=int, default=8, help="rows per forward/backward, both sides")
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads, both sides")
     ap.add_argument("--model", default="SmolLM2-135M-Instruct", help="model (the default model, or an HF directory)")
     ap.add_argument("--task", default="arith", help="reward.py task")
@@ -243,8 +243,8 @@ def main():
     ap.add_argument("--think-prefill", action=argparse.BooleanOptionalAction, default=TRAIN.think_prefill,
                     help="prompts end with '<think>' (both sides; train.py's default)")
     ap.add_argument("--reward-weights", default=TRAIN.reward_weights, help="reward parts' weights (train.py's default)")
-    ap.add_argument("--activation-checkpointing", action="store_true",
-                    help="both sides recompute activations in backward (TRL's default, ours a flag)")
+    ap.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True,
+                    help="both sides recompute activations in backward (both sides' default)")
     ap.add_argument("--only", choices=["ours", "trl"], default=None, help="run one side only")
     ap.add_argument("--glibc-malloc-defaults", action="store_true",
                     help="ours without train.keep_freed_memory (glibc maps and unmaps large blocks, as by default)")

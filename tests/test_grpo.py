@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn as nn
 
+import grpo
 from grpo import (LOSS_AGGS, completion_mask_from_lengths, group_advantages, group_token_logprobs, grpo_loss, kl_k3,
                   loss_normalizer, token_logprobs, zero_std_fraction)
 
@@ -292,8 +293,9 @@ def test_equal_reward_group_gets_no_policy_gradient(scale):
 
 # ---- log-probs ------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("temperature, chunk_size", [(1.0, 512), (0.7, 2), (1.3, 1)])
-def test_token_logprobs_match_full_log_softmax(temperature, chunk_size):
+@pytest.mark.parametrize("temperature, chunk_size, vocab_slice", [(1.0, 512, 4096), (0.7, 2, 5), (1.3, 1, 1)])
+def test_token_logprobs_match_full_log_softmax(temperature, chunk_size, vocab_slice, monkeypatch):
+    monkeypatch.setattr(grpo, "VOCAB_SLICE", vocab_slice)      # the LM head's gradient, slice by slice
     torch.manual_seed(0)
     model, (ids, attn, cmask) = TinyLM(), rollout_batch()
     got = token_logprobs(model, ids, attn, cmask, temperature=temperature, chunk_size=chunk_size)
@@ -397,3 +399,26 @@ def test_checkpointed_blocks_give_the_same_log_probs_and_gradients():
     for g, e in zip(out[True][1], out[False][1]):
         torch.testing.assert_close(g, e, rtol=1e-5, atol=1e-6)
     assert out[True][2] < out[False][2] / 2, (out[True][2], out[False][2])
+
+
+def test_prompt_pass_gradients_do_not_wait_for_the_prompt():
+    """Each weight's gradient from the completions reaches .grad as soon as its layer is done, and the
+    prompt pass adds its own part afterwards (a second accumulation), instead of autograd holding the
+    completions' part of every weight until the prompt pass, last in backward, is done."""
+    import model as model_py
+    model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=1)
+    prompt_ids, prompt_mask = torch.tensor([[0, 5, 6, 7], [9, 8, 7, 6]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]).bool()
+    completion_ids = torch.randint(1, model.cfg.vocab_size, (6, 5), generator=torch.Generator().manual_seed(0))
+    completion_mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 3, 5, 1, 4])[:, None]
+    for ckpt in (False, True):
+        model.checkpoint_blocks, events = ckpt, []
+        hooks = [p.register_post_accumulate_grad_hook(lambda p, n=n: events.append(n))
+                 for n, p in model.named_parameters() if n.startswith("layers.")]
+        model.zero_grad()
+        group_token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask).sum().backward()
+        for h in hooks:
+            h.remove()
+        first, last = "layers.0.mlp.down_proj.weight", f"layers.{model.cfg.n_layer - 1}.mlp.down_proj.weight"
+        assert events.count(first) == events.count(last) == 2, events
+        # the last layer's completion part is in .grad before the first layer is reached
+        assert events.index(last) < events.index(first)

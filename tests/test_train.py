@@ -103,6 +103,22 @@ def test_micro_batches_trimmed_to_their_longest_row_change_nothing(tmp_path, let
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+def test_released_sampler_is_refilled_with_the_current_policy():
+    """The bf16 sampling copy holds no memory during the update (release_weights); sync_weights gives it
+    back, filled with the policy's current weights rounded to bf16, the tied LM head still tied."""
+    policy, _ = load_pretrained("tiny", device="cpu")
+    sampler = copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
+    T.release_weights(sampler)
+    assert sum(p.numel() for p in sampler.parameters()) == 0
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)                                             # an update happened meanwhile
+    T.sync_weights(sampler, policy)
+    for (n, s), p in zip(sampler.named_parameters(), policy.parameters()):
+        assert s.dtype == torch.bfloat16 and torch.equal(s, p.to(torch.bfloat16)), n
+    assert sampler.lm_head.weight is sampler.embed_tokens.weight
+
+
 def test_bf16_reference_starts_at_zero_kl(tmp_path, letters):
     """Under bf16 autocast the reference (bf16 Linear weights, float32 embeddings and norms) computes the
     very numbers the policy computes before its first update: step 1's KL is exactly 0, step 2's is not."""

@@ -77,7 +77,7 @@ class TrainConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warmup, optimiser steps"})
     weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
     grad_clip: float = field(default=1.0, metadata={"help": "max global grad norm (0 = off)"})
-    activation_checkpointing: bool = field(default=True, metadata={"help": "keep only each block's input for backward and recompute the block there (about 1.4 GiB less on the default GRPO step, at no measurable cost in step time: benchmarks/grpo_vs_trl.py)"})
+    activation_checkpointing: bool = field(default=True, metadata={"help": "keep only each block's input for backward and recompute the block there (much less memory for a little more compute: README, Speed)"})
     micro_batch_size: int = field(default=8, metadata={"help": "rows per forward/backward, rounded down to whole groups (memory knob; the result does not depend on it)"})
     steps: int = field(default=40, metadata={"help": "GRPO steps (SFT runs for --epochs instead)"})
     epochs: int = field(default=1, metadata={"help": "SFT: passes over --data"})
@@ -335,7 +335,9 @@ def autocast(device: torch.device, dtype: torch.dtype):
 def keep_freed_memory() -> bool:
     """Makes glibc keep freed memory for reuse instead of handing it back to the kernel. By default it
     maps large blocks (128 KiB and up, adaptively up to 32 MiB) fresh from the kernel and unmaps them
-    when freed, so every step's gigabytes of activations fault their pages in again, zeroed. The price:
+    when freed, so every step's gigabytes of activations fault their pages in again, zeroed. Here only
+    blocks of 32 MiB and up (a few per step: the LM head's weight casts, the embedding's gradient) are
+    still mapped, so that they leave no holes in the heap, and the heap is never trimmed. The price:
     the process's resident memory stays at its high-water mark plus fragmentation. Both effects are
     measured by `benchmarks/grpo_vs_trl.py --only ours [--glibc-malloc-defaults]` (README, Speed).
     Returns whether glibc accepted the settings. Linux/glibc only (a no-op elsewhere); train() calls it
@@ -344,8 +346,8 @@ def keep_freed_memory() -> bool:
         libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return False
-    M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4                  # <malloc.h>
-    return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3            # <malloc.h>; a fixed threshold is not adaptive
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
 
 
 def allocate_training_state(model, optimizer):

@@ -336,9 +336,9 @@ class Transformer(nn.Module):
         in backward (and may stop that run early, once it has what backward needs): the block sees a
         one-layer cache holding the layer's keys/values from before the forward. Returns the block's
         output and the layer's keys/values after it, for the caller to store in the real cache."""
-        cache = DynamicKVCache(0, x.size(0), device=x.device)
         layer = block.self_attn.layer
-        cache.k, cache.v = {layer: past_k}, {layer: past_v}
+        cache = DynamicKVCache(layer + 1, x.size(0), device=x.device)
+        cache.k[layer], cache.v[layer] = past_k, past_v
         x = block(x, cos, sin, mask, cache)
         return x, cache.k[layer], cache.v[layer]
 

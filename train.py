@@ -336,8 +336,8 @@ def keep_freed_memory() -> bool:
     """Makes glibc keep freed memory for reuse instead of handing it back to the kernel. By default it
     maps large blocks (128 KiB and up, adaptively up to 32 MiB) fresh from the kernel and unmaps them
     when freed, so every step's gigabytes of activations fault their pages in again, zeroed. Here only
-    blocks of 32 MiB and up (a few per step: the LM head's weight casts, the embedding's gradient) are
-    still mapped, so that they leave no holes in the heap, and the heap is never trimmed. The price:
+    blocks of 32 MiB and up (a few per step: the LM head's weight cast to bf16, the sampling KV cache)
+    are still mapped, so that they leave no holes in the heap, and the heap is never trimmed. The price:
     the process's resident memory stays at its high-water mark plus fragmentation. Both effects are
     measured by `benchmarks/grpo_vs_trl.py --only ours [--glibc-malloc-defaults]` (README, Speed).
     Returns whether glibc accepted the settings. Linux/glibc only (a no-op elsewhere); train() calls it
@@ -350,19 +350,41 @@ def keep_freed_memory() -> bool:
     return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
 
 
-def allocate_training_state(model, optimizer):
+def cap_kernel_caches(capacity: int = 128):
+    """Caps how many compiled CPU matmul kernels the process keeps: oneDNN's primitive cache and
+    PyTorch's ideep cache (ONEDNN_PRIMITIVE_CACHE_CAPACITY, LRU_CACHE_CAPACITY; 1024 each by default).
+    A bf16 kernel is compiled for one shape and both caches hold it, ~0.5 MB per shape in all. Decoding
+    (a longer key length every token) and micro-batches of varying width make new shapes every step,
+    so with the defaults the process grows by 0.05-0.15 GiB per step until the caches are full. A
+    step's shapes repeat over the layers, so a small cache keeps nearly all its hits. Works only before
+    the process's first bf16 matmul (both caches read the setting once); values already in the
+    environment are kept. Measured by `benchmarks/grpo_vs_trl.py --only ours [--default-kernel-caches]`."""
+    for var in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
+        os.environ.setdefault(var, str(capacity))
+
+
+def allocate_training_state(model, optimizer) -> torch.Tensor | None:
     """Allocates the gradients and AdamW's moments now, once, zero-filled (torch makes the moments at the
     first step and the gradients at every first backward), so that these long-lived tensors sit together
     at the bottom of the heap and a step's short-lived ones reuse the same space above them, step after
     step, instead of leaving holes that grow the resident memory. Numerically the same as allocating them
-    lazily: AdamW's state at step 0 is zeros, and the first backward adds into zeros."""
+    lazily: AdamW's state at step 0 is zeros, and the first backward adds into zeros. The gradients are
+    views of one flat buffer, returned (float32, (number of parameters,)); None under FSDP, whose
+    gradients are shards allocated per parameter."""
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    grads = None
+    if not any(hasattr(p, "full_tensor") for p in params) and len({(p.dtype, p.device) for p in params}) == 1:
+        grads = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
+        for p, g in zip(params, grads.split([p.numel() for p in params])):
+            p.grad = g.view_as(p)
     for group in optimizer.param_groups:
         for p in group["params"]:
             if p.grad is None:
                 p.grad = torch.zeros_like(p)
             if not optimizer.state[p]:                     # torch.optim.AdamW's own layout (_init_group)
-                optimizer.state[p] = {"step": torch.tensor(0.0), "exp_avg": torch.zeros_like(p),
-                                      "exp_avg_sq": torch.zeros_like(p)}
+                step = torch.tensor(0.0, device=p.device if group["fused"] else "cpu")
+                optimizer.state[p] = {"step": step, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+    return grads
 
 
 def lr_at(step: int, cfg: TrainConfig) -> float:
@@ -381,20 +403,24 @@ def micro_batches(B: int, size: int):
 
 
 def sync_weights(dst, src):
-    """Copies the policy's float32 weights into the sampler's (bf16) copy, in place, first giving a
-    released copy (release_weights) its memory back. Under FSDP src's parameters are shards: each is
-    all-gathered in turn (a collective: every rank calls this)."""
+    """Copies the policy's float32 weights into the sampler's (bf16) copy, in place. Under FSDP src's
+    parameters are shards: each is all-gathered in turn (a collective: every rank calls this)."""
     with torch.no_grad():
         for d, s in zip(dst.parameters(), src.parameters()):
-            if d.shape != s.shape:                      # released (a DTensor shard's shape is the full one)
-                d.data = torch.empty(s.shape, dtype=d.dtype, device=d.device)
             d.copy_(s.full_tensor() if hasattr(s, "full_tensor") and not hasattr(d, "full_tensor") else s)
 
 
-def release_weights(model):
-    """Frees a model's weights (sync_weights brings them back): the sampler's copy during the update."""
-    for p in model.parameters():
-        p.data = torch.empty(0, dtype=p.dtype, device=p.device)
+def place_weights(model, memory: torch.Tensor):
+    """Makes a model's parameters views of `memory` (any dtype, reinterpreted as the parameters' own),
+    laid end to end, and frees their own storage; their values are then whatever `memory` holds.
+    Raises ValueError if `memory` is too small."""
+    params = list(model.parameters())
+    flat = memory.view(params[0].dtype)
+    n = sum(p.numel() for p in params)
+    if flat.numel() < n:
+        raise ValueError(f"place_weights: {n} {params[0].dtype} weights do not fit in {memory.numel()} {memory.dtype}")
+    for p, block in zip(params, flat[:n].split([p.numel() for p in params])):
+        p.data = block.view(p.shape)
 
 
 # -----------------------------------------------------------------------------
@@ -516,6 +542,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
     dtype = compute_dtype(cfg.dtype, device)
     if device.type == "cpu":
         keep_freed_memory()
+        cap_kernel_caches()
     # everything that can fail on bad input fails here, before the model is loaded
     if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
         task = load_task(cfg.task, seed=cfg.seed)
@@ -569,12 +596,24 @@ def train(cfg: TrainConfig, task=None) -> dict:
     if cfg.compile:
         policy = torch.compile(policy)
 
-    optimizer = torch.optim.AdamW(raw_policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    # fused: one kernel per tensor, no temporaries (the default implementation makes two as large as the
+    # embedding, 113 MB each on the default model, at every step)
+    optimizer = torch.optim.AdamW(raw_policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
+                                  fused=device.type in ("cpu", "cuda") and not dist.fsdp)
     if state:
         load_optimizer_state(raw_policy, optimizer, state["optimizer"], dist)
         torch.set_rng_state(state["rng"]["torch"])
         random.setstate(state["rng"]["python"])
-    allocate_training_state(raw_policy, optimizer)
+    grads = allocate_training_state(raw_policy, optimizer)
+    if sampler is not raw_policy and grads is not None:
+        # The gradients hold nothing from optimizer.step to the next backward, which is when the sampler is
+        # used (sync_weights refills it before every sampling pass): its weights live in their memory, so
+        # sampling costs no memory for weights. (zero_grad at the start of the update overwrites them.)
+        place_weights(sampler, grads)
+    # the embedding's gradient as (token ids, rows), added into the dense .grad allocated above, instead of
+    # a dense (V, C) float32 tensor per backward (113 MB on the default model). Not under FSDP2 or
+    # torch.compile, which take dense gradients only.
+    raw_policy.embed_tokens.sparse = not (dist.fsdp or cfg.compile)
 
     if cfg.stage == "sft":
         pairs = tokenize_sft(records, tok, cfg.template, cfg.think_prefill)
@@ -760,8 +799,6 @@ def grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, 
     if sampler is not raw_policy:
         sync_weights(sampler, raw_policy)
     batch = collect_rollouts(cfg, step, task, weights, sampler, tok, device, dist)
-    if sampler is not raw_policy:
-        release_weights(sampler)                        # not needed again before the next step
     update = policy_update(cfg, batch, policy, raw_policy, reference, optimizer, device, dtype, dist)
     G, B = cfg.group_size, len(batch.texts)
     if cfg.rollouts_every and step % cfg.rollouts_every == 0 and dist.rank == 0:      # rank 0's rows

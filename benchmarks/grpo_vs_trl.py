@@ -6,6 +6,7 @@ benchmarks/grpo_vs_trl.py: one GRPO step of train.py against TRL's GRPOTrainer, 
     python benchmarks/grpo_vs_trl.py 2>&1 | tee grpo_vs_trl.log   # ~10 minutes on 2 cores (TRL is most of it)
     python benchmarks/grpo_vs_trl.py --max-new-tokens 8 --steps 1  # a quick check that both sides run
     python benchmarks/grpo_vs_trl.py --only ours      # just train.py, to iterate on speed
+    python benchmarks/grpo_vs_trl.py --only ours --default-kernel-caches   # without train.cap_kernel_caches
 
 Workload (issue 6, "Speed"): the default model (SmolLM2-135M-Instruct, the Hugging Face directory that
 model.resolve_model_path gives, which transformers loads as is), task `arith` (reward.load_task), chat
@@ -89,6 +90,8 @@ def run_ours(args) -> dict:
     import train as T
     if args.glibc_malloc_defaults:             # what train.keep_freed_memory buys: run without it
         T.keep_freed_memory = lambda: False
+    if args.default_kernel_caches:             # what train.cap_kernel_caches buys: run without it
+        T.cap_kernel_caches = lambda *a, **k: None
     with tempfile.TemporaryDirectory(prefix="grpo_vs_trl_ours_") as out:
         cfg = T.TrainConfig(model=args.model, task=args.task, template="chat", group_size=args.G,
                             prompts_per_step=args.prompts, max_new_tokens=args.max_new_tokens, temperature=1.0,
@@ -111,7 +114,8 @@ def run_ours(args) -> dict:
     rows = [r for r in rows if "step_s" in r]
     return {"side": "ours", "dtype": "bfloat16 autocast, fp32 master weights" + (
                 ", activation checkpointing" if args.activation_checkpointing else "") + (
-                ", glibc malloc defaults" if args.glibc_malloc_defaults else ""), "threads": torch.get_num_threads(),
+                ", glibc malloc defaults" if args.glibc_malloc_defaults else "") + (
+                ", default kernel caches" if args.default_kernel_caches else ""), "threads": torch.get_num_threads(),
             "step_s": [r["step_s"] for r in rows], "len_mean": [r["len_mean"] for r in rows],
             "reward": [r["reward"] for r in rows], "peak_rss_gib": peak_rss_gib(),
             "peak_rss_gib_before_save": before_save[0] if before_save else None}
@@ -248,6 +252,8 @@ def main():
     ap.add_argument("--only", choices=["ours", "trl"], default=None, help="run one side only")
     ap.add_argument("--glibc-malloc-defaults", action="store_true",
                     help="ours without train.keep_freed_memory (glibc maps and unmaps large blocks, as by default)")
+    ap.add_argument("--default-kernel-caches", action="store_true",
+                    help="ours without train.cap_kernel_caches (oneDNN's and ideep's kernel caches at 1024 shapes)")
     ap.add_argument("--side", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)   # the child
     args = ap.parse_args()
     if args.side:

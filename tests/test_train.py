@@ -103,13 +103,15 @@ def test_micro_batches_trimmed_to_their_longest_row_change_nothing(tmp_path, let
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_released_sampler_is_refilled_with_the_current_policy():
-    """The bf16 sampling copy holds no memory during the update (release_weights); sync_weights gives it
-    back, filled with the policy's current weights rounded to bf16, the tied LM head still tied."""
+def test_sampler_in_gradient_memory_is_refilled_with_the_current_policy():
+    """The bf16 sampling copy lives in the gradients' memory (place_weights); sync_weights fills it with
+    the policy's current weights rounded to bf16, the tied LM head still tied."""
     policy, _ = load_pretrained("tiny", device="cpu")
     sampler = copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
-    T.release_weights(sampler)
-    assert sum(p.numel() for p in sampler.parameters()) == 0
+    grads = T.allocate_training_state(policy, torch.optim.AdamW(policy.parameters(), fused=True))
+    T.place_weights(sampler, grads)
+    lo, hi = grads.data_ptr(), grads.data_ptr() + grads.numel() * 4
+    assert all(lo <= p.data_ptr() < hi for p in sampler.parameters())
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(1.0)                                             # an update happened meanwhile
@@ -117,6 +119,76 @@ def test_released_sampler_is_refilled_with_the_current_policy():
     for (n, s), p in zip(sampler.named_parameters(), policy.parameters()):
         assert s.dtype == torch.bfloat16 and torch.equal(s, p.to(torch.bfloat16)), n
     assert sampler.lm_head.weight is sampler.embed_tokens.weight
+    with pytest.raises(ValueError, match="do not fit"):
+        T.place_weights(policy, grads[:10])
+
+
+def test_sampler_in_gradient_memory_changes_nothing(tmp_path, letters, monkeypatch):
+    """A bf16 run (sampler copy, evaluations between steps) gives the same metrics and weights whether
+    the sampler's weights live in the gradients' memory or in their own."""
+    kw = dict(dtype="bfloat16", beta=0.04, steps=3, lr=1e-2, eval_prompts=2, eval_k=2, eval_every=1)
+    T.train(config(tmp_path / "a", **kw))
+    monkeypatch.setattr(T, "place_weights", lambda model, memory: None)
+    T.train(config(tmp_path / "b", **kw))
+    a, b = metric_lines(tmp_path / "a" / "out" / "metrics.jsonl"), metric_lines(tmp_path / "b" / "out" / "metrics.jsonl")
+    assert len(a) == 7 and a == b
+    wa, wb = (load_pretrained(tmp_path / x / "out" / "checkpoints" / "step_3", device="cpu")[0] for x in "ab")
+    assert all(torch.equal(p, q) for p, q in zip(wa.parameters(), wb.parameters()))
+
+
+KERNEL_SHAPES = """
+import sys, torch
+import train
+if sys.argv[1] == "capped":
+    train.cap_kernel_caches(16)
+rss = lambda: int(next(l for l in open("/proc/self/status") if l.startswith("VmRSS")).split()[1]) / 1024
+x, w, out = torch.randn(700 * 576, dtype=torch.bfloat16), torch.randn(1536, 576, dtype=torch.bfloat16), torch.empty(700 * 1536, dtype=torch.bfloat16)
+torch.matmul(x[:576].view(1, 576), w.t())
+r0 = rss()
+for M in range(300, 700):        # 400 shapes, no new tensor memory
+    torch.matmul(x[:M * 576].view(M, 576), w.t(), out=out[:M * 1536].view(M, 1536))
+print(rss() - r0)
+"""
+
+
+def test_kernel_caches_are_capped():
+    """bf16 matmuls of 400 shapes (out= preallocated) grow the process by the compiled kernels kept;
+    cap_kernel_caches, called before the first one, cuts that growth."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    growth = {mode: float(subprocess.run([sys.executable, "-c", KERNEL_SHAPES, mode], cwd=root, env=env, check=True,
+                                         capture_output=True, text=True).stdout) for mode in ("default", "capped")}
+    if growth["default"] < 50:
+        pytest.skip(f"this CPU's bf16 matmuls keep no per-shape kernels ({growth})")
+    assert growth["capped"] < growth["default"] / 4, growth
+
+
+@pytest.mark.parametrize("tied", [True, False])
+def test_preallocated_state_and_sparse_embedding_gradient_change_nothing(tied):
+    """train.py's memory measures (AdamW state and gradients allocated up front, fused AdamW, the
+    embedding's gradient sparse) give the weights that torch's defaults give, after three steps."""
+    from model import ModelConfig, PRESETS, Transformer
+    base = Transformer(ModelConfig(**{**PRESETS["tiny"], "tie_embeddings": tied}))
+    base.init_weights(seed=3)
+    ids = torch.randint(0, base.cfg.vocab_size, (3, 12), generator=torch.Generator().manual_seed(0))
+    runs = []
+    for measures in (False, True):
+        model = copy.deepcopy(base)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, betas=(0.9, 0.99), weight_decay=0.1, fused=measures)
+        if measures:
+            T.allocate_training_state(model, opt)
+            model.embed_tokens.sparse = True
+        for _ in range(3):
+            opt.zero_grad(set_to_none=not measures)
+            model(ids).float().logsumexp(-1).pow(2).mean().backward()
+            assert not model.embed_tokens.weight.grad.is_sparse
+            opt.step()
+        runs.append(model.state_dict())
+    for name, w in runs[0].items():
+        torch.testing.assert_close(runs[1][name], w, rtol=1e-5, atol=1e-6, msg=name)
 
 
 def test_bf16_reference_starts_at_zero_kl(tmp_path, letters):

@@ -78,6 +78,19 @@ def test_padded_row_equals_unpadded_row():
     torch.testing.assert_close(batched[1, -2:], alone[0], rtol=1e-5, atol=1e-5)
 
 
+def test_decode_attention_matches_sdpa():
+    """model.decode_attention (one query per row, used for every decode step) against torch's SDPA:
+    grouped-query heads, keys a slice of a longer cache, a row with padding keys."""
+    from model import decode_attention
+    g = torch.Generator().manual_seed(0)
+    B, nh, nkv, S, hs = 2, 6, 2, 9, 8
+    q = torch.randn(B, nh, 1, hs, generator=g)
+    k, v = (torch.randn(B, nkv, S + 4, hs, generator=g)[:, :, :S] for _ in range(2))
+    mask = (torch.arange(S) >= torch.tensor([0, 3])[:, None])[:, None, None]           # (B, 1, 1, S); row 1: 3 pad keys
+    want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    torch.testing.assert_close(decode_attention(q, k, v, mask), want)
+
+
 def test_cached_forward_matches_full_forward():
     model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=2).eval()
     ids, mask = padded_batch([[3, 4, 5, 6, 7, 8, 9, 10, 11], [20, 21, 22, 23, 24, 25], [30, 31, 32, 33, 34, 35, 36]])

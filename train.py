@@ -315,9 +315,9 @@ def list_checkpoints(out_dir: Path) -> list[Path]:
 
 
 def compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto -> sample.default_dtype: bfloat16 on CUDA, and on CPUs with native bf16 matmuls (the sampler
-    runs 2.3x faster in bf16 than in float32 on this project's CPU, benchmarks/sample_vs_hf.py), else
-    float32. Master weights and optimiser state stay float32."""
+    """auto -> sample.default_dtype: bfloat16 on CUDA, and on CPUs with native bf16 matmuls (faster than
+    float32 there: benchmarks/sample_vs_hf.py), else float32. Master weights and optimiser state stay
+    float32."""
     if name == "auto":
         return default_dtype(device)
     return getattr(torch, name)
@@ -354,10 +354,10 @@ def keep_freed_memory() -> bool:
 def cap_kernel_caches(capacity: int = 128):
     """Caps how many compiled CPU matmul kernels the process keeps: oneDNN's primitive cache and
     PyTorch's ideep cache (ONEDNN_PRIMITIVE_CACHE_CAPACITY, LRU_CACHE_CAPACITY; 1024 each by default).
-    A bf16 kernel is compiled for one shape and both caches hold it, ~0.5 MB per shape in all. Decoding
-    (a longer key length every token) and micro-batches of varying width make new shapes every step,
-    so with the defaults the process grows by 0.05-0.15 GiB per step until the caches are full. A
-    step's shapes repeat over the layers, so a small cache keeps nearly all its hits. Works only before
+    A bf16 kernel is compiled for one shape and both caches hold it. Decoding (a longer key length
+    every token) and micro-batches of varying width make new shapes every step, so with the defaults
+    the process grows step after step until the caches are full. A step's shapes repeat over the
+    layers, so a small cache keeps nearly all its hits. Works only before
     the process's first bf16 matmul (both caches read the setting once); values already in the
     environment are kept. Measured by `benchmarks/grpo_vs_trl.py --only ours [--default-kernel-caches]`."""
     for var in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
@@ -370,8 +370,8 @@ def allocate_training_state(model, optimizer) -> torch.Tensor | None:
     at the bottom of the heap and a step's short-lived ones reuse the same space above them, step after
     step, instead of leaving holes that grow the resident memory. Numerically the same as allocating them
     lazily: AdamW's state at step 0 is zeros, and the first backward adds into zeros. The gradients are
-    views of one flat buffer, returned (float32, (number of parameters,)); None under FSDP, whose
-    gradients are shards allocated per parameter."""
+    views of one flat buffer, returned ((number of parameters,), the parameters' dtype: float32 here);
+    None under FSDP, whose gradients are shards, or for parameters of mixed dtypes or devices."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     grads = None
     if not any(hasattr(p, "full_tensor") for p in params) and len({(p.dtype, p.device) for p in params}) == 1:

@@ -3,7 +3,10 @@ batch, SFT memorises a few examples, resume is exact, a killed save loses nothin
 in transformers, and bad input fails before any work."""
 import copy
 import json
+import os
 import string
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -154,9 +157,6 @@ print(rss() - r0)
 def test_kernel_caches_are_capped():
     """bf16 matmuls of 400 shapes (out= preallocated) grow the process by the compiled kernels kept;
     cap_kernel_caches, called before the first one, cuts that growth."""
-    import os
-    import subprocess
-    import sys
     env = {k: v for k, v in os.environ.items() if k not in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY")}
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     growth = {mode: float(subprocess.run([sys.executable, "-c", KERNEL_SHAPES, mode], cwd=root, env=env, check=True,

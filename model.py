@@ -170,7 +170,8 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
 
 
 def apply_rope(x, cos, sin):
-    """x: (B, nh, T, hs); cos, sin: (B, 1, T, hs). Rotate-half layout: pairs are (i, i + hs/2)."""
+    """x: (B, T, nh, hs), cos, sin: (B, T, 1, hs); or x: (N, nh, hs), cos, sin: (N, 1, hs) for unpadded
+    tokens. Rotate-half layout: pairs are (i, i + hs/2)."""
     x1, x2 = x.chunk(2, dim=-1)
     return x * cos + torch.cat((-x2, x1), dim=-1) * sin
 
@@ -187,36 +188,60 @@ class Attention(nn.Module):
             self.q_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
             self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
 
-    def forward(self, x, cos, sin, mask, kv_cache=None):
-        B, T, C = x.shape
-        q = self.q_proj(x).view(B, T, self.n_head, self.head_dim)       # (B, T, nh, hs)
-        k = self.k_proj(x).view(B, T, self.n_kv_head, self.head_dim)    # (B, T, nkv, hs)
-        v = self.v_proj(x).view(B, T, self.n_kv_head, self.head_dim)
+    def forward(self, x, cos, sin, mask, kv_cache=None, where=None):
+        """x: (B, T, C); or, with `where`, (N, C): the N real tokens of a (B, T) batch, at flat
+        positions where (N,) int64 (Transformer.forward). Returns the same layout as x."""
+        q = self.q_proj(x).unflatten(-1, (self.n_head, self.head_dim))       # (B, T, nh, hs) or (N, nh, hs)
+        k = self.k_proj(x).unflatten(-1, (self.n_kv_head, self.head_dim))    # (B, T, nkv, hs) or (N, nkv, hs)
+        v = self.v_proj(x).unflatten(-1, (self.n_kv_head, self.head_dim))
         if hasattr(self, "q_norm"):
             q, k = self.q_norm(q), self.k_norm(k)
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh|nkv, T, hs)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if where is not None:                                           # attention needs the (B, T) layout
+            B, T = mask.size(0), mask.size(-2)
+            q, k, v = (pad(t, where, B, T) for t in (q, k, v))
+        B, T = q.shape[:2]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh|nkv, T, hs)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)                    # (B, nkv, S, hs), S = keys so far
-        if T == 1 and kv_cache is not None:                             # a decode step
-            y = decode_attention(q, k, v, mask)
+        if (mask is not None and q.device.type == "cpu" and q.dtype != torch.float32
+                and B * self.n_head * T * k.size(2) <= MATMUL_ATTENTION_MAX):
+            y = matmul_attention(q, k, v, mask)                         # bf16 decode steps; GRPO's micro-batches
         else:   # mask is None only for an unpadded, uncached batch, where plain causal attention is exact
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                enable_gqa=self.n_head != self.n_kv_head)
-        return self.o_proj(y.transpose(1, 2).reshape(B, T, -1))
+        y = y.transpose(1, 2)                                           # (B, T, nh, hs)
+        if where is not None:
+            y = y.flatten(0, 1)[where]                                  # (N, nh, hs)
+        return self.o_proj(y.flatten(-2))
 
 
-def decode_attention(q, k, v, mask):
-    """Attention for one query per row. q: (B, nh, 1, hs); k, v: (B, nkv, S, hs); mask: (B, 1, 1, S) bool.
-    The same numbers as SDPA, as two small matmuls with the query heads grouped under their kv head (no
-    repeat of k, v). Why not SDPA: its CPU kernels are slow for a single query, e.g. 4.5 ms against
-    0.4 ms here per layer in bf16 at B=32, S=300 (2 cores), which made attention most of a decode step.
-    k is a slice of the cache (rows T_max apart); CPU bf16 matmuls are ~3x slower on it than on a copy."""
-    B, nh, _, hs = q.shape
-    nkv = k.size(1)
-    att = q.view(B, nkv, nh // nkv, hs) @ k.contiguous().transpose(-1, -2)  # (B, nkv, nh/nkv, S)
-    att = (att.float() * hs ** -0.5).masked_fill(~mask, float("-inf")).softmax(-1)
-    return (att.to(v.dtype) @ v).view(B, nh, 1, hs)
+def pad(t: torch.Tensor, where: torch.Tensor, B: int, T: int) -> torch.Tensor:
+    """(N, ...) rows of a (B, T, ...) batch at flat positions where (N,) int64 -> (B, T, ...), zeros elsewhere."""
+    return t.new_zeros(B * T, *t.shape[1:]).index_copy(0, where, t).view(B, T, *t.shape[1:])
+
+
+MATMUL_ATTENTION_MAX = 2**24     # attention scores (B x nh x T x S) up to which the CPU uses matmul_attention
+
+
+def matmul_attention(q, k, v, mask):
+    """softmax(q k^T / sqrt(hs), masked) v, as two batched matmuls with the query heads grouped under their
+    kv head (no repeat of k, v). q: (B, nh, T, hs); k, v: (B, nkv, S, hs); mask: (B, 1, T, S) bool, True
+    where a query may see a key. Returns (B, nh, T, hs). The same numbers as SDPA (tests/test_model.py);
+    the scores and softmax are float32.
+
+    Attention uses it on the CPU in bf16, where SDPA's kernels are slow for these short rows: per layer,
+    a decode step (B=32, T=1, S=300) takes 5.5 ms with SDPA against 1.1 ms here, a GRPO micro-batch
+    (B=8, T=128, S=188) 23 ms against 11 ms forward and backward; in float32 SDPA is as fast or faster
+    (benchmarks/attention.py, AMD EPYC Zen 4, 2 cores). The price is memory: the (B, nh, T, S) scores
+    exist at once, hence MATMUL_ATTENTION_MAX. In decoding, k is a slice of the cache (rows T_max apart),
+    on which CPU bf16 matmuls are slower than on a copy: hence k.contiguous()."""
+    B, nh, T, hs = q.shape
+    nkv, S = k.shape[1], k.shape[2]
+    att = q.reshape(B, nkv, nh // nkv * T, hs) @ k.contiguous().transpose(-1, -2)      # (B, nkv, nh/nkv * T, S)
+    att = (att.float() * hs ** -0.5).view(B, nkv, nh // nkv, T, S)
+    att = att.masked_fill(~mask[:, :, None], float("-inf")).softmax(-1)
+    return (att.to(v.dtype).view(B, nkv, nh // nkv * T, S) @ v).view(B, nh, T, hs)
 
 
 class MLP(nn.Module):
@@ -238,8 +263,8 @@ class Block(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.n_embd, cfg.norm_eps)
         self.mlp = MLP(cfg)
 
-    def forward(self, x, cos, sin, mask, kv_cache=None):
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv_cache)
+    def forward(self, x, cos, sin, mask, kv_cache=None, where=None):
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, mask, kv_cache, where)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -289,15 +314,23 @@ class Transformer(nn.Module):
         can apply self.lm_head in chunks and never hold (B, T, V) at once.
 
         Positions count real tokens only, so a left-padded row gets the same positions, and hence the
-        same logits, as the unpadded row alone. Padding positions produce finite garbage that callers
-        must mask out."""
+        same logits, as the unpadded row alone. Padding positions hold zeros.
+
+        With an attention_mask and T > 1, the blocks run on the N real tokens only, as an (N, C) batch:
+        every per-token layer (the linears, norms, MLP: nearly all of the work) skips the padding, and
+        only attention sees the (B, T) layout, padded again around it (Attention.forward). GRPO's
+        completions are padded to their group's longest, which a third of the rows reach on the
+        default workload while most stop far shorter: the padding is much of such a batch."""
         B, T = idx.shape
         real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if attention_mask is None else attention_mask.bool()
         seen = kv_cache.lengths[:, None] if kv_cache is not None else 0       # real tokens before idx
         pos = (seen + real.cumsum(1) - 1).clamp(min=0)                          # (B, T) RoPE positions
-        freqs = pos[:, None, :, None].float() * self.inv_freq                   # (B, 1, T, hs/2)
+        where = real.flatten().nonzero()[:, 0] if attention_mask is not None and T > 1 else None   # (N,)
+        if where is not None:
+            idx, pos = idx.flatten()[where], pos.flatten()[where]               # (N,)
+        freqs = pos[..., None, None].float() * self.inv_freq                    # (B, T, 1, hs/2) or (N, 1, hs/2)
         freqs = torch.cat((freqs, freqs), dim=-1)
-        x = self.embed_tokens(idx)                                              # (B, T, C)
+        x = self.embed_tokens(idx)                                              # (B, T, C) or (N, C)
         cos, sin = freqs.cos().to(x.dtype), freqs.sin().to(x.dtype)
 
         if kv_cache is not None:
@@ -319,27 +352,29 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.layers):
             if self.checkpoint_blocks and torch.is_grad_enabled() and type(kv_cache) is not KVCache:   # not sampling
                 if kv_cache is None:
-                    x = checkpoint(block, x, cos, sin, mask, use_reentrant=False)
+                    x = checkpoint(block, x, cos, sin, mask, None, where, use_reentrant=False)
                 else:
-                    x, kv_cache.k[i], kv_cache.v[i] = checkpoint(self._cached_block, block, x, cos, sin, mask,
+                    x, kv_cache.k[i], kv_cache.v[i] = checkpoint(self._cached_block, block, x, cos, sin, mask, where,
                                                                  kv_cache.k[i], kv_cache.v[i], use_reentrant=False)
             else:
-                x = block(x, cos, sin, mask, kv_cache)
+                x = block(x, cos, sin, mask, kv_cache, where)
         if kv_cache is not None:
             kv_cache.advance(real)
         x = self.norm(x)
+        if where is not None:
+            x = pad(x, where, B, T)                                             # (B, T, C)
         return x if return_hidden else self.lm_head(x)
 
     @staticmethod
-    def _cached_block(block, x, cos, sin, mask, past_k, past_v):
+    def _cached_block(block, x, cos, sin, mask, where, past_k, past_v):
         """A block over a DynamicKVCache layer, without side effects, for checkpoint, which runs it again
         in backward (and may stop that run early, once it has what backward needs): the block sees a
         one-layer cache holding the layer's keys/values from before the forward. Returns the block's
         output and the layer's keys/values after it, for the caller to store in the real cache."""
         layer = block.self_attn.layer
-        cache = DynamicKVCache(layer + 1, x.size(0), device=x.device)
+        cache = DynamicKVCache(layer + 1, mask.size(0), device=x.device)
         cache.k[layer], cache.v[layer] = past_k, past_v
-        x = block(x, cos, sin, mask, cache)
+        x = block(x, cos, sin, mask, cache, where)
         return x, cache.k[layer], cache.v[layer]
 
 

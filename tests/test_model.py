@@ -78,17 +78,49 @@ def test_padded_row_equals_unpadded_row():
     torch.testing.assert_close(batched[1, -2:], alone[0], rtol=1e-5, atol=1e-5)
 
 
-def test_decode_attention_matches_sdpa():
-    """model.decode_attention (one query per row, used for every decode step) against torch's SDPA:
-    grouped-query heads, keys a slice of a longer cache, a row with padding keys."""
-    from model import decode_attention
+@pytest.mark.parametrize("T", [1, 5])
+def test_matmul_attention_matches_sdpa(T):
+    """model.matmul_attention (every decode step, T = 1, and GRPO's masked CPU batches) against torch's
+    SDPA, values and gradients: grouped-query heads, keys a slice of a longer cache, padding keys in row 1,
+    a prefix of cached keys before T causal ones."""
+    from model import matmul_attention
     g = torch.Generator().manual_seed(0)
     B, nh, nkv, S, hs = 2, 6, 2, 9, 8
-    q = torch.randn(B, nh, 1, hs, generator=g)
-    k, v = (torch.randn(B, nkv, S + 4, hs, generator=g)[:, :, :S] for _ in range(2))
-    mask = (torch.arange(S) >= torch.tensor([0, 3])[:, None])[:, None, None]           # (B, 1, 1, S); row 1: 3 pad keys
+    q = torch.randn(B, nh, T, hs, generator=g).requires_grad_()
+    k, v = (torch.randn(B, nkv, S + 4, hs, generator=g)[:, :, :S].requires_grad_() for _ in range(2))
+    causal = torch.arange(S)[None, :] <= torch.arange(S - T, S)[:, None]                   # (T, S)
+    mask = (causal & (torch.arange(S) >= torch.tensor([0, 3])[:, None, None]))[:, None]   # (B, 1, T, S)
     want = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-    torch.testing.assert_close(decode_attention(q, k, v, mask), want)
+    got = matmul_attention(q, k, v, mask)
+    torch.testing.assert_close(got, want)
+    w = torch.randn(want.shape, generator=g)
+    for a, b in zip(torch.autograd.grad((got * w).sum(), (q, k, v)), torch.autograd.grad((want * w).sum(), (q, k, v))):
+        torch.testing.assert_close(a, b)
+
+
+def test_padded_batch_gradients_equal_rows_alone():
+    """A padded batch runs its blocks on the real tokens only (Transformer.forward): its real positions'
+    outputs and its weight gradients equal those of each row run alone, without padding or mask. Rows
+    are laid out as GRPO's are: left padding before the prompt, right padding after the completion."""
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(std=0.2, seed=1)
+    rows, left = [[5, 6, 7, 8, 9, 10], [11, 12, 13], [14, 15, 16, 17]], [0, 2, 1]
+    T = 7
+    ids = torch.zeros(3, T, dtype=torch.long)
+    mask = torch.zeros(3, T, dtype=torch.bool)
+    for i, (r, a) in enumerate(zip(rows, left)):
+        ids[i, a:a + len(r)], mask[i, a:a + len(r)] = torch.tensor(r), True
+    w = torch.randn(3, T, model.cfg.vocab_size, generator=torch.Generator().manual_seed(0))    # any loss
+    batched = model(ids, attention_mask=mask)
+    grads = torch.autograd.grad((batched * w)[mask].sum(), list(model.parameters()))
+    assert (batched[~mask] == 0).all()
+    alone_grads = [torch.zeros_like(p) for p in model.parameters()]
+    for i, (r, a) in enumerate(zip(rows, left)):
+        alone = model(torch.tensor([r]))[0]
+        torch.testing.assert_close(batched[i, a:a + len(r)], alone, rtol=1e-5, atol=1e-5)
+        for acc, g in zip(alone_grads, torch.autograd.grad((alone * w[i, a:a + len(r)]).sum(), list(model.parameters()))):
+            acc += g
+    for g, e in zip(grads, alone_grads):
+        torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())   # float32 sums in another order
 
 
 def test_cached_forward_matches_full_forward():

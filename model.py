@@ -204,8 +204,9 @@ class Attention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh|nkv, T, hs)
         if kv_cache is not None:
             k, v = kv_cache.update(self.layer, k, v)                    # (B, nkv, S, hs), S = keys so far
-        if (mask is not None and q.device.type == "cpu" and q.dtype != torch.float32
-                and B * self.n_head * T * k.size(2) <= MATMUL_ATTENTION_MAX):
+        dev = q.device.type     # q, k are float32 here under autocast (RoPE's cos, sin are); the matmuls are not
+        low = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else v.dtype) != torch.float32
+        if mask is not None and dev == "cpu" and low and B * self.n_head * T * k.size(2) <= MATMUL_ATTENTION_MAX:
             y = matmul_attention(q, k, v, mask)                         # bf16 decode steps; GRPO's micro-batches
         else:   # mask is None only for an unpadded, uncached batch, where plain causal attention is exact
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,

@@ -57,6 +57,7 @@ def worker(rank, port, cfg, batch, out, fsdp):
         weights = update(cfg, half(batch, rank, cfg.prompts_per_step, cfg.group_size), T.Dist(rank, 2, fsdp))
         if rank == 0:
             torch.save(weights, out)
+        dist.barrier()      # no rank tears gloo down while the other still runs (an occasional SIGABRT)
     finally:
         dist.destroy_process_group()
 

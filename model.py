@@ -8,8 +8,9 @@ tokenizer, and Hugging Face checkpoint loading and saving.
 What is here, top to bottom:
   1. ModelConfig: the shape of the network, read from a Hugging Face config.json (strict).
   2. Transformer: RMSNorm, RoPE (rotate-half layout, Llama-3 frequency scaling), grouped-query
-     attention through F.scaled_dot_product_attention, SwiGLU MLP. Module names are the checkpoint's
-     own (minus the leading "model."), so loading is a rename-free copy.
+     attention (F.scaled_dot_product_attention, or two matmuls where the CPU's SDPA is slow), SwiGLU
+     MLP; padded batches run their per-token layers on the real tokens only. Module names are the
+     checkpoint's own (minus the leading "model."), so loading is a rename-free copy.
   3. KVCache: one preallocated buffer per run, with a per-row padding mask so prompts of different
      lengths can be batched with left padding.
   4. Tokenizer: a thin wrapper over the `tokenizers` library, with chat rendering written by hand

@@ -199,8 +199,7 @@ class Attention(nn.Module):
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if where is not None:                                           # attention needs the (B, T) layout
-            B, T = mask.size(0), mask.size(-2)
-            q, k, v = (pad(t, where, B, T) for t in (q, k, v))
+            q, k, v = (pad(t, where, mask.size(0), mask.size(-2)) for t in (q, k, v))
         B, T = q.shape[:2]
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh|nkv, T, hs)
         if kv_cache is not None:
@@ -321,8 +320,8 @@ class Transformer(nn.Module):
         With an attention_mask and T > 1, the blocks run on the N real tokens only, as an (N, C) batch:
         every per-token layer (the linears, norms, MLP: nearly all of the work) skips the padding, and
         only attention sees the (B, T) layout, padded again around it (Attention.forward). GRPO's
-        completions are padded to their group's longest, which a third of the rows reach on the
-        default workload while most stop far shorter: the padding is much of such a batch."""
+        completions are padded to their group's longest, which about a third of the rows reach on the
+        benchmark's workload while most stop far shorter (README, Speed): much of such a batch is padding."""
         B, T = idx.shape
         real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if attention_mask is None else attention_mask.bool()
         seen = kv_cache.lengths[:, None] if kv_cache is not None else 0       # real tokens before idx

@@ -206,8 +206,9 @@ class Attention(nn.Module):
             k, v = kv_cache.update(self.layer, k, v)                    # (B, nkv, S, hs), S = keys so far
         dev = q.device.type     # q, k are float32 here under autocast (RoPE's cos, sin are); the matmuls are not
         low = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else v.dtype) != torch.float32
-        if mask is not None and dev == "cpu" and low and B * self.n_head * T * k.size(2) <= MATMUL_ATTENTION_MAX:
-            y = matmul_attention(q, k, v, mask)                         # bf16 decode steps; GRPO's micro-batches
+        small = B * self.n_head * T * k.size(2) <= MATMUL_ATTENTION_MAX
+        if mask is not None and small and ((dev == "cpu" and low) or (dev == "cuda" and T == 1)):
+            y = matmul_attention(q, k, v, mask)       # CPU: bf16 decode steps, GRPO's micro-batches; CUDA: decode
         else:   # mask is None only for an unpadded, uncached batch, where plain causal attention is exact
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                                enable_gqa=self.n_head != self.n_kv_head)
@@ -236,10 +237,17 @@ def matmul_attention(q, k, v, mask):
     (B=8, T=128, S=188) 23 ms against 11 ms forward and backward; in float32 SDPA is as fast or faster
     (benchmarks/attention.py, AMD EPYC Zen 4, 2 cores). The price is memory: the (B, nh, T, S) scores
     exist at once, hence MATMUL_ATTENTION_MAX. In decoding, k is a slice of the cache (rows T_max apart),
-    on which CPU bf16 matmuls are slower than on a copy: hence k.contiguous()."""
+    on which CPU bf16 matmuls are slower than on a copy: hence k.contiguous() there.
+
+    CUDA decode steps (T = 1) use it too, although SDPA is faster there (bf16, B=512, S=352, Qwen2.5-1.5B's
+    heads: 67-73 us per layer against 236-249 us here; 51.9k against 46.3k tokens/s end to end with CUDA
+    graphs; benchmarks/cuda_check.py, NVIDIA H200, torch 2.11): with SDPA the tokens of a decode step
+    replayed from a CUDA graph differed from the eager step's (bf16, B=512), with this they are equal bit
+    for bit, which sample(compile=True) promises (benchmarks/README.md, GPU)."""
     B, nh, T, hs = q.shape
     nkv, S = k.shape[1], k.shape[2]
-    att = q.reshape(B, nkv, nh // nkv * T, hs) @ k.contiguous().transpose(-1, -2)      # (B, nkv, nh/nkv * T, S)
+    k = k.contiguous() if k.is_cpu else k
+    att = q.reshape(B, nkv, nh // nkv * T, hs) @ k.transpose(-1, -2)                  # (B, nkv, nh/nkv * T, S)
     att = (att.float() * hs ** -0.5).view(B, nkv, nh // nkv, T, S)
     att = att.masked_fill(~mask[:, :, None], float("-inf")).softmax(-1)
     return (att.to(v.dtype).view(B, nkv, nh // nkv * T, S) @ v).view(B, nh, T, hs)
@@ -335,14 +343,7 @@ class Transformer(nn.Module):
         cos, sin = freqs.cos().to(x.dtype), freqs.sin().to(x.dtype)
 
         if kv_cache is not None:
-            # Query i sits at cache slot start+i and may see slot j iff j <= start+i and j holds a real
-            # token. A padding query may always see itself, so no softmax row is empty (NaN).
-            start = kv_cache.pos
-            keys = torch.cat((kv_cache.mask[:, :start], real), dim=1)          # (B, S)
-            q_slot = start + torch.arange(T, device=idx.device)[:, None]      # (T, 1)
-            k_slot = torch.arange(start + T, device=idx.device)[None, :]      # (1, S)
-            mask = (k_slot <= q_slot) & (keys[:, None, :] | (k_slot == q_slot))  # (B, T, S)
-            mask = mask[:, None]                                                # (B, 1, T, S)
+            mask = kv_cache.attention_mask(real)                                # (B, 1, T, S)
         elif attention_mask is not None:
             causal = torch.ones(T, T, dtype=torch.bool, device=idx.device).tril()
             mask = (causal & real[:, None, :]) | torch.eye(T, dtype=torch.bool, device=idx.device)
@@ -388,29 +389,48 @@ class KVCache:
     k, v: (n_layer, B, n_kv_head, T_max, head_dim) in the activation dtype.
     mask: (B, T_max) bool, True where a slot holds a real token (left padding is False).
     lengths: (B,) int64, real tokens per row, which is the RoPE position of the row's next token.
-    pos: slots filled, the same for every row. Transformer.forward writes and advances it."""
+    pos: slots filled, the same for every row (a Python int); slot: the same as a (1,) int64 tensor on the
+    device. Writes go to `slot` and attention reads the first `width` slots, so a decode step depends on
+    pos only through width: with bucket > 1 one step serves `bucket` positions, which is what lets
+    sample.py capture it once in a CUDA graph and replay it (bucket 64 on CUDA; 1, exact widths, elsewhere).
+    Transformer.forward writes and advances it."""
 
-    def __init__(self, n_layer, B, n_kv_head, T_max, head_dim, *, device, dtype):
+    def __init__(self, n_layer, B, n_kv_head, T_max, head_dim, *, device, dtype, bucket: int | None = None):
         self.k = torch.zeros(n_layer, B, n_kv_head, T_max, head_dim, device=device, dtype=dtype)
         self.v = torch.zeros_like(self.k)
         self.mask = torch.zeros(B, T_max, dtype=torch.bool, device=device)
         self.lengths = torch.zeros(B, dtype=torch.long, device=device)
         self.pos = 0
+        self.slot = torch.zeros(1, dtype=torch.long, device=device)
+        self.bucket = bucket or (CUDA_CACHE_BUCKET if self.k.is_cuda else 1)
 
-    def update(self, layer: int, k, v):
-        """k, v: (B, n_kv_head, T, head_dim) for slots [pos, pos+T). Returns views of slots [0, pos+T)."""
-        T = k.size(2)
+    def width(self, T: int) -> int:
+        """Slots attention reads once T more are written: pos + T rounded up to a multiple of bucket."""
+        return min(self.k.size(3), -(-(self.pos + T) // self.bucket) * self.bucket)
+
+    def attention_mask(self, real):
+        """real: (B, T) bool, the chunk about to be written at slots [pos, pos + T). Marks its real tokens
+        in self.mask and returns the (B, 1, T, width(T)) bool attention mask (cache_mask)."""
+        T = real.size(1)
         if self.pos + T > self.k.size(3):
             raise ValueError(f"KV cache holds {self.k.size(3)} slots; {self.pos} used, {T} more asked")
-        self.k[layer, :, :, self.pos:self.pos + T] = k
-        self.v[layer, :, :, self.pos:self.pos + T] = v
-        return self.k[layer, :, :, :self.pos + T], self.v[layer, :, :, :self.pos + T]
+        self.write_at = self.slot + torch.arange(T, device=real.device)      # (T,) slots of the chunk
+        self.mask.index_copy_(1, self.write_at, real)
+        return cache_mask(self.mask[:, :self.width(T)], self.write_at)
+
+    def update(self, layer: int, k, v):
+        """k, v: (B, n_kv_head, T, head_dim) for the slots attention_mask() named. Returns views of the
+        first width(T) slots, (B, n_kv_head, S, head_dim)."""
+        self.k[layer].index_copy_(2, self.write_at, k)
+        self.v[layer].index_copy_(2, self.write_at, v)
+        S = self.width(k.size(2))
+        return self.k[layer, :, :, :S], self.v[layer, :, :, :S]
 
     def advance(self, real):
         """real: (B, T) bool mask of the chunk just written."""
         T = real.size(1)
-        self.mask[:, self.pos:self.pos + T] = real
         self.lengths += real.sum(1)
+        self.slot += T
         self.pos += T
 
     def select_rows(self, index):
@@ -419,6 +439,18 @@ class KVCache:
         later, selecting the unfinished rows drops finished ones from the batch."""
         self.k, self.v = self.k[:, index], self.v[:, index]
         self.mask, self.lengths = self.mask[index], self.lengths[index]
+
+
+CUDA_CACHE_BUCKET = 64     # KVCache.bucket on CUDA: one captured decode step per 64 positions (sample.py)
+
+
+def cache_mask(keys, q_slot):
+    """keys: (B, S) bool, True where a slot holds a real token; q_slot: (T,) int64, the slot of each query.
+    Returns (B, 1, T, S) bool: query i may see slot j iff j <= q_slot[i] and j is real. A padding query may
+    always see itself, so no softmax row is empty (NaN)."""
+    k_slot = torch.arange(keys.size(1), device=keys.device)[None, :]             # (1, S)
+    q_slot = q_slot[:, None]                                                      # (T, 1)
+    return ((k_slot <= q_slot) & (keys[:, None, :] | (k_slot == q_slot)))[:, None]
 
 
 class DynamicKVCache(KVCache):
@@ -432,6 +464,11 @@ class DynamicKVCache(KVCache):
         self.mask = torch.zeros(B, 0, dtype=torch.bool, device=device)
         self.lengths = torch.zeros(B, dtype=torch.long, device=device)
         self.pos = 0
+
+    def attention_mask(self, real):
+        T = real.size(1)
+        keys = torch.cat((self.mask, real), dim=1)                                  # (B, pos + T)
+        return cache_mask(keys, self.pos + torch.arange(T, device=real.device))
 
     def update(self, layer: int, k, v):
         if self.k[layer] is not None:

@@ -14,7 +14,8 @@ How a batch is sampled:
      slots. A row that emits a stop token is finished: its later positions hold pad_id with log-prob 0.
      Every CHECK_EVERY steps (one host sync; on CUDA a sync per step would stall the queue) the loop
      ends if every row has finished, and drops finished rows from the batch (compaction) once at least
-     a quarter of it has finished. Not under compile=True, which needs a fixed batch size.
+     a quarter of it has finished. Not under compile=True, which replays the decode step from CUDA graphs
+     (CUDAGraphStep) and needs a fixed batch size.
   3. Randomness: each row draws its max_new_tokens uniforms u up front from its own torch.Generator,
      seeded from (seed, the prompt's token ids, which occurrence of that prompt in the batch it is,
      the row's index within its group). A token is drawn by inverse CDF, the first token whose
@@ -155,15 +156,20 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
            compile: bool = False) -> Rollouts:
     """prompts: P lists of token ids (lengths may differ, none empty). Returns Rollouts with B = P *
     group_size rows, completions at most max_new_tokens long; stop_token_ids=() samples every row to
-    full length. Device and dtype are the model's. compile=True runs the decode step through
-    torch.compile (meant for CUDA; the first steps compile, and compaction is off so shapes stay put).
-    Raises ValueError for an empty prompt list or prompt, or a bad temperature / top_p / top_k."""
+    full length. Device and dtype are the model's. compile=True replays each decode step (forward and
+    sampling) from a CUDA graph (CUDAGraphStep): the same kernels as without it, so the same tokens and
+    log-probs, minus the per-kernel launch cost; compaction is off so the batch keeps its shape.
+    Raises ValueError for an empty prompt list or prompt, a bad temperature / top_p / top_k, or
+    compile=True with a model that is not on CUDA."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("sample needs at least one prompt, and no empty prompt")
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or group_size < 1 or max_new_tokens < 1:
         raise ValueError(f"temperature={temperature} (>= 0), top_p={top_p} (in (0, 1]), top_k={top_k} (>= 0), "
                          f"group_size={group_size} and max_new_tokens={max_new_tokens} (>= 1)")
     device = model.embed_tokens.weight.device
+    if compile and device.type != "cuda":
+        raise ValueError(f"compile=True captures the decode step in CUDA graphs; the model is on {device}, "
+                         "where it runs eagerly (drop --compile)")
     P, G, N, L = len(prompts), group_size, max_new_tokens, max(map(len, prompts))
     B = P * G
     u = torch.stack([torch.rand(N, generator=g) for g in row_generators(prompts, G, seed)]).to(device)   # (B, N)
@@ -177,24 +183,29 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
     logits = model.lm_head(hidden[:, -1]).repeat_interleave(G, 0)                                 # (B, V)
     cache.select_rows(torch.arange(P, device=device).repeat_interleave(G))
 
+    def step(tok, u_t):     # one decode step: (b,) last tokens and (b,) uniforms -> next tokens, log-probs
+        logits = model(tok[:, None], kv_cache=cache)[:, -1]                                      # (b, V)
+        return sample_token(logits, u_t, temperature, top_p, top_k)
+    if compile:
+        step = CUDAGraphStep(step, cache, B)
+
     # 2. decode; `live` maps batch rows to output rows, and shrinks when the batch is compacted
-    step = torch.compile(model, dynamic=True) if compile else model
     tokens = torch.full((B, N), pad_id, dtype=torch.long, device=device)
     logprobs = torch.zeros(B, N, dtype=torch.float32, device=device)
     lengths = torch.full((B,), N, dtype=torch.long, device=device)
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     live, done = torch.arange(B, device=device), torch.zeros(B, dtype=torch.bool, device=device)
+    tok, lp = sample_token(logits, u[:, 0], temperature, top_p, top_k)
     for t in range(N):
-        tok, lp = sample_token(logits, u[live, t], temperature, top_p, top_k)
+        if t > 0:
+            tok, lp = step(tok, u[live, t])
         tokens[live, t] = tok.masked_fill(done, pad_id)
         logprobs[live, t] = lp.masked_fill(done, 0.0)
         ends = ~done & torch.isin(tok, stop_ids)                                # (b,) rows ending now
         lengths[live] = torch.where(ends, t + 1, lengths[live])
         stopped[live] |= ends
         done = done | ends
-        if t == N - 1:
-            break
-        if len(stop_ids) and (t + 1) % CHECK_EVERY == 0:
+        if len(stop_ids) and (t + 1) % CHECK_EVERY == 0 and t < N - 1:
             n_live = int((~done).sum())                                         # host sync
             if n_live == 0:
                 break
@@ -202,11 +213,63 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
                 keep = (~done).nonzero()[:, 0]
                 cache.select_rows(keep)
                 live, done, tok = live[keep], done[keep], tok[keep]
-        logits = step(tok[:, None], kv_cache=cache)[:, -1]                      # (b, V)
     n = int(lengths.max())
     with torch.inference_mode(False):   # ordinary tensors out: autograd refuses to save inference tensors
         out = [t.clone() for t in (tokens[:, :n], logprobs[:, :n], lengths, stopped)]
     return Rollouts([list(p) for p in prompts], G, *out, pad_id)
+
+
+class CUDAGraphStep:
+    """A decode step step(tok, u_t) -> (tok, logprob), each (B,), replayed from CUDA graphs. On CUDA a
+    decode step of a small model is hundreds of short kernels, and launching them from Python costs more
+    than running them; a graph launches them all at once (gpt-fast and nanochat do the same with
+    torch.compile's "reduce-overhead"). A graph replays fixed kernels on fixed addresses, so:
+      - inputs are copied into static buffers, and the outputs are static buffers overwritten by the next
+        call (sample() copies them out at once);
+      - the step may not depend on Python state that changes: the KV cache writes at its device-side
+        `slot` and reads the first cache.width(1) slots, which changes every cache.bucket positions, so
+        there is one graph per width, captured the first time that width is reached (capture records
+        the kernels without running them; the Python side of the step, e.g. cache.pos += 1, runs once
+        then, and is undone here).
+    The kernels are the ones the eager step launches for the same width, so tokens and log-probs equal
+    the eager ones exactly (benchmarks/cuda_check.py checks it). The graphs share one memory pool; what
+    they allocate lives as long as this object."""
+
+    def __init__(self, step, cache, B: int):
+        self.step, self.cache = step, cache
+        device = cache.slot.device
+        self.tok = torch.zeros(B, dtype=torch.long, device=device)
+        self.u = torch.zeros(B, dtype=torch.float32, device=device)
+        self.graphs, self.pool = {}, torch.cuda.graph_pool_handle()
+
+    def __call__(self, tok, u_t):
+        cache = self.cache
+        self.tok.copy_(tok)
+        self.u.copy_(u_t)
+        S = cache.width(1)
+        if S not in self.graphs:
+            self.graphs[S] = self.capture()
+        graph, out = self.graphs[S]
+        graph.replay()
+        cache.pos += 1               # what the step's Python did at capture; its device state moved in the graph
+        return out
+
+    def capture(self):
+        """Warm-up run on a side stream (lazy initialisations may not happen during capture), state
+        restored, then capture; returns (graph, static outputs)."""
+        cache = self.cache
+        saved = cache.pos, cache.slot.clone(), cache.lengths.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):
+            self.step(self.tok, self.u)        # writes slot `pos` of the cache, which the real step rewrites
+        torch.cuda.current_stream().wait_stream(stream)
+        cache.pos, _ = saved[0], (cache.slot.copy_(saved[1]), cache.lengths.copy_(saved[2]))
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, pool=self.pool):
+            out = self.step(self.tok, self.u)
+        cache.pos = saved[0]
+        return graph, out
 
 
 @torch.inference_mode()
@@ -326,7 +389,7 @@ def main(argv=None):
     ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling; default 1.0 for --prompt, 0.95 for --task")
     ap.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens; 0 = all")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (rows are seeded from it and their prompt)")
-    ap.add_argument("--compile", action="store_true", help="torch.compile the decode step (CUDA)")
+    ap.add_argument("--compile", action="store_true", help="replay the decode step from CUDA graphs (CUDA only; same tokens)")
     args = ap.parse_args(argv)
     from model import load_pretrained, pick_device
     device = pick_device(args.device)

@@ -85,6 +85,7 @@ class TrainConfig:
     dtype: str = field(default="auto", metadata={"help": "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32"})
     device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
     compile: bool = field(default=False, metadata={"help": "torch.compile the training forward (CUDA; slow to start)"})
+    cuda_graphs: bool = field(default=True, metadata={"help": "on CUDA, replay the sampler's decode steps from CUDA graphs (same tokens as eager, fewer kernel launches: sample.CUDAGraphStep)"})
     seed: int = field(default=0, metadata={"help": "seeds task data, sampling and init: a run is a function of its flags"})
     threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)"})
     fsdp: bool = field(default=False, metadata={"help": "under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead of replicating them; GRPO stage"})
@@ -720,7 +721,8 @@ def collect_rollouts(cfg, step, task, weights, sampler, tok, device, dist: Dist 
     prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
     t0 = time.time()
     ro = sample(sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step))
+                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step),
+                compile=cfg.cuda_graphs and device.type == "cuda")
     sample_s = time.time() - t0
     texts = ro.texts(tok)
     scored = [task.reward(examples[i // G], text, cfg.think_prefill, weights=weights) for i, text in enumerate(texts)]

@@ -54,27 +54,42 @@ def make_hf_tiny(arch: str, out: Path):
 
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
-def test_tiny_parity_with_transformers(arch, tmp_path):
+def test_tiny_parity_with_transformers(arch, device, tmp_path):
     hf = make_hf_tiny(arch, tmp_path)
-    ours, tok = load_pretrained(tmp_path, device="cpu")
+    ours, tok = load_pretrained(tmp_path, device=device, dtype=torch.float32)
     assert ours.cfg.arch == arch
     ids, mask = padded_batch([tok.encode(p) for p in PROMPTS])
     assert not mask.all()    # the batch does contain a left-padded row
     with torch.no_grad():
-        got = ours(ids, attention_mask=mask)
-    want = hf_logits(hf, ids, mask)
+        got = ours(ids.to(device), attention_mask=mask.to(device)).cpu()
+    want = hf_logits(hf, ids, mask)                                # transformers, float32, on the CPU
     diff = (got - want).abs()[mask].max().item()
-    assert diff <= 1e-4, f"{arch}: max abs diff {diff}"
+    assert diff <= 1e-4, f"{arch} on {device}: max abs diff {diff}"
 
 
-def test_padded_row_equals_unpadded_row():
+@pytest.mark.parametrize("arch", ["llama", "qwen2", "qwen3"])
+def test_tiny_parity_with_transformers_bf16(arch, device, tmp_path):
+    """In bf16 neither side equals the float32 logits; ours may be off them by at most twice what
+    transformers' own bf16 forward is, plus one bf16 rounding step (2^-8) of the largest logit."""
+    hf = make_hf_tiny(arch, tmp_path)
+    ids, mask = padded_batch([byte_tokenizer(tmp_path).encode(p) for p in PROMPTS])
+    want = hf_logits(hf, ids, mask)
+    hf_err = (hf_logits(hf.to(device, torch.bfloat16), ids.to(device), mask.to(device)).float().cpu() - want).abs()
+    ours, _ = load_pretrained(tmp_path, device=device, dtype=torch.bfloat16)
+    with torch.no_grad():
+        ours_err = (ours(ids.to(device), attention_mask=mask.to(device)).float().cpu() - want).abs()
+    bound = 2 * hf_err[mask].max().item() + 2**-8 * want[mask].abs().max().item()
+    assert ours_err[mask].max().item() <= bound, f"{arch} on {device}: {ours_err[mask].max():.4f} > {bound:.4f}"
+
+
+def test_padded_row_equals_unpadded_row(device):
     torch.manual_seed(0)
-    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=1).eval()
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=1).eval().to(device)
     rows = [[5, 6, 7, 8, 9, 10], [11, 12]]
     ids, mask = padded_batch(rows)
     with torch.no_grad():
-        batched = model(ids, attention_mask=mask)
-        alone = model(torch.tensor([rows[1]]))
+        batched = model(ids.to(device), attention_mask=mask.to(device))
+        alone = model(torch.tensor([rows[1]], device=device))
     torch.testing.assert_close(batched[1, -2:], alone[0], rtol=1e-5, atol=1e-5)
 
 
@@ -123,26 +138,31 @@ def test_padded_batch_gradients_equal_rows_alone():
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())   # float32 sums in another order
 
 
-def test_cached_forward_matches_full_forward():
-    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=2).eval()
+@pytest.mark.parametrize("bucket", [None, 4])
+def test_cached_forward_matches_full_forward(device, bucket):
+    """Prefill, single tokens and a two-token chunk through the cache = one full forward. bucket 4: attention
+    reads slots up to the next multiple of 4, the unwritten ones masked (the width CUDA graphs replay)."""
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=2).eval().to(device)
     ids, mask = padded_batch([[3, 4, 5, 6, 7, 8, 9, 10, 11], [20, 21, 22, 23, 24, 25], [30, 31, 32, 33, 34, 35, 36]])
+    ids, mask = ids.to(device), mask.to(device)
     with torch.no_grad():
         full = model(ids, attention_mask=mask)
         cache = model.new_kv_cache(B=3, T_max=16)
+        cache.bucket = bucket or cache.bucket
         chunks = [model(ids[:, a:b], attention_mask=mask[:, a:b], kv_cache=cache)
                   for a, b in [(0, 5), (5, 6), (6, 7), (7, 9)]]   # prefill, then single tokens, then two
     torch.testing.assert_close(torch.cat(chunks, 1)[mask], full[mask], rtol=1e-5, atol=1e-5)
-    assert cache.pos == 9 and cache.lengths.tolist() == [9, 6, 7]
+    assert cache.pos == 9 and cache.slot.item() == 9 and cache.lengths.tolist() == [9, 6, 7]
 
 
-def test_cache_select_rows_shares_a_prefill():
+def test_cache_select_rows_shares_a_prefill(device):
     """One prefill fanned out to G rows continues exactly like G separate prefills."""
-    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=3).eval()
-    prompt, nxt = torch.tensor([[1, 2, 3, 4]]), torch.tensor([[7], [8], [9]])
+    model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=3).eval().to(device)
+    prompt, nxt = torch.tensor([[1, 2, 3, 4]], device=device), torch.tensor([[7], [8], [9]], device=device)
     with torch.no_grad():
         cache = model.new_kv_cache(B=1, T_max=8)
         model(prompt, kv_cache=cache)
-        cache.select_rows(torch.zeros(3, dtype=torch.long))
+        cache.select_rows(torch.zeros(3, dtype=torch.long, device=device))
         shared = model(nxt, kv_cache=cache)[:, -1]
         separate = model(torch.cat([prompt.expand(3, -1), nxt], 1))[:, -1]
     torch.testing.assert_close(shared, separate, rtol=1e-5, atol=1e-5)

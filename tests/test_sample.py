@@ -1,6 +1,7 @@
 """sample.py against its naive oracle, a fresh full forward pass (the old-policy log-probs GRPO uses),
 transformers' greedy generate on the default model, and constructed distributions; evaluate() on a
 fake task with hand-computed pass@1 / cons@k."""
+import copy
 import math
 
 import pytest
@@ -18,6 +19,12 @@ PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]      # different
 @pytest.fixture(scope="module")
 def tiny():
     return Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(std=0.2, seed=1).eval()   # std 0.2: peaked logits
+
+
+@pytest.fixture
+def tiny_on(tiny, device):
+    """The tiny model on `device` (a copy: .to() would move the shared one)."""
+    return tiny if device.type == "cpu" else copy.deepcopy(tiny).to(device)
 
 
 class FixedLogits(torch.nn.Module):
@@ -47,25 +54,26 @@ def completions(ro: Rollouts) -> list[list[int]]:
 
 
 @pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_matches_naive_loop(tiny, temperature, monkeypatch):
+def test_matches_naive_loop(tiny_on, temperature, monkeypatch):
     """Cached, batched, left-padded, compacted sampling = one row at a time with a full forward per token."""
     calls = []
     select_rows = KVCache.select_rows
     monkeypatch.setattr(KVCache, "select_rows", lambda self, index: (calls.append(len(index)), select_rows(self, index)))
     stop = list(range(0, 320, 8))                                            # ~1 token in 8: rows end at different steps
     kw = dict(group_size=3, max_new_tokens=30, temperature=temperature, stop_token_ids=stop, pad_id=1, seed=3)
-    fast, slow = sample(tiny, PROMPTS, **kw), sample_naive(tiny, PROMPTS, **kw)
+    fast, slow = sample(tiny_on, PROMPTS, **kw), sample_naive(tiny_on, PROMPTS, **kw)
     assert completions(fast) == completions(slow)
-    assert torch.equal(fast.tokens, slow.tokens) and torch.equal(fast.stopped, slow.stopped)
-    torch.testing.assert_close(fast.logprobs, slow.logprobs, rtol=0, atol=1e-4)
+    assert torch.equal(fast.tokens.cpu(), slow.tokens) and torch.equal(fast.stopped.cpu(), slow.stopped)
+    torch.testing.assert_close(fast.logprobs.cpu(), slow.logprobs, rtol=0, atol=1e-4)
     if temperature > 0:   # greedy rows of one prompt are identical, so they all end together: no compaction
         assert len(calls) > 1, f"the batch was never compacted (select_rows calls: {calls})"
         assert len(set(fast.lengths.tolist())) > 2
 
 
 @pytest.mark.parametrize("temperature", [0.0, 0.7])
-def test_logprobs_equal_full_forward(tiny, temperature):
+def test_logprobs_equal_full_forward(tiny_on, temperature):
     """The returned log-probs are what grpo.token_logprobs computes from scratch over prompt + completion."""
+    tiny = tiny_on
     ro = sample(tiny, PROMPTS, group_size=4, max_new_tokens=20, temperature=temperature, stop_token_ids=[3, 4, 5], seed=0)
     ids, attn, comp = ro.training_batch()
     with torch.no_grad():
@@ -78,7 +86,8 @@ def test_logprobs_equal_full_forward(tiny, temperature):
     assert (ro.old_logprobs()[comp] < 0).all() and (ro.old_logprobs()[~comp] == 0).all()
 
 
-def test_rows_do_not_depend_on_the_batch(tiny):
+def test_rows_do_not_depend_on_the_batch(tiny_on):
+    tiny = tiny_on
     alone = sample(tiny, [PROMPTS[2]], group_size=4, max_new_tokens=12, seed=7)
     batched = sample(tiny, [PROMPTS[0], PROMPTS[2], PROMPTS[1], PROMPTS[2]], group_size=4, max_new_tokens=12, seed=7)
     assert completions(batched)[4:8] == completions(alone)
@@ -86,6 +95,28 @@ def test_rows_do_not_depend_on_the_batch(tiny):
     # the same prompt twice in one batch is two draws, not one copied
     assert completions(batched)[12:16] != completions(alone)
     assert completions(sample(tiny, [PROMPTS[2]], group_size=4, max_new_tokens=12, seed=8)) != completions(alone)
+
+
+@pytest.mark.parametrize("temperature, top_p", [(0.0, 1.0), (1.0, 1.0), (0.7, 0.9)])
+def test_cuda_graph_decode_equals_eager(tiny, temperature, top_p):
+    """compile=True replays each decode step from CUDA graphs, one per attention width (the cache reads
+    slots in buckets of 64, so 150 steps after a 7-token prompt use 3 graphs): the same kernels as eager,
+    hence the same tokens and log-probs bit for bit. No stop tokens: the eager batch is then never
+    compacted, and both run one batch shape."""
+    if not torch.cuda.is_available():
+        pytest.skip("needs CUDA (benchmarks/cuda_check.py runs this suite on a GPU)")
+    model = copy.deepcopy(tiny).to("cuda")
+    kw = dict(group_size=3, max_new_tokens=150, temperature=temperature, top_p=top_p, seed=5)
+    eager, graphed = sample(model, PROMPTS, **kw), sample(model, PROMPTS, compile=True, **kw)
+    assert torch.equal(eager.tokens, graphed.tokens) and torch.equal(eager.logprobs, graphed.logprobs)
+    assert eager.tokens.shape == (9, 150)
+    distinct = len(set(map(tuple, eager.tokens.tolist())))
+    assert distinct == (3 if temperature == 0 else 9)           # greedy: one completion per prompt
+
+
+def test_compile_needs_cuda(tiny):
+    with pytest.raises(ValueError, match="CUDA graphs"):
+        sample(tiny, PROMPTS, group_size=2, max_new_tokens=4, compile=True)
 
 
 def test_group_rows_are_different_samples():
@@ -207,6 +238,10 @@ def test_greedy_matches_transformers():
     """Greedy completions of the default model equal transformers' generate on the same weights."""
     transformers = pytest.importorskip("transformers")
     from model import DEFAULT_MODEL, load_pretrained, resolve_model_path
+    try:
+        resolve_model_path(DEFAULT_MODEL)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
     ours, tok = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=torch.float32)
     hf = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path(DEFAULT_MODEL), dtype=torch.float32).eval()
     prompts = [tok.encode(tok.render_chat([{"role": "user", "content": q}]))

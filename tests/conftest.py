@@ -1,0 +1,11 @@
+"""Shared fixtures. `device`: tests that take it run on the CPU and, where one is present, on CUDA
+(benchmarks/cuda_check.py runs the suite on a GPU; CI has none)."""
+import pytest
+import torch
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> torch.device:
+    return torch.device(request.param)

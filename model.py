@@ -277,6 +277,9 @@ class Block(nn.Module):
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
+UNPADDED_BLOCKS = True   # Transformer.forward: per-token layers on the real tokens only (False: the padded batch)
+
+
 class Transformer(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -334,7 +337,8 @@ class Transformer(nn.Module):
         real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if attention_mask is None else attention_mask.bool()
         seen = kv_cache.lengths[:, None] if kv_cache is not None else 0       # real tokens before idx
         pos = (seen + real.cumsum(1) - 1).clamp(min=0)                          # (B, T) RoPE positions
-        where = real.flatten().nonzero()[:, 0] if attention_mask is not None and T > 1 else None   # (N,)
+        unpad = UNPADDED_BLOCKS and attention_mask is not None and T > 1
+        where = real.flatten().nonzero()[:, 0] if unpad else None                # (N,)
         if where is not None:
             idx, pos = idx.flatten()[where], pos.flatten()[where]               # (N,)
         freqs = pos[..., None, None].float() * self.inv_freq                    # (B, T, 1, hs/2) or (N, 1, hs/2)

@@ -77,155 +77,6 @@ def _all_equal(r: torch.Tensor) -> torch.Tensor:
     return (r == r[:, :1]).all(dim=1, keepdim=True)
 
 
-def completion_mask_from_lengths(prompt_len: int, completion_lens: torch.Tensor, T: int) -> torch.Tensor:
-    """Row layout: [prompt, left-padded to prompt_len | completion_lens[i] tokens, stop token included | right pad].
-    completion_lens: (B,) int64. Returns (B, T) bool, True at prompt_len <= t < prompt_len + completion_lens[i].
-    Built from positions only (header choice 4)."""
-    assert prompt_len >= 1, "the first completion token needs at least one prompt token to be predicted from"
-    assert int(completion_lens.max()) + prompt_len <= T, f"prompt_len={prompt_len} + longest completion > T={T}"
-    pos = torch.arange(T, device=completion_lens.device)            # (T,)
-    return (pos >= prompt_len) & (pos < prompt_len + completion_lens[:, None])
-
-
-def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
-                   temperature: float = 1.0, chunk_size: int = 128) -> torch.Tensor:
-    """log pi(input_ids[:, t] | input_ids[:, :t]) under softmax(logits / temperature), at completion tokens.
-    input_ids: (B, T) int64; attention_mask, completion_mask: (B, T) bool. Returns (B, T) float32, 0 where
-    completion_mask is False, aligned with input_ids (the logits at t-1 predict the token at t).
-
-    The LM head runs only on the N positions that predict a completion token, chunk_size rows at a time,
-    so at most chunk_size x V float32 logits exist at once, and none is kept for backward (LMHeadLogprobs)."""
-    B, T = input_ids.shape
-    assert completion_mask.shape == (B, T) and completion_mask.dtype == torch.bool
-    assert not completion_mask[:, 0].any(), "a token at position 0 has no prefix to be predicted from"
-    assert temperature > 0, "score at the temperature that sampled; temperature 0 (argmax) has no log-probs"
-    hidden = model(input_ids, attention_mask=attention_mask, return_hidden=True)   # (B, T, C)
-    predicts = completion_mask[:, 1:]                               # (B, T-1): hidden at t predicts token t+1
-    h = hidden[:, :-1][predicts]                                    # (N, C)
-    targets = input_ids[:, 1:][predicts]                            # (N,) the tokens they predict
-    return _scatter_logprobs(model.lm_head, h, targets, completion_mask, temperature, chunk_size)
-
-
-def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                         completion_mask: torch.Tensor, temperature: float = 1.0, chunk_size: int = 128) -> torch.Tensor:
-    """token_logprobs for GRPO's layout, running each prompt once instead of G times.
-    prompt_ids: (P, L) int64, left-padded; prompt_mask: (P, L) bool. completion_ids: (B, N) int64 with
-    B = P * G, rows g*G .. g*G+G-1 continuing prompt g; completion_mask: (B, N) bool, True at each row's
-    completion tokens (a prefix of the row). Returns (B, N) float32: log pi(completion[:, j] | prompt,
-    completion[:, :j]) under softmax(logits / temperature), 0 where completion_mask is False.
-
-    The prompt's keys/values are computed once and shared with its G rows through a DynamicKVCache, so
-    autograd sends each row's gradient back through the one shared prompt pass. With a 110-token
-    prompt and 64-token completions this does ~2.2x less work than token_logprobs on the
-    concatenated rows, to which it is equal (tests/test_grpo.py).
-
-    Under grad, the prompt pass runs in a reentrant torch.utils.checkpoint: no grad in the forward,
-    recomputed with grad in backward once the completions' gradients have reached its outputs, and
-    back-propagated there into the weights' .grad. Otherwise every weight would have two uses, the
-    prompt's and the completions', and autograd would hold each weight's completion gradient
-    (float32, all layers: as large as the weights) until the prompt pass, the last in backward, adds
-    its part. (The embedding is passed in only because a reentrant checkpoint needs an input that
-    requires grad for its outputs to require grad.) Not under FSDP2 (train.py --fsdp), which gathers
-    and reduces gradients in hooks of its own that a second backward inside backward would bypass."""
-    from model import DynamicKVCache
-    P, B = prompt_ids.size(0), completion_ids.size(0)
-    assert B % P == 0 and completion_mask.shape == completion_ids.shape, "completions must be whole groups"
-    assert prompt_mask[:, -1].all(), "prompts must be left-padded (the last position is real)"
-    n_layer = len(model.layers)
-
-    def prompt_pass(ids, mask, _weight):
-        cache = DynamicKVCache(n_layer, P, device=ids.device)
-        h = model(ids, attention_mask=mask, kv_cache=cache, return_hidden=True)[:, -1]   # (P, C)
-        return (h, cache.mask, cache.lengths, *cache.k, *cache.v)
-
-    weight = model.embed_tokens.weight
-    if torch.is_grad_enabled() and weight.requires_grad and not _fsdp_sharded(model):
-        out = torch.utils.checkpoint.checkpoint(prompt_pass, prompt_ids, prompt_mask, weight, use_reentrant=True)
-    else:
-        out = prompt_pass(prompt_ids, prompt_mask, weight)
-    h_prompt, cache = out[0], DynamicKVCache(n_layer, P, device=prompt_ids.device)
-    cache.mask, cache.lengths, cache.pos = out[1], out[2], prompt_ids.size(1)
-    cache.k, cache.v = list(out[3:3 + n_layer]), list(out[3 + n_layer:])
-    cache.repeat_rows(B // P)
-    h = model(completion_ids, attention_mask=completion_mask, kv_cache=cache, return_hidden=True)      # (B, N, C)
-    del cache             # what backward needs of it, attention has saved (or checkpoint_blocks recomputes)
-    # hidden state j-1 predicts completion token j; the prompt's last one predicts token 0
-    h_first = h_prompt[:, None].expand(P, B // P, h.size(-1)).reshape(B, 1, h.size(-1))              # (B, 1, C)
-    h = torch.cat((h_first, h[:, :-1]), dim=1)                                                          # (B, N, C)
-    return _scatter_logprobs(model.lm_head, h[completion_mask], completion_ids[completion_mask], completion_mask,
-                             temperature, chunk_size)
-
-
-def _fsdp_sharded(model) -> bool:
-    try:
-        from torch.distributed.fsdp import FSDPModule
-    except ImportError:                                 # a torch build without torch.distributed
-        return False
-    return isinstance(model, FSDPModule)
-
-
-def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
-                      chunk_size: int) -> torch.Tensor:
-    """h: (n, C) hidden states predicting targets (n,), the True positions of mask (B, T) in row-major
-    order. Returns (B, T) float32 log-probs at those positions, 0 elsewhere (LMHeadLogprobs, below)."""
-    assert lm_head.bias is None, "the LM head has no bias in any supported architecture"
-    logp = LMHeadLogprobs.apply(h, lm_head.weight, targets, temperature, chunk_size)   # (n,)
-    out = torch.zeros(mask.shape, dtype=torch.float32, device=h.device)
-    return out.masked_scatter(mask, logp)                           # fills True positions in row-major order
-
-
-VOCAB_SLICE = 4096      # rows of W's gradient formed at a time in LMHeadLogprobs.backward
-
-
-class LMHeadLogprobs(torch.autograd.Function):
-    """logp_i = log softmax(h_i W^T / temperature)[y_i], i.e. z_y - logsumexp(z) with z = h W^T / T, for
-    n rows, chunk_size rows at a time; h: (n, C), W: (V, C), y: (n,) int64 -> (n,) float32.
-
-    The (n, V) logits are the largest tensors of a training step, so neither direction keeps them:
-    forward saves h and each row's logsumexp (n floats); backward recomputes one chunk of logits at a
-    time and forms d logp_i / d z_ij = (1[j = y_i] - p_ij) / T in place. The matmuls run in the
-    autocast dtype when autocast is on (as nn.Linear would), the softmax in float32, and W's gradient
-    is accumulated over chunks in W's dtype. Equal to log_softmax(lm_head(h) / T).gather(y) in values
-    and gradients (tests/test_grpo.py)."""
-
-    @staticmethod
-    def forward(ctx, h, weight, targets, temperature: float, chunk_size: int):
-        dt = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
-        w = weight.to(dt)                                           # (V, C), one cast for all chunks
-        logp = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
-        lse = torch.empty_like(logp)
-        for i in range(0, h.size(0), chunk_size):
-            z = (h[i:i + chunk_size].to(dt) @ w.t()).float()       # (c, V)
-            if temperature != 1:
-                z.div_(temperature)
-            lse[i:i + chunk_size] = z.logsumexp(-1)
-            logp[i:i + chunk_size] = z.gather(1, targets[i:i + chunk_size, None])[:, 0] - lse[i:i + chunk_size]
-        ctx.save_for_backward(h, w, targets, lse)
-        ctx.temperature, ctx.chunk_size, ctx.weight_dtype = temperature, chunk_size, weight.dtype
-        return logp
-
-    @staticmethod
-    def backward(ctx, g):                                           # g: (n,) float32, d loss / d logp
-        h, w, targets, lse = ctx.saved_tensors
-        T, c = ctx.temperature, ctx.chunk_size
-        grad_h = torch.empty(h.shape, dtype=h.dtype, device=h.device) if ctx.needs_input_grad[0] else None
-        grad_w = torch.zeros(w.shape, dtype=ctx.weight_dtype, device=w.device) if ctx.needs_input_grad[1] else None
-        for i in range(0, h.size(0), c):
-            h_c, g_c = h[i:i + c].to(w.dtype), g[i:i + c, None] / T          # (c, C), (c, 1)
-            z = (h_c @ w.t()).float()                                           # (c, V), recomputed
-            if T != 1:
-                z.div_(T)
-            dz = z.sub_(lse[i:i + c, None]).exp_().mul_(-g_c)                  # -g p / T, in place
-            dz.scatter_add_(1, targets[i:i + c, None], g_c)                    # + g / T at the target
-            dz = dz.to(w.dtype)
-            if grad_h is not None:
-                grad_h[i:i + c] = dz @ w
-            if grad_w is not None:        # in vocabulary slices: no (V, C) temporary, nor its float32 copy
-                for v in range(0, w.size(0), VOCAB_SLICE):
-                    grad_w[v:v + VOCAB_SLICE] += dz[:, v:v + VOCAB_SLICE].t() @ h_c
-        return grad_h, grad_w, None, None, None
-
-
 def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
     """Per-token estimate of KL(pi || pi_ref), DeepSeekMath eq. 4 (Schulman's "k3"):
     pi_ref/pi - log(pi_ref/pi) - 1, elementwise on any shape. Always >= 0, and 0 iff logp == ref_logp."""
@@ -307,3 +158,162 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch
         if beta != 0:
             metrics["kl_token_mean"] = kl.mean().item()
     return loss, metrics
+
+
+# -----------------------------------------------------------------------------
+# Scoring: the log-probs of completions under a model (the policy, the reference)
+
+
+def completion_mask_from_lengths(prompt_len: int, completion_lens: torch.Tensor, T: int) -> torch.Tensor:
+    """Row layout: [prompt, left-padded to prompt_len | completion_lens[i] tokens, stop token included | right pad].
+    completion_lens: (B,) int64. Returns (B, T) bool, True at prompt_len <= t < prompt_len + completion_lens[i].
+    Built from positions only (header choice 4)."""
+    assert prompt_len >= 1, "the first completion token needs at least one prompt token to be predicted from"
+    assert int(completion_lens.max()) + prompt_len <= T, f"prompt_len={prompt_len} + longest completion > T={T}"
+    pos = torch.arange(T, device=completion_lens.device)            # (T,)
+    return (pos >= prompt_len) & (pos < prompt_len + completion_lens[:, None])
+
+
+def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
+                   temperature: float = 1.0, chunk_size: int = 128) -> torch.Tensor:
+    """log pi(input_ids[:, t] | input_ids[:, :t]) under softmax(logits / temperature), at completion tokens.
+    input_ids: (B, T) int64; attention_mask, completion_mask: (B, T) bool. Returns (B, T) float32, 0 where
+    completion_mask is False, aligned with input_ids (the logits at t-1 predict the token at t).
+
+    The LM head runs only on the N positions that predict a completion token, chunk_size rows at a time,
+    so at most chunk_size x V float32 logits exist at once, and none is kept for backward (LMHeadLogprobs)."""
+    B, T = input_ids.shape
+    assert completion_mask.shape == (B, T) and completion_mask.dtype == torch.bool
+    assert not completion_mask[:, 0].any(), "a token at position 0 has no prefix to be predicted from"
+    assert temperature > 0, "score at the temperature that sampled; temperature 0 (argmax) has no log-probs"
+    hidden = model(input_ids, attention_mask=attention_mask, return_hidden=True)   # (B, T, C)
+    predicts = completion_mask[:, 1:]                               # (B, T-1): hidden at t predicts token t+1
+    h = hidden[:, :-1][predicts]                                    # (N, C)
+    targets = input_ids[:, 1:][predicts]                            # (N,) the tokens they predict
+    return _scatter_logprobs(model.lm_head, h, targets, completion_mask, temperature, chunk_size)
+
+
+def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
+                         completion_mask: torch.Tensor, temperature: float = 1.0,
+                         chunk_size: int = 128) -> torch.Tensor:
+    """token_logprobs for GRPO's layout, running each prompt once instead of G times.
+    prompt_ids: (P, L) int64, left-padded; prompt_mask: (P, L) bool. completion_ids: (B, N) int64 with
+    B = P * G, rows g*G .. g*G+G-1 continuing prompt g; completion_mask: (B, N) bool, True at each row's
+    completion tokens (a prefix of the row). Returns (B, N) float32: log pi(completion[:, j] | prompt,
+    completion[:, :j]) under softmax(logits / temperature), 0 where completion_mask is False.
+
+    The prompt's keys/values are computed once and shared with its G rows through a DynamicKVCache, so
+    autograd sends each row's gradient back through the one shared prompt pass. With a 110-token
+    prompt and 64-token completions this does ~2.2x less work than token_logprobs on the
+    concatenated rows, to which it is equal (tests/test_grpo.py).
+
+    Under grad, the prompt pass runs in a reentrant torch.utils.checkpoint: no grad in the forward,
+    recomputed with grad in backward once the completions' gradients have reached its outputs, and
+    back-propagated there into the weights' .grad. Otherwise every weight would have two uses, the
+    prompt's and the completions', and autograd would hold each weight's completion gradient
+    (float32, all layers: as large as the weights) until the prompt pass, the last in backward, adds
+    its part. (The embedding is passed in only because a reentrant checkpoint needs an input that
+    requires grad for its outputs to require grad.) Not under FSDP2 (train.py --fsdp), which gathers
+    and reduces gradients in hooks of its own that a second backward inside backward would bypass."""
+    from model import DynamicKVCache
+    P, B = prompt_ids.size(0), completion_ids.size(0)
+    assert B % P == 0 and completion_mask.shape == completion_ids.shape, "completions must be whole groups"
+    assert prompt_mask[:, -1].all(), "prompts must be left-padded (the last position is real)"
+    n_layer = len(model.layers)
+
+    def prompt_pass(ids, mask, _weight):
+        cache = DynamicKVCache(n_layer, P, device=ids.device)
+        h = model(ids, attention_mask=mask, kv_cache=cache, return_hidden=True)[:, -1]   # (P, C)
+        return (h, cache.mask, cache.lengths, *cache.k, *cache.v)
+
+    weight = model.embed_tokens.weight
+    if torch.is_grad_enabled() and weight.requires_grad and not _fsdp_sharded(model):
+        out = torch.utils.checkpoint.checkpoint(prompt_pass, prompt_ids, prompt_mask, weight, use_reentrant=True)
+    else:
+        out = prompt_pass(prompt_ids, prompt_mask, weight)
+    h_prompt, cache = out[0], DynamicKVCache(n_layer, P, device=prompt_ids.device)
+    cache.mask, cache.lengths, cache.pos = out[1], out[2], prompt_ids.size(1)
+    cache.k, cache.v = list(out[3:3 + n_layer]), list(out[3 + n_layer:])
+    cache.repeat_rows(B // P)
+    h = model(completion_ids, attention_mask=completion_mask, kv_cache=cache, return_hidden=True)      # (B, N, C)
+    del cache             # what backward needs of it, attention has saved (or checkpoint_blocks recomputes)
+    # hidden state j-1 predicts completion token j; the prompt's last one predicts token 0
+    h_first = h_prompt[:, None].expand(P, B // P, h.size(-1)).reshape(B, 1, h.size(-1))              # (B, 1, C)
+    h = torch.cat((h_first, h[:, :-1]), dim=1)                                                          # (B, N, C)
+    return _scatter_logprobs(model.lm_head, h[completion_mask], completion_ids[completion_mask], completion_mask,
+                             temperature, chunk_size)
+
+
+def _fsdp_sharded(model) -> bool:
+    try:
+        from torch.distributed.fsdp import FSDPModule
+    except ImportError:                                 # a torch build without torch.distributed
+        return False
+    return isinstance(model, FSDPModule)
+
+
+def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
+                      chunk_size: int) -> torch.Tensor:
+    """h: (n, C) hidden states predicting targets (n,), the True positions of mask (B, T) in row-major
+    order. Returns (B, T) float32 log-probs at those positions, 0 elsewhere (LMHeadLogprobs, below)."""
+    assert lm_head.bias is None, "the LM head has no bias in any supported architecture"
+    logp = LMHeadLogprobs.apply(h, lm_head.weight, targets, temperature, chunk_size)   # (n,)
+    out = torch.zeros(mask.shape, dtype=torch.float32, device=h.device)
+    return out.masked_scatter(mask, logp)                           # fills True positions in row-major order
+
+
+# -----------------------------------------------------------------------------
+# The LM head's log-probs without the (n, V) logits: equal to log_softmax(h W^T / T).gather(y) in values
+# and gradients (tests/test_grpo.py), only cheaper in memory
+
+
+VOCAB_SLICE = 4096      # rows of W's gradient formed at a time in LMHeadLogprobs.backward
+
+
+class LMHeadLogprobs(torch.autograd.Function):
+    """logp_i = log softmax(h_i W^T / temperature)[y_i], i.e. z_y - logsumexp(z) with z = h W^T / T, for
+    n rows, chunk_size rows at a time; h: (n, C), W: (V, C), y: (n,) int64 -> (n,) float32.
+
+    The (n, V) logits are the largest tensors of a training step, so neither direction keeps them:
+    forward saves h and each row's logsumexp (n floats); backward recomputes one chunk of logits at a
+    time and forms d logp_i / d z_ij = (1[j = y_i] - p_ij) / T in place. The matmuls run in the
+    autocast dtype when autocast is on (as nn.Linear would), the softmax in float32, and W's gradient
+    is accumulated over chunks in W's dtype. Equal to log_softmax(lm_head(h) / T).gather(y) in values
+    and gradients (tests/test_grpo.py)."""
+
+    @staticmethod
+    def forward(ctx, h, weight, targets, temperature: float, chunk_size: int):
+        dt = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
+        w = weight.to(dt)                                           # (V, C), one cast for all chunks
+        logp = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
+        lse = torch.empty_like(logp)
+        for i in range(0, h.size(0), chunk_size):
+            z = (h[i:i + chunk_size].to(dt) @ w.t()).float()       # (c, V)
+            if temperature != 1:
+                z.div_(temperature)
+            lse[i:i + chunk_size] = z.logsumexp(-1)
+            logp[i:i + chunk_size] = z.gather(1, targets[i:i + chunk_size, None])[:, 0] - lse[i:i + chunk_size]
+        ctx.save_for_backward(h, w, targets, lse)
+        ctx.temperature, ctx.chunk_size, ctx.weight_dtype = temperature, chunk_size, weight.dtype
+        return logp
+
+    @staticmethod
+    def backward(ctx, g):                                           # g: (n,) float32, d loss / d logp
+        h, w, targets, lse = ctx.saved_tensors
+        T, c = ctx.temperature, ctx.chunk_size
+        grad_h = torch.empty(h.shape, dtype=h.dtype, device=h.device) if ctx.needs_input_grad[0] else None
+        grad_w = torch.zeros(w.shape, dtype=ctx.weight_dtype, device=w.device) if ctx.needs_input_grad[1] else None
+        for i in range(0, h.size(0), c):
+            h_c, g_c = h[i:i + c].to(w.dtype), g[i:i + c, None] / T          # (c, C), (c, 1)
+            z = (h_c @ w.t()).float()                                           # (c, V), recomputed
+            if T != 1:
+                z.div_(T)
+            dz = z.sub_(lse[i:i + c, None]).exp_().mul_(-g_c)                  # -g p / T, in place
+            dz.scatter_add_(1, targets[i:i + c, None], g_c)                    # + g / T at the target
+            dz = dz.to(w.dtype)
+            if grad_h is not None:
+                grad_h[i:i + c] = dz @ w
+            if grad_w is not None:        # in vocabulary slices: no (V, C) temporary, nor its float32 copy
+                for v in range(0, w.size(0), VOCAB_SLICE):
+                    grad_w[v:v + VOCAB_SLICE] += dz[:, v:v + VOCAB_SLICE].t() @ h_c
+        return grad_h, grad_w, None, None, None

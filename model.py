@@ -27,7 +27,7 @@ import math
 import os
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -163,7 +163,8 @@ def rope_inv_freq(cfg: ModelConfig) -> torch.Tensor:
     inv_freq = 1.0 / (cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.int64).float() / d))
     if cfg.rope_scaling:
         s = cfg.rope_scaling
-        factor, lo, hi, old = s["factor"], s["low_freq_factor"], s["high_freq_factor"], s["original_max_position_embeddings"]
+        factor, lo, hi = s["factor"], s["low_freq_factor"], s["high_freq_factor"]
+        old = s["original_max_position_embeddings"]
         wavelen = 2 * math.pi / inv_freq
         smooth = ((old / wavelen - lo) / (hi - lo)).clamp(0, 1)   # 0 below the band, 1 above it
         inv_freq = (1 - smooth) * inv_freq / factor + smooth * inv_freq
@@ -334,7 +335,10 @@ class Transformer(nn.Module):
         completions are padded to their group's longest, which about a third of the rows reach on the
         benchmark's workload while most stop far shorter (README, Speed): much of such a batch is padding."""
         B, T = idx.shape
-        real = torch.ones(B, T, dtype=torch.bool, device=idx.device) if attention_mask is None else attention_mask.bool()
+        if attention_mask is None:
+            real = torch.ones(B, T, dtype=torch.bool, device=idx.device)
+        else:
+            real = attention_mask.bool()
         seen = kv_cache.lengths[:, None] if kv_cache is not None else 0       # real tokens before idx
         pos = (seen + real.cumsum(1) - 1).clamp(min=0)                          # (B, T) RoPE positions
         unpad = UNPADDED_BLOCKS and attention_mask is not None and T > 1
@@ -561,7 +565,8 @@ class Tokenizer:
             return text + ("<|im_start|>assistant\n" if add_generation_prompt else "")
         if self.chat_format == "llama3":
             text = "<|begin_of_text|>" + "".join(
-                f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>" for m in messages)
+                f"<|start_header_id|>{m['role']}<|end_header_id|>\n\n{m['content'].strip()}<|eot_id|>"
+                for m in messages)
             return text + ("<|start_header_id|>assistant<|end_header_id|>\n\n" if add_generation_prompt else "")
         raise ValueError("tokenizer_config.json: chat_template is missing or not ChatML / Llama-3; "
                          "use a raw-text template (render_raw) for this model")
@@ -786,7 +791,8 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     from safetensors.torch import save_file
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     (tmp / "config.json").write_text(json.dumps(cfg.to_hf() | {
-        "bos_token_id": meta("tokenizer.ggml.bos_token_id"), "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
+        "bos_token_id": meta("tokenizer.ggml.bos_token_id"),
+        "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
     _gguf_tokenizer(meta, tmp)
     os.replace(tmp, out_dir)
     return out_dir
@@ -825,7 +831,8 @@ def _gguf_tokenizer(meta, out_dir: Path):
     one by one before the byte-level split."""
     from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
     if meta("tokenizer.ggml.model") != "gpt2":
-        raise ValueError(f"tokenizer.ggml.model={meta('tokenizer.ggml.model')!r}: only byte-level BPE ('gpt2') converts")
+        raise ValueError(f"tokenizer.ggml.model={meta('tokenizer.ggml.model')!r}: "
+                         "only byte-level BPE ('gpt2') converts")
     tokens, types = meta("tokenizer.ggml.tokens"), meta("tokenizer.ggml.token_type")
     merges = [tuple(m.split(" ", 1)) for m in meta("tokenizer.ggml.merges")]
     tk = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
@@ -864,7 +871,8 @@ if __name__ == "__main__":
     args = ap.parse_args()
     t0 = time.time()
     model, tok = load_pretrained(args.model)
-    print(f"loaded {args.model} ({sum(p.numel() for p in model.parameters()) / 1e6:.0f}M params) in {time.time() - t0:.1f}s")
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"loaded {args.model} ({n_params / 1e6:.0f}M params) in {time.time() - t0:.1f}s")
     ids = tok.encode(tok.render_chat([{"role": "user", "content": args.prompt}]))
     cache = model.new_kv_cache(1, len(ids) + args.max_new_tokens)
     x, out = torch.tensor([ids]), []

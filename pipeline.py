@@ -59,7 +59,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
@@ -70,7 +70,7 @@ from model import Transformer, load_pretrained, pick_device, save_pretrained
 from reward import (DEFAULT_WEIGHTS, TEMPLATES, Example, extract_answer, format_reward, language_consistency_reward,
                     load_task, render_prompt, tags_reward)
 from sample import evaluate, sample
-from train import TrainConfig, compute_dtype, list_checkpoints, parse_weights, read_sft_data
+from train import TrainConfig, compute_dtype, flag, list_checkpoints, parse_weights, read_sft_data
 
 TRAIN = TrainConfig()         # train.py's defaults, which the pipeline's follow where they share a meaning
 STAGES = ("r1zero", "cold_start", "reasoning_rl", "rejection_sft", "all_scenario_rl", "distill")
@@ -87,64 +87,69 @@ GENERAL_PROMPTS = (           # non-reasoning prompts (stage 3 answers, stage 4 
 @dataclass
 class PipelineConfig:
     # what to run
-    preset: str = field(default="", metadata={"help": "'' (the flags below) or tiny (--model tiny, small sizes: ~1 minute, nothing is learned)"})
-    model: str = field(default=TRAIN.model, metadata={"help": "base model: HF directory, .gguf file, 'tiny', or the default model"})
-    task: str = field(default=TRAIN.task, metadata={"help": "reasoning task (reward.py spec), also the held-out evaluation"})
-    template: str = field(default=TRAIN.template, metadata={"help": "prompt template for every stage: r1zero or chat"})
-    think_prefill: bool = field(default=TRAIN.think_prefill, metadata={"help": "prompts end with <think> (then SFT completions start after it)"})
-    out: str = field(default="out/pipeline", metadata={"help": "OUT: one NN_name/ directory per stage, and report.md"})
-    from_stage: int = field(default=0, metadata={"help": "first stage to run (0 = R1-Zero); finished stages are skipped anyway"})
-    until_stage: int = field(default=5, metadata={"help": "last stage to run (5 = distillation)"})
+    preset: str = flag("", "'' (the flags below) or tiny (--model tiny, small sizes: ~1 minute, nothing is learned)")
+    model: str = flag(TRAIN.model, "base model: HF directory, .gguf file, 'tiny', or the default model")
+    task: str = flag(TRAIN.task, "reasoning task (reward.py spec), also the held-out evaluation")
+    template: str = flag(TRAIN.template, "prompt template for every stage: r1zero or chat")
+    think_prefill: bool = flag(TRAIN.think_prefill, "prompts end with <think> (then SFT completions start after it)")
+    out: str = flag("out/pipeline", "OUT: one NN_name/ directory per stage, and report.md")
+    from_stage: int = flag(0, "first stage to run (0 = R1-Zero); finished stages are skipped anyway")
+    until_stage: int = flag(5, "last stage to run (5 = distillation)")
     # GRPO, shared by stages 0, 2 and 4
-    group_size: int = field(default=TRAIN.group_size, metadata={"help": "G: completions per prompt"})
-    prompts_per_step: int = field(default=TRAIN.prompts_per_step, metadata={"help": "P: prompts per GRPO step"})
-    max_new_tokens: int = field(default=TRAIN.max_new_tokens, metadata={"help": "completion length limit everywhere (GRPO, data sampling, evaluation)"})
-    lr: float = field(default=TRAIN.lr, metadata={"help": "GRPO learning rate"})
-    beta: float = field(default=TRAIN.beta, metadata={"help": "GRPO KL coefficient"})
-    save_every: int = field(default=4, metadata={"help": "checkpoint every N steps (what an interrupted stage resumes from)"})
-    r1zero_steps: int = field(default=0, metadata={"help": "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)"})
-    r1zero_weights: str = field(default=TRAIN.reward_weights, metadata={"help": "stage 0 reward weights (train.py's default)"})
+    group_size: int = flag(TRAIN.group_size, "G: completions per prompt")
+    prompts_per_step: int = flag(TRAIN.prompts_per_step, "P: prompts per GRPO step")
+    max_new_tokens: int = flag(TRAIN.max_new_tokens, "completion length limit everywhere (GRPO, data sampling, "
+                                                     "evaluation)")
+    lr: float = flag(TRAIN.lr, "GRPO learning rate")
+    beta: float = flag(TRAIN.beta, "GRPO KL coefficient")
+    save_every: int = flag(4, "checkpoint every N steps (what an interrupted stage resumes from)")
+    r1zero_steps: int = flag(0, "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)")
+    r1zero_weights: str = flag(TRAIN.reward_weights, "stage 0 reward weights (train.py's default)")
     # stage 1
-    cold_start_data: str = field(default="", metadata={"help": "jsonl of {'prompt','completion'} cold-start examples, completions starting with <think> (else sampled + program-written)"})
-    cold_start_size: int = field(default=64, metadata={"help": "cold-start examples to build when no --cold-start-data"})
-    cold_start_prompts: int = field(default=16, metadata={"help": "prompts sampled from the stage-0 (or base) model for cold-start candidates"})
-    samples_per_prompt: int = field(default=8, metadata={"help": "completions per prompt when sampling data (stages 1 and 3)"})
-    data_temperature: float = field(default=0.7, metadata={"help": "sampling temperature for data (stages 1 and 3)"})
-    sft_lr: float = field(default=5e-5, metadata={"help": "SFT learning rate (stages 1 and 3)"})
-    sft_batch: int = field(default=8, metadata={"help": "SFT examples per optimiser step"})
-    cold_start_epochs: int = field(default=2, metadata={"help": "SFT epochs over the cold-start data"})
+    cold_start_data: str = flag("", "jsonl of {'prompt','completion'} cold-start examples, completions starting with "
+                                    "<think> (else sampled + program-written)")
+    cold_start_size: int = flag(64, "cold-start examples to build when no --cold-start-data")
+    cold_start_prompts: int = flag(16, "prompts sampled from the stage-0 (or base) model for cold-start candidates")
+    samples_per_prompt: int = flag(8, "completions per prompt when sampling data (stages 1 and 3)")
+    data_temperature: float = flag(0.7, "sampling temperature for data (stages 1 and 3)")
+    sft_lr: float = flag(5e-5, "SFT learning rate (stages 1 and 3)")
+    sft_batch: int = flag(8, "SFT examples per optimiser step")
+    cold_start_epochs: int = flag(2, "SFT epochs over the cold-start data")
     # stage 2
-    reasoning_steps: int = field(default=10, metadata={"help": "stage 2 GRPO steps"})
-    reward_weights: str = field(default="accuracy=1,format=1,language=0.1", metadata={"help": "stage 2 reward = sum of weight*part"})
+    reasoning_steps: int = flag(10, "stage 2 GRPO steps")
+    reward_weights: str = flag("accuracy=1,format=1,language=0.1", "stage 2 reward = sum of weight*part")
     # stage 3
-    rs_prompts: int = field(default=32, metadata={"help": "prompts for rejection sampling"})
-    keep_per_prompt: int = field(default=4, metadata={"help": "at most this many distinct accepted completions per prompt"})
-    max_paragraph_chars: int = field(default=400, metadata={"help": "readability: reject a completion with a longer paragraph"})
-    general_data: str = field(default="", metadata={"help": "jsonl of {'prompt','completion'} non-reasoning data, completions as for --cold-start-data (else the base model answers GENERAL_PROMPTS)"})
-    rs_sft_from: str = field(default="base", metadata={"help": "stage 3 starts from: base (as the paper) or cold_start (the stage-1 model)"})
-    rs_epochs: int = field(default=2, metadata={"help": "SFT epochs over the stage-3 data"})
+    rs_prompts: int = flag(32, "prompts for rejection sampling")
+    keep_per_prompt: int = flag(4, "at most this many distinct accepted completions per prompt")
+    max_paragraph_chars: int = flag(400, "readability: reject a completion with a longer paragraph")
+    general_data: str = flag("", "jsonl of {'prompt','completion'} non-reasoning data, completions as for --cold-"
+                                 "start-data (else the base model answers GENERAL_PROMPTS)")
+    rs_sft_from: str = flag("base", "stage 3 starts from: base (as the paper) or cold_start (the stage-1 model)")
+    rs_epochs: int = flag(2, "SFT epochs over the stage-3 data")
     # stage 4
-    all_scenario_steps: int = field(default=6, metadata={"help": "stage 4 GRPO steps"})
-    general_every: int = field(default=4, metadata={"help": "every Nth stage-4 prompt is a general one (judge-scored)"})
-    judge: str = field(default="", metadata={"help": "judge model for the preference reward ('' = the stage-3 model)"})
-    all_scenario_weights: str = field(default="accuracy=1,format=1,language=0.1,preference=1", metadata={"help": "stage 4 reward weights (parts: stage 2's + preference)"})
+    all_scenario_steps: int = flag(6, "stage 4 GRPO steps")
+    general_every: int = flag(4, "every Nth stage-4 prompt is a general one (judge-scored)")
+    judge: str = flag("", "judge model for the preference reward ('' = the stage-3 model)")
+    all_scenario_weights: str = flag("accuracy=1,format=1,language=0.1,preference=1", "stage 4 reward weights (parts: "
+                                                                                      "stage 2's + preference)")
     # stage 5
-    student: str = field(default="", metadata={"help": "student model ('' = the base model with every other layer dropped)"})
-    distill_epochs: int = field(default=12, metadata={"help": "SFT epochs of the student over the stage-3 data"})
-    distill_lr: float = field(default=1e-4, metadata={"help": "the student's SFT learning rate (a layer-dropped init has more to repair)"})
+    student: str = flag("", "student model ('' = the base model with every other layer dropped)")
+    distill_epochs: int = flag(12, "SFT epochs of the student over the stage-3 data")
+    distill_lr: float = flag(1e-4, "the student's SFT learning rate (a layer-dropped init has more to repair)")
     # evaluation and runtime
-    eval_prompts: int = field(default=32, metadata={"help": "held-out prompts (the same ones after every stage)"})
-    eval_k: int = field(default=4, metadata={"help": "samples per held-out prompt: pass@1 is their mean, cons@k their vote"})
-    seed: int = field(default=TRAIN.seed, metadata={"help": "seeds every stage, data sampling and evaluation"})
-    device: str = field(default=TRAIN.device, metadata={"help": "auto, cpu, cuda, mps"})
-    dtype: str = field(default=TRAIN.dtype, metadata={"help": "compute dtype for sampling and autocast (train.py's --dtype)"})
-    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)"})
+    eval_prompts: int = flag(32, "held-out prompts (the same ones after every stage)")
+    eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their vote")
+    seed: int = flag(TRAIN.seed, "seeds every stage, data sampling and evaluation")
+    device: str = flag(TRAIN.device, "auto, cpu, cuda, mps")
+    dtype: str = flag(TRAIN.dtype, "compute dtype for sampling and autocast (train.py's --dtype)")
+    threads: int = flag(0, "CPU threads for torch (0 = torch's default)")
 
 
 PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", group_size=4, prompts_per_step=2, max_new_tokens=16,
                         save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4, sft_batch=4,
                         cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1, all_scenario_steps=2,
-                        general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2, dtype="float32", lr=1e-3, sft_lr=1e-3, distill_lr=1e-3,
+                        general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2, dtype="float32", lr=1e-3,
+                        sft_lr=1e-3, distill_lr=1e-3,
                         threads=1)}   # one thread: a tiny model gains nothing from two, and loses a lot on a busy CPU
 
 
@@ -159,7 +164,8 @@ def make_config(preset: str = "", **overrides) -> PipelineConfig:
 
 def parse_config(argv=None) -> PipelineConfig:
     """Flags generated from PipelineConfig; a --preset changes the defaults, explicit flags still win."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(PipelineConfig):
         kind = dict(action=argparse.BooleanOptionalAction) if f.type in (bool, "bool") else dict(type=type(f.default))
         ap.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=f.metadata["help"], **kind)
@@ -180,10 +186,11 @@ def validate(cfg: PipelineConfig):
         raise ValueError(f"--template {cfg.template}: expected one of {TEMPLATES}")
     if cfg.rs_sft_from not in ("base", "cold_start"):
         raise ValueError(f"--rs-sft-from {cfg.rs_sft_from}: expected base or cold_start")
-    for flag, text, known in (("r1zero-weights", cfg.r1zero_weights, DEFAULT_WEIGHTS), ("reward-weights", cfg.reward_weights,
-                              DEFAULT_WEIGHTS), ("all-scenario-weights", cfg.all_scenario_weights, MixedTask.PARTS)):
+    for name, text, known in (("r1zero-weights", cfg.r1zero_weights, DEFAULT_WEIGHTS),
+                              ("reward-weights", cfg.reward_weights, DEFAULT_WEIGHTS),
+                              ("all-scenario-weights", cfg.all_scenario_weights, MixedTask.PARTS)):
         if set(parse_weights(text)) - set(known):
-            raise ValueError(f"--{flag} {text}: the parts are {', '.join(known)}")
+            raise ValueError(f"--{name} {text}: the parts are {', '.join(known)}")
     for name in ("group_size", "prompts_per_step", "max_new_tokens", "samples_per_prompt", "sft_batch",
                  "general_every", "eval_prompts", "eval_k", "keep_per_prompt"):
         if getattr(cfg, name) < 1:
@@ -251,7 +258,7 @@ def program_solution(example: Example, task_name: str) -> str | None:
     problems (None for other tasks). arith: "Compute E" -> E's operations in precedence order and a
     check of the last one. countdown: the gold expression evaluated step by step."""
     name = task_name.partition(":")[0]
-    expr = example.prompt.removeprefix("Compute ") if name == "arith" else example.answer if name == "countdown" else None
+    expr = {"arith": example.prompt.removeprefix("Compute "), "countdown": example.answer}.get(name)
     if expr is None:
         return None
     lines = []
@@ -265,7 +272,8 @@ def program_solution(example: Example, task_name: str) -> str | None:
         return in_format("\n".join([intro, *lines, f"That gives {value}, the target."]), expr)
     a, op, b = lines[-1].split(" ")[:3]                          # the last operation, undone as a check
     check = [] if op == "*" and b == "0" else [f"Check: {value} {dict(zip('+-*/', '-+/*'))[op]} {b} = {a}."]
-    return in_format("\n".join([f"We need to compute {expr}.", *lines, *check, f"So the result is {value}."]), str(value))
+    steps = [f"We need to compute {expr}.", *lines, *check, f"So the result is {value}."]
+    return in_format("\n".join(steps), str(value))
 
 
 def sample_filtered(cfg, model_path, task, n_prompts: int, offset: int, need_format: bool) -> tuple[list, dict]:
@@ -316,7 +324,8 @@ def general_records(cfg) -> list[dict]:
                 pad_id=tok.pad_id, seed=cfg.seed)
     answers = [t.replace("<think>", "").replace("</think>", "").replace("<answer>", "").replace("</answer>", "").strip()
                for t in ro.texts(tok)]                                  # tags inside would break the format
-    return [sft_record(q, f"<think>\n\n</think>\n<answer>{a}</answer>", cfg) for q, a in zip(GENERAL_PROMPTS, answers) if a]
+    return [sft_record(q, f"<think>\n\n</think>\n<answer>{a}</answer>", cfg)
+            for q, a in zip(GENERAL_PROMPTS, answers) if a]
 
 # -----------------------------------------------------------------------------
 # Stage 4's preference reward: an LLM judge, and a task mixing reasoning and general prompts
@@ -389,7 +398,8 @@ class MixedTask:
         w = {**DEFAULT_WEIGHTS, "preference": 1.0, **(weights or {})}
         if isinstance(example, GeneralExample):
             parts = {"accuracy": 0.0, "format": format_reward(completion, think_prefilled),
-                     "tags": tags_reward(completion, think_prefilled), "language": language_consistency_reward(completion),
+                     "tags": tags_reward(completion, think_prefilled),
+                     "language": language_consistency_reward(completion),
                      "preference": self.preference(example.prompt, completion)}
         else:
             parts = {**self.reasoning.reward(example, completion, think_prefilled)[1], "preference": 0.0}
@@ -433,11 +443,11 @@ def load_for_sampling(cfg, path):
 def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[Path, int]:
     """train.train with the pipeline's shared settings, resuming whatever out_dir holds (train.py's
     --resume; a finished run resumes to a no-op). Returns (final checkpoint relative to out_dir, steps)."""
-    tc = TrainConfig(stage=stage, model=str(model), task=cfg.task, template=cfg.template, think_prefill=cfg.think_prefill,
-                     out_dir=str(out_dir),
-                     resume=True, eval_prompts=0, seed=cfg.seed, device=cfg.device, dtype=cfg.dtype,
-                     threads=cfg.threads, group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens,
-                     beta=cfg.beta, save_every=cfg.save_every, keep_checkpoints=1, **kw)
+    tc = TrainConfig(stage=stage, model=str(model), task=cfg.task, template=cfg.template,
+                     think_prefill=cfg.think_prefill, out_dir=str(out_dir), resume=True, eval_prompts=0, seed=cfg.seed,
+                     device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, group_size=cfg.group_size,
+                     max_new_tokens=cfg.max_new_tokens, beta=cfg.beta, save_every=cfg.save_every, keep_checkpoints=1,
+                     **kw)
     train.validate(tc)
     train.train(tc, task=task)
     final = list_checkpoints(out_dir)[-1]
@@ -491,7 +501,8 @@ def cold_start_data(cfg) -> tuple[list[dict], dict]:
     samples of the stage-0 model (or the base model if stage 0 has not run) rewritten into the format,
     filled up to --cold-start-size with program-written solutions. Raises ValueError if there is none."""
     if cfg.cold_start_data:
-        recs = [sft_record(r["prompt"], r["completion"], cfg) if "prompt" in r else r for r in read_sft_data(cfg.cold_start_data)]
+        recs = [sft_record(r["prompt"], r["completion"], cfg) if "prompt" in r else r
+                for r in read_sft_data(cfg.cold_start_data)]
         return recs, {"source": cfg.cold_start_data}
     task = load_task(cfg.task, seed=cfg.seed)
     source = stage_model(cfg, 0) if (stage_dir(cfg, 0) / "done.json").exists() else cfg.model
@@ -527,7 +538,8 @@ def stage_cold_start(cfg, d):
                             prompts_per_step=cfg.sft_batch, lr=cfg.sft_lr)
     how = (f"from the user's {stats['source']}" if "program" not in stats else
            f"{stats['rewritten']} correct, readable samples of {stats['source']} rewritten into the format "
-           f"(of {stats['sampled']} sampled, {stats['correct']} correct) and {stats['program']} program-written solutions")
+           f"(of {stats['sampled']} sampled, {stats['correct']} correct) and {stats['program']} "
+           "program-written solutions")
     return dict(model=str(ckpt), steps=steps, data=stats["examples"], summary=f"Cold start: SFT of {cfg.model} for "
                 f"{cfg.cold_start_epochs} epochs ({steps} steps) on {stats['examples']} long CoT examples, {how}.")
 
@@ -589,7 +601,8 @@ def stage_distill(cfg, d):
                 f"{cfg.distill_epochs} epochs ({steps} steps) on the stage-3 data.")
 
 
-STAGE_FNS = (stage_r1zero, stage_cold_start, stage_reasoning_rl, stage_rejection_sft, stage_all_scenario_rl, stage_distill)
+STAGE_FNS = (stage_r1zero, stage_cold_start, stage_reasoning_rl, stage_rejection_sft, stage_all_scenario_rl,
+             stage_distill)
 
 # -----------------------------------------------------------------------------
 # The run and the report
@@ -619,23 +632,28 @@ def run_stage(cfg, n: int) -> dict:
 def zero_std_share(d: Path) -> str:
     """Mean over a stage's GRPO steps of the share of groups whose G rewards were all equal (no signal)."""
     path = d / "metrics.jsonl"
-    shares = [m["zero_std_groups"] for m in map(json.loads, open(path)) if "zero_std_groups" in m] if path.exists() else []
+    if not path.exists():
+        return "-"
+    shares = [m["zero_std_groups"] for m in map(json.loads, open(path)) if "zero_std_groups" in m]
     return f"{sum(shares) / len(shares):.2f}" if shares else "-"
 
 
 def report(cfg, results: dict) -> str:
     """OUT/report.md: one row per evaluated model (the base model, then each finished stage)."""
-    rows = ["| stage | steps | zero-std groups | pass@1 ± se | cons@k | language | format | mean len | wall s | eval s |",
+    rows = ["| stage | steps | zero-std groups | pass@1 ± se | cons@k | language | format | mean len | wall s "
+            "| eval s |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         e, d = r["eval"], Path(cfg.out) / "base" if name == "base" else stage_dir(cfg, int(name.split()[0]))
         wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
-        rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(d)} | {e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | "
+        rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(d)} | "
+                    f"{e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | "
                     f"{e['cons@k']:.3f} | {e['language']:.3f} | {e['format']:.3f} | {e['mean_len']:.1f} | {wall} | "
                     f"{e['eval_s']:.0f} |")
     lines = [f"# r1 pipeline report ({cfg.model}, task {cfg.task}, template {cfg.template})", "",
              f"Held-out: {cfg.eval_prompts} test prompts x k={cfg.eval_k} samples (temperature 0.6, top-p 0.95, seed "
-             f"{cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row. wall s excludes evaluation.", "", *rows]
+             f"{cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row. wall s excludes evaluation.",
+             "", *rows]
     zero, final = results.get("0 r1zero"), results.get("4 all_scenario_rl")
     if zero and final:
         a, b = final["eval"], zero["eval"]
@@ -657,7 +675,8 @@ def run(cfg: PipelineConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     write_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     base = out / "base" / "eval.json"
-    results = {"base": {"eval": json.loads(base.read_text()) if base.exists() else run_eval(cfg, cfg.model, base.parent)}}
+    base_eval = json.loads(base.read_text()) if base.exists() else run_eval(cfg, cfg.model, base.parent)
+    results = {"base": {"eval": base_eval}}
     for n in range(len(STAGES)):
         if cfg.from_stage <= n <= cfg.until_stage:
             results[f"{n} {STAGES[n]}"] = run_stage(cfg, n)

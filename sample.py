@@ -364,32 +364,41 @@ def default_dtype(device: torch.device) -> torch.dtype:
     float32 there, see benchmarks/sample_vs_hf.py); float32 on other CPUs, where bf16 is emulated and slow."""
     if device.type == "cuda":
         return torch.bfloat16
-    bf16_ok = device.type == "cpu" and torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    bf16_ok = (device.type == "cpu" and torch.backends.mkldnn.is_available()
+               and torch.ops.mkldnn._is_mkldnn_bf16_supported())
     return torch.bfloat16 if bf16_ok else torch.float32
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default="SmolLM2-135M-Instruct", help="HF directory, .gguf file, preset (tiny) or the default model's name")
+    ap.add_argument("--model", default="SmolLM2-135M-Instruct",
+                    help="HF directory, .gguf file, preset (tiny) or the default model's name")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="weights and activations; auto = bfloat16 on CUDA and on CPUs with native bf16, else float32")
     ap.add_argument("--prompt", default=None, help="sample completions of this text (ignored with --task)")
     ap.add_argument("--chat", action="store_true", help="render --prompt as a user message in the model's chat format")
     ap.add_argument("-G", "--group-size", type=int, default=4, help="completions per --prompt")
-    ap.add_argument("--task", default=None, help="evaluate on a reward.py task instead, e.g. arith, countdown, gsm8k:PATH")
-    ap.add_argument("--n-prompts", type=int, default=50, help="held-out prompts to evaluate (task.example('test', i), i < N)")
-    ap.add_argument("-k", type=int, default=4, help="samples per evaluation prompt (pass@1 is their mean, cons@k their vote)")
-    ap.add_argument("--template", default="r1zero", choices=["r1zero", "chat"], help="evaluation prompt template (reward.py)")
+    ap.add_argument("--task", default=None,
+                    help="evaluate on a reward.py task instead, e.g. arith, countdown, gsm8k:PATH")
+    ap.add_argument("--n-prompts", type=int, default=50,
+                    help="held-out prompts to evaluate (task.example('test', i), i < N)")
+    ap.add_argument("-k", type=int, default=4,
+                    help="samples per evaluation prompt (pass@1 is their mean, cons@k their vote)")
+    ap.add_argument("--template", default="r1zero", choices=["r1zero", "chat"],
+                    help="evaluation prompt template (reward.py)")
     ap.add_argument("--think-prefilled", action="store_true", help="evaluation prompts end in <think>")
     ap.add_argument("--task-seed", type=int, default=0, help="seed of the task's example generator")
     ap.add_argument("--batch-prompts", type=int, default=8, help="evaluation prompts sampled together (k rows each)")
     ap.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit in tokens")
-    ap.add_argument("--temperature", type=float, default=None, help="0 = greedy; default 1.0 for --prompt, 0.6 for --task (R1 paper)")
-    ap.add_argument("--top-p", type=float, default=None, help="nucleus sampling; default 1.0 for --prompt, 0.95 for --task")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="0 = greedy; default 1.0 for --prompt, 0.6 for --task (R1 paper)")
+    ap.add_argument("--top-p", type=float, default=None,
+                    help="nucleus sampling; default 1.0 for --prompt, 0.95 for --task")
     ap.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens; 0 = all")
     ap.add_argument("--seed", type=int, default=0, help="sampling seed (rows are seeded from it and their prompt)")
-    ap.add_argument("--compile", action="store_true", help="replay the decode step from CUDA graphs (CUDA only; same tokens)")
+    ap.add_argument("--compile", action="store_true",
+                    help="replay the decode step from CUDA graphs (CUDA only; same tokens)")
     args = ap.parse_args(argv)
     from model import load_pretrained, pick_device
     device = pick_device(args.device)
@@ -397,7 +406,8 @@ def main(argv=None):
     model, tok = load_pretrained(args.model, device=device, dtype=dtype)
     if args.task:
         from reward import load_task
-        r = evaluate(model, tok, load_task(args.task, seed=args.task_seed), args.n_prompts, args.k, template=args.template,
+        task = load_task(args.task, seed=args.task_seed)
+        r = evaluate(model, tok, task, args.n_prompts, args.k, template=args.template,
                      think_prefilled=args.think_prefilled, max_new_tokens=args.max_new_tokens,
                      temperature=0.6 if args.temperature is None else args.temperature,
                      top_p=0.95 if args.top_p is None else args.top_p, seed=args.seed, batch_prompts=args.batch_prompts)

@@ -19,6 +19,10 @@ What the loss value means: on-policy (mu = 1) the ratio is 1 and advantages are 
 the GRPO loss is ~0 whatever the model learns; it is not a progress signal. Watch reward, accuracy,
 held-out pass@1, completion length, KL and the share of groups with zero reward variance.
 
+Reading order: the config and its checks; the GRPO step (Run, grpo_step, collect_rollouts, policy_update);
+train() and its setup; SFT; checkpoints; then, under one banner, the runtime machinery (memory, kernel
+caches, torchrun/FSDP), which changes no number.
+
 Choices that differ from the paper's scale, each a flag: a small model, short completions, few prompts
 per step, and bf16 autocast on the CPU too (fp32 master weights; log-softmax and loss in fp32).
 """
@@ -32,7 +36,6 @@ import math
 import os
 import random
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -48,68 +51,79 @@ from reward import TEMPLATES, load_task, render_prompt
 from sample import default_dtype, evaluate, sample
 
 
+def flag(default, help: str):
+    """A TrainConfig field: its default and its --help text (parse_config makes the flag)."""
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     # what to train
-    stage: str = field(default="grpo", metadata={"help": "grpo (RL against rule rewards) or sft (supervised on --data)"})
-    model: str = field(default=DEFAULT_MODEL, metadata={"help": "HF directory, .gguf file, 'tiny', or the default model"})
-    task: str = field(default="arith", metadata={"help": "reward.py task: arith[:opts], countdown, gsm8k:PATH, math:PATH, jsonl:PATH, code:PATH"})
-    template: str = field(default="chat", metadata={"help": "prompt template: r1zero (the paper's raw text) or chat; SFT also takes raw"})
-    think_prefill: bool = field(default=True, metadata={"help": "end the prompt with '<think>' so the model starts reasoning at once"})
-    data: str = field(default="", metadata={"help": "SFT jsonl: {'prompt','completion'} or {'messages':[...]} per line"})
+    stage: str = flag("grpo", "grpo (RL against rule rewards) or sft (supervised on --data)")
+    model: str = flag(DEFAULT_MODEL, "HF directory, .gguf file, 'tiny', or the default model")
+    task: str = flag("arith", "reward.py task: arith[:opts], countdown, gsm8k:PATH, math:PATH, jsonl:PATH, code:PATH")
+    template: str = flag("chat", "prompt template: r1zero (the paper's raw text) or chat; SFT also takes raw")
+    think_prefill: bool = flag(True, "end the prompt with '<think>' so the model starts reasoning at once")
+    data: str = flag("", "SFT jsonl: {'prompt','completion'} or {'messages':[...]} per line")
     # GRPO
-    group_size: int = field(default=8, metadata={"help": "G: completions sampled per prompt"})
-    prompts_per_step: int = field(default=8, metadata={"help": "P: prompts per step (SFT: examples per step)"})
-    max_new_tokens: int = field(default=64, metadata={"help": "completion length limit, tokens"})
-    temperature: float = field(default=1.0, metadata={"help": "sampling temperature (the loss scores at the same one)"})
-    top_p: float = field(default=1.0, metadata={"help": "nucleus sampling; < 1 makes the scored policy differ from the sampled one"})
-    beta: float = field(default=0.04, metadata={"help": "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model"})
-    clip_eps: float = field(default=0.2, metadata={"help": "PPO clip epsilon (lower side, and upper unless --clip-eps-high)"})
-    clip_eps_high: float = field(default=0.0, metadata={"help": "upper clip epsilon (DAPO clip-higher, e.g. 0.28); 0 = same as --clip-eps"})
-    num_iterations: int = field(default=1, metadata={"help": "mu: policy updates per batch of rollouts (1 = on-policy, as R1)"})
-    loss_agg: str = field(default="seq_mean_token_mean", metadata={"help": "loss aggregation: " + ", ".join(LOSS_AGGS)})
-    scale_rewards: str = field(default="group", metadata={"help": "advantage scale: group (GRPO), batch, none (Dr. GRPO)"})
-    ref_reset_every: int = field(default=0, metadata={"help": "copy the policy into the reference model every N steps (0 = never)"})
-    reward_weights: str = field(default="accuracy=1,format=1,tags=0.5", metadata={"help": "reward = sum of weight*part, e.g. accuracy=1,format=0.5,language=0.1"})
-    mask_truncated: bool = field(default=False, metadata={"help": "exclude completions that hit --max-new-tokens from the loss (DAPO)"})
+    group_size: int = flag(8, "G: completions sampled per prompt")
+    prompts_per_step: int = flag(8, "P: prompts per step (SFT: examples per step)")
+    max_new_tokens: int = flag(64, "completion length limit, tokens")
+    temperature: float = flag(1.0, "sampling temperature (the loss scores at the same one)")
+    top_p: float = flag(1.0, "nucleus sampling; < 1 makes the scored policy differ from the sampled one")
+    beta: float = flag(0.04, "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model")
+    clip_eps: float = flag(0.2, "PPO clip epsilon (lower side, and upper unless --clip-eps-high)")
+    clip_eps_high: float = flag(0.0, "upper clip epsilon (DAPO clip-higher, e.g. 0.28); 0 = same as --clip-eps")
+    num_iterations: int = flag(1, "mu: policy updates per batch of rollouts (1 = on-policy, as R1)")
+    loss_agg: str = flag("seq_mean_token_mean", "loss aggregation: " + ", ".join(LOSS_AGGS))
+    scale_rewards: str = flag("group", "advantage scale: group (GRPO), batch, none (Dr. GRPO)")
+    ref_reset_every: int = flag(0, "copy the policy into the reference model every N steps (0 = never)")
+    reward_weights: str = flag("accuracy=1,format=1,tags=0.5", "reward = sum of weight*part, e.g. "
+                                                               "accuracy=1,format=0.5,language=0.1")
+    mask_truncated: bool = flag(False, "exclude completions that hit --max-new-tokens from the loss (DAPO)")
     # optimisation
-    lr: float = field(default=2e-5, metadata={"help": "AdamW learning rate (constant after warmup)"})
-    warmup_steps: int = field(default=0, metadata={"help": "linear learning-rate warmup, optimiser steps"})
-    weight_decay: float = field(default=0.0, metadata={"help": "AdamW weight decay"})
-    grad_clip: float = field(default=1.0, metadata={"help": "max global grad norm (0 = off)"})
-    activation_checkpointing: bool = field(default=True, metadata={"help": "keep only each block's input for backward and recompute the block there (much less memory for a little more compute: README, Speed)"})
-    micro_batch_size: int = field(default=8, metadata={"help": "rows per forward/backward, rounded down to whole groups (memory knob; the result does not depend on it)"})
-    steps: int = field(default=40, metadata={"help": "GRPO steps (SFT runs for --epochs instead)"})
-    epochs: int = field(default=1, metadata={"help": "SFT: passes over --data"})
+    lr: float = flag(2e-5, "AdamW learning rate (constant after warmup)")
+    warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
+    weight_decay: float = flag(0.0, "AdamW weight decay")
+    grad_clip: float = flag(1.0, "max global grad norm (0 = off)")
+    activation_checkpointing: bool = flag(True, "keep only each block's input for backward and recompute the block "
+                                                "there (much less memory for a little more compute)")
+    micro_batch_size: int = flag(8, "rows per forward/backward, rounded down to whole groups (memory knob; the result "
+                                    "does not depend on it)")
+    steps: int = flag(40, "GRPO steps (SFT runs for --epochs instead)")
+    epochs: int = flag(1, "SFT: passes over --data")
     # runtime
-    dtype: str = field(default="auto", metadata={"help": "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32"})
-    device: str = field(default="auto", metadata={"help": "auto, cpu, cuda, cuda:1, mps"})
-    compile: bool = field(default=False, metadata={"help": "torch.compile the training forward (CUDA; slow to start)"})
-    cuda_graphs: bool = field(default=True, metadata={"help": "on CUDA, replay the sampler's decode steps from CUDA graphs (same tokens as eager, fewer kernel launches: sample.CUDAGraphStep)"})
-    seed: int = field(default=0, metadata={"help": "seeds task data, sampling and init: a run is a function of its flags"})
-    threads: int = field(default=0, metadata={"help": "CPU threads for torch (0 = torch's default)"})
-    fsdp: bool = field(default=False, metadata={"help": "under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead of replicating them; GRPO stage"})
+    dtype: str = flag("auto", "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32")
+    device: str = flag("auto", "auto, cpu, cuda, cuda:1, mps")
+    compile: bool = flag(False, "torch.compile the training forward (CUDA; slow to start)")
+    cuda_graphs: bool = flag(True, "on CUDA, replay the sampler's decode steps from CUDA graphs (same tokens as eager,"
+                                   " fewer kernel launches: sample.CUDAGraphStep)")
+    seed: int = flag(0, "seeds task data, sampling and init: a run is a function of its flags")
+    threads: int = flag(0, "CPU threads for torch (0 = torch's default)")
+    fsdp: bool = flag(False, "under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead "
+                             "of replicating them; GRPO stage")
     # outputs
-    out_dir: str = field(default="out", metadata={"help": "where checkpoints, metrics.jsonl and rollouts go"})
-    resume: bool = field(default=False, metadata={"help": "continue from the newest complete checkpoint in --out-dir"})
-    save_every: int = field(default=20, metadata={"help": "checkpoint every N steps (and at the end)"})
-    keep_checkpoints: int = field(default=2, metadata={"help": "how many newest checkpoints to keep (0 = all)"})
-    eval_every: int = field(default=10, metadata={"help": "held-out evaluation every N steps (and at start and end; 0 = start/end only)"})
-    eval_prompts: int = field(default=64, metadata={"help": "held-out prompts per evaluation (0 = no evaluation)"})
-    eval_k: int = field(default=4, metadata={"help": "samples per held-out prompt: pass@1 is their mean, cons@k their majority vote"})
-    eval_temperature: float = field(default=0.6, metadata={"help": "evaluation sampling temperature (R1 paper: 0.6, top-p 0.95)"})
-    rollouts_every: int = field(default=10, metadata={"help": "write the step's rollouts to OUT/rollouts/ every N steps (0 = never)"})
+    out_dir: str = flag("out", "where checkpoints, metrics.jsonl and rollouts go")
+    resume: bool = flag(False, "continue from the newest complete checkpoint in --out-dir")
+    save_every: int = flag(20, "checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = flag(2, "how many newest checkpoints to keep (0 = all)")
+    eval_every: int = flag(10, "held-out evaluation every N steps (and at start and end; 0 = start/end only)")
+    eval_prompts: int = flag(64, "held-out prompts per evaluation (0 = no evaluation)")
+    eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their majority vote")
+    eval_temperature: float = flag(0.6, "evaluation sampling temperature (R1 paper: 0.6, top-p 0.95)")
+    rollouts_every: int = flag(10, "write the step's rollouts to OUT/rollouts/ every N steps (0 = never)")
 
 
 def parse_config(argv=None) -> TrainConfig:
     """Flags generated from TrainConfig (one source of truth for help, defaults and the saved config)."""
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+        name = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
-            ap.add_argument(flag, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+            ap.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
         else:
-            ap.add_argument(flag, type=type(f.default), default=f.default, help=f.metadata["help"])
+            ap.add_argument(name, type=type(f.default), default=f.default, help=f.metadata["help"])
     ap.add_argument("-G", dest="group_size", type=int, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
@@ -133,7 +147,8 @@ def validate(cfg: TrainConfig):
     if cfg.stage == "grpo" and cfg.group_size < 2:
         raise ValueError(f"--group-size {cfg.group_size}: GRPO's advantage needs at least 2 completions per prompt")
     if cfg.temperature <= 0:
-        raise ValueError(f"--temperature {cfg.temperature}: GRPO scores log-probs at the sampling temperature, which must be > 0")
+        raise ValueError(f"--temperature {cfg.temperature}: GRPO scores log-probs at the sampling temperature, "
+                         "which must be > 0")
     if cfg.clip_eps_high and cfg.clip_eps_high < cfg.clip_eps:
         raise ValueError(f"--clip-eps-high {cfg.clip_eps_high} < --clip-eps {cfg.clip_eps}")
     if cfg.loss_agg not in LOSS_AGGS:
@@ -169,7 +184,397 @@ def parse_weights(text: str) -> dict[str, float]:
 
 
 # -----------------------------------------------------------------------------
-# SFT data
+# The GRPO step (steps 1-5 of the header)
+
+
+@dataclass
+class Run:
+    """What every step uses, set up once by train() (setup_run): the config, the task and its reward
+    weights, the tokenizer and the models.
+      policy     float32 master weights: trained, saved, the source of every copy below
+      forward    what the update calls for log-probs: torch.compile(policy) with --compile, else policy
+      sampler    the policy's weights in the compute dtype for sampling, refreshed from policy before every
+                 sampling pass (sync_weights); the policy itself when that dtype is float32
+      reference  the frozen reference model of the KL term (beta > 0), else None
+    Tests build one with only the fields they need."""
+    cfg: TrainConfig
+    tok: object
+    policy: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    task: object = None
+    weights: dict = field(default_factory=dict)               # reward part -> weight (--reward-weights)
+    sampler: torch.nn.Module | None = None
+    reference: torch.nn.Module | None = None
+    forward: object = None
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    out_dir: Path | None = None
+    dist: "Dist" = field(default_factory=lambda: Dist())
+    ref_is_initial: bool = True                                # the reference is still the initial model
+
+    def __post_init__(self):
+        self.sampler = self.policy if self.sampler is None else self.sampler
+        self.forward = self.policy if self.forward is None else self.forward
+
+
+def grpo_step(run: Run, step: int) -> dict:
+    """One GRPO step: rollouts and their advantages, then the update. Returns the step's metrics,
+    averaged over ranks."""
+    if run.sampler is not run.policy:
+        sync_weights(run.sampler, run.policy)
+    batch = collect_rollouts(run, step)
+    update = policy_update(run, batch)
+    if run.cfg.rollouts_every and step % run.cfg.rollouts_every == 0 and run.dist.rank == 0:
+        dump_rollouts(run, step, batch)
+    B, G = len(batch.texts), run.cfg.group_size
+    parts = {k: sum(p[k] for _, p in batch.scored) / B for k in batch.scored[0][1]}
+    return run.dist.mean_metrics({
+        "reward": batch.rewards.mean().item(), **parts, "reward_std": batch.rewards.std(correction=0).item(),
+        "len_mean": sum(batch.lengths) / B, "len_max": max(batch.lengths),
+        "truncated": 1.0 - batch.stopped.float().mean().item(),
+        "zero_std_groups": zero_std_fraction(batch.rewards, G), **update,
+        "sample_tok_s": sum(batch.lengths) / max(batch.sample_s, 1e-9) * run.dist.world,
+    })
+
+
+@dataclass
+class RolloutBatch:
+    """One step's rollouts, ready for the update. P prompts, B = P * G rows, groups contiguous."""
+    examples: list               # P reward.Example
+    texts: list                  # B decoded completions
+    scored: list                 # B (total, parts) from task.reward
+    rewards: torch.Tensor        # (B,) float32
+    advantages: torch.Tensor     # (B,) float32
+    prompt_ids: torch.Tensor     # (P, L) int64, left-padded
+    prompt_mask: torch.Tensor    # (P, L) bool
+    completion_ids: torch.Tensor  # (B, N) int64, padded after each row's end
+    completion_mask: torch.Tensor  # (B, N) bool: each row's tokens, stop token included
+    loss_mask: torch.Tensor      # (B, N) bool: the tokens that enter the loss (--mask-truncated drops rows)
+    lengths: list                # B completion lengths
+    stopped: torch.Tensor        # (B,) bool: ended on a stop token
+    sample_s: float              # seconds spent sampling
+
+
+def collect_rollouts(run: Run, step: int) -> RolloutBatch:
+    """Steps 1-3 of the header: this rank's prompts of this step -> G completions each -> rewards ->
+    advantages. The data position is the step: prompts step*P .. step*P+P-1, split over the ranks."""
+    cfg, tok, dist = run.cfg, run.tok, run.dist
+    P, G = cfg.prompts_per_step // dist.world, cfg.group_size
+    first = step * cfg.prompts_per_step + dist.rank * P
+    examples = [run.task.example("train", first + i) for i in range(P)]
+    prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
+    t0 = time.time()
+    ro = sample(run.sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step),
+                compile=cfg.cuda_graphs and run.device.type == "cuda")
+    sample_s = time.time() - t0
+    texts = ro.texts(tok)
+    scored = [run.task.reward(examples[i // G], text, cfg.think_prefill, weights=run.weights)
+              for i, text in enumerate(texts)]
+    rewards = torch.tensor([total for total, _ in scored], dtype=torch.float32)
+    advantages = group_advantages(rewards, G, scale=cfg.scale_rewards)
+    prompt_ids, prompt_mask = ro.prompt_batch()                               # (P, L), left-padded
+    completion_mask = ro.completion_mask()                                    # (B, N), from lengths
+    loss_mask = completion_mask & ro.stopped[:, None] if cfg.mask_truncated else completion_mask
+    dev = run.device
+    return RolloutBatch(examples, texts, scored, rewards, advantages.to(dev), prompt_ids.to(dev), prompt_mask.to(dev),
+                        ro.tokens.to(dev), completion_mask.to(dev), loss_mask.to(dev), ro.lengths.tolist(),
+                        ro.stopped.cpu(), sample_s)
+
+
+def group_micro_batches(cfg, P: int) -> list[tuple[slice, slice]]:
+    """(prompt rows, completion rows) per micro-batch of P prompts' groups: whole groups, about
+    --micro-batch-size rows each."""
+    G = cfg.group_size
+    per = max(1, cfg.micro_batch_size // G)
+    return [(slice(p, min(p + per, P)), slice(p * G, min(p + per, P) * G)) for p in range(0, P, per)]
+
+
+def micro_batch_width(batch: RolloutBatch, b: slice) -> int:
+    """The longest completion among rows b: columns past it are padding in every row of the micro-batch,
+    so its forward and backward run on (rows, width) instead of (rows, N)."""
+    return max(batch.lengths[b])
+
+
+def batch_logprobs(run: Run, model, batch: RolloutBatch) -> torch.Tensor:
+    """Step 4: (B, N) float32 log-probs of the completions under `model` (reference or old policy), no grad."""
+    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=run.device)
+    with torch.no_grad(), autocast(run.device, run.dtype):
+        for p, b in group_micro_batches(run.cfg, batch.prompt_ids.size(0)):
+            w = micro_batch_width(batch, b)
+            out[b, :w] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p],
+                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w],
+                                              run.cfg.temperature)
+    return out
+
+
+def policy_update(run: Run, batch: RolloutBatch) -> dict:
+    """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
+    steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py), on every
+    rank: the normaliser and the gradients are sums over ranks."""
+    cfg, dist, mask = run.cfg, run.dist, batch.loss_mask
+    ref_logp = batch_logprobs(run, run.reference, batch) if run.reference is not None else None
+    old_logp = batch_logprobs(run, run.forward, batch) if cfg.num_iterations > 1 else None  # mu = 1: detached current
+    norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
+    stats, grad_norm, loss_sum, tokens = {}, 0.0, 0.0, 0.0
+    for _ in range(cfg.num_iterations):
+        run.optimizer.zero_grad(set_to_none=False)
+        for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
+            if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
+                continue                                                     # e.g. all rows truncated and masked
+            w = micro_batch_width(batch, b)
+            with autocast(run.device, run.dtype):
+                logp = group_token_logprobs(run.forward, batch.prompt_ids[p], batch.prompt_mask[p],
+                                            batch.completion_ids[b, :w], batch.completion_mask[b, :w], cfg.temperature)
+            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b, :w],
+                                None if ref_logp is None else ref_logp[b, :w], batch.advantages[b], mask[b, :w],
+                                normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
+                                clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta)
+            loss.backward()
+            loss_sum += loss.item()
+            n = m.pop("completion_tokens")
+            tokens += n
+            for k, v in m.items():                                           # token-weighted means over micro-batches
+                stats[k] = stats.get(k, 0.0) + v * n
+        dist.sum_grads(run.policy)
+        grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
+        run.optimizer.step()
+    return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
+            "grad_norm": grad_norm}
+
+
+def dump_rollouts(run: Run, step: int, batch: RolloutBatch):
+    """OUT/rollouts/step_N.jsonl: this rank's rows of the step, to read what RL is doing."""
+    (run.out_dir / "rollouts").mkdir(exist_ok=True)
+    with open(run.out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
+        for i, text in enumerate(batch.texts):
+            ex = batch.examples[i // run.cfg.group_size]
+            f.write(json.dumps({"prompt": ex.prompt, "answer": ex.answer, "completion": text,
+                                "reward": batch.scored[i][0], **batch.scored[i][1],
+                                "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
+                                "truncated": not bool(batch.stopped[i])}) + "\n")
+
+
+# -----------------------------------------------------------------------------
+# The run: setup, then steps, evaluations and checkpoints
+
+
+def train(cfg: TrainConfig, task=None) -> dict:
+    """Runs the configured stage to completion (resuming if asked). Returns the last metrics dict,
+    with the final evaluation under "eval" when one ran. `task` overrides --task with any object that
+    has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task)."""
+    records = read_sft_data(cfg.data) if cfg.stage == "sft" else None     # bad input fails before the model loads
+    run, start_step, state = setup_run(cfg, task)
+    dist = run.dist
+    if cfg.stage == "sft":
+        pairs = tokenize_sft(records, run.tok, cfg.template, cfg.think_prefill)
+        steps_per_epoch = math.ceil(len(pairs) / cfg.prompts_per_step)
+        total_steps = steps_per_epoch * cfg.epochs
+    else:
+        total_steps = cfg.steps
+    start_logs(run, start_step, resumed=state is not None, total_steps=total_steps)
+
+    last = {}
+    if start_step == 0:
+        last["eval"] = run_eval(run, 0, "start")
+    dist.barrier()                                      # the other ranks wait for rank 0's evaluation
+    bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps, desc=cfg.stage,
+               dynamic_ncols=True, disable=None if dist.rank == 0 else True)
+    for step in bar:
+        t0 = time.time()
+        for g in run.optimizer.param_groups:
+            g["lr"] = lr_at(step, cfg)
+        if cfg.stage == "grpo":
+            if cfg.ref_reset_every and step and step % cfg.ref_reset_every == 0:
+                sync_weights(run.reference, run.policy)     # R1: the reference follows the policy periodically
+                run.ref_is_initial = False
+            m = grpo_step(run, step)
+            bar.set_postfix(reward=f"{m['reward']:.3f}", acc=f"{m['accuracy']:.3f}")
+        else:
+            m = sft_step(run, step, pairs, steps_per_epoch)
+            bar.set_postfix(loss=f"{m['loss']:.4f}")
+        m = {"step": step + 1, **m, "lr": lr_at(step, cfg), "step_s": time.time() - t0}
+        last = m
+        done = step + 1 == total_steps
+        if dist.rank == 0:
+            tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
+            log_metrics(run, m)
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
+            run_eval(run, step + 1, "")                 # on every rank: refreshing the sampler may all-gather
+        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            save_checkpoint(run, step + 1)
+        dist.barrier()
+    if start_step < total_steps or not list_checkpoints(run.out_dir):
+        last["eval"] = run_eval(run, total_steps, "end")
+    dist.barrier()
+    return last
+
+
+def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
+    """Everything before the first step: processes and device, input checks (all before the model
+    loads), the checkpoint to resume from, the models and the optimizer. Returns the Run, the step to
+    start from and the resumed trainer state (None for a fresh run)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    dist, device = init_distributed(cfg)
+    dist.fsdp = cfg.fsdp and dist.world > 1
+    dtype = compute_dtype(cfg.dtype, device)
+    if device.type == "cpu":
+        keep_freed_memory()
+        cap_kernel_caches()
+    # everything that can fail on bad input fails here, before the model is loaded
+    if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
+        task = load_task(cfg.task, seed=cfg.seed)
+    weights = parse_weights(cfg.reward_weights)
+    resolve_model_path(cfg.model)
+    ckpts = list_checkpoints(out_dir)
+    if ckpts and not cfg.resume:
+        raise SystemExit(f"{out_dir} already holds checkpoints ({ckpts[-1].name}); pass --resume to continue "
+                         "or choose another --out-dir")
+    state = None
+    if cfg.resume and ckpts:
+        state = torch.load(ckpts[-1] / "trainer_state.pt", map_location="cpu", weights_only=False)
+        if dist.rank == 0:
+            print(f"resuming from {ckpts[-1]} (step {state['step']})")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    policy, tok = load_pretrained(ckpts[-1] if state else cfg.model, device=device, dtype=torch.float32)
+    if state and state["config"]["model"] != cfg.model:
+        print(f"note: checkpoint was trained from {state['config']['model']}, flags say {cfg.model}")
+    policy.requires_grad_(True).train()
+    policy.checkpoint_blocks = cfg.activation_checkpointing
+    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
+    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights)
+    sampler = (policy if dtype == torch.float32 and not dist.fsdp else
+               copy.deepcopy(policy).to(dtype).requires_grad_(False))
+    reference = None
+    if cfg.stage == "grpo" and cfg.beta > 0:
+        reference = load_reference(cfg, policy, state, device, dtype, dist)
+    if dist.fsdp:
+        fsdp_shard(policy, device, dist.world)
+    # fused: one kernel per tensor, no temporaries (the default implementation makes two as large as the
+    # embedding, 113 MB each on the default model, at every step)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
+                                  fused=device.type in ("cpu", "cuda") and not dist.fsdp)
+    if state:
+        load_optimizer_state(policy, optimizer, state["optimizer"], dist)
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+    run = Run(cfg, tok, policy, optimizer, task=task, weights=weights, sampler=sampler, reference=reference,
+              forward=torch.compile(policy) if cfg.compile else None, device=device, dtype=dtype, out_dir=out_dir,
+              dist=dist, ref_is_initial=not (state and state.get("reference") is not None))
+    save_memory(run)
+    return run, state["step"] if state else 0, state
+
+
+def load_reference(cfg: TrainConfig, policy, state: dict | None, device, dtype, dist: "Dist"):
+    """The frozen reference model: the initial model, or the one saved in the checkpoint after a
+    --ref-reset-every reset. It runs under the same autocast as the policy, so that at step 0 both compute
+    the very same numbers and the KL is exactly 0. Its blocks' Linear weights are stored in the compute
+    dtype (half the memory, no cast per forward): autocast would round them to it anyway. Embeddings and
+    norms stay float32 (a bf16 model would also round the residual stream, which autocast does not)."""
+    if state and state.get("reference") is not None:
+        reference = copy.deepcopy(policy)
+        reference.load_state_dict(state["reference"])
+    else:
+        reference, _ = load_pretrained(cfg.model, device=device, dtype=torch.float32)
+    reference = reference.requires_grad_(False).eval()
+    for module in reference.layers.modules():
+        if isinstance(module, torch.nn.Linear) and not dist.fsdp:    # FSDP2 wants one dtype per unit
+            module.to(dtype)
+    if dist.fsdp:
+        fsdp_shard(reference, device, dist.world)
+    return reference
+
+
+def start_logs(run: Run, start_step: int, resumed: bool, total_steps: int):
+    """Rank 0: OUT/config.json, metrics.jsonl cut back to the step resumed from, the config and run lines."""
+    cfg, metrics_path = run.cfg, run.out_dir / "metrics.jsonl"
+    if run.dist.rank != 0:
+        return
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    (run.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    if resumed and metrics_path.exists():         # drop lines logged after the checkpoint we resume from
+        kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l).get("step", 0) <= start_step]
+        metrics_path.write_text("".join(l + "\n" for l in kept))
+    print("config: " + json.dumps(dataclasses.asdict(cfg)))
+    params = sum(p.numel() for p in run.policy.parameters()) / 1e6
+    print(f"device={run.device} compute_dtype={str(run.dtype).removeprefix('torch.')} "
+          f"threads={torch.get_num_threads()} ranks={run.dist.world} params={params:.1f}M steps={total_steps}")
+
+
+def log_metrics(run: Run, record: dict):
+    with open(run.out_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def run_eval(run: Run, step: int, tag: str) -> dict | None:
+    """Held-out pass@1 / cons@k of the current policy (sample.evaluate), printed and logged by rank 0."""
+    cfg = run.cfg
+    if not cfg.eval_prompts or run.task is None:
+        return None
+    if run.sampler is not run.policy:
+        sync_weights(run.sampler, run.policy)          # on every rank: under FSDP it all-gathers
+    if run.dist.rank != 0:
+        return None
+    t0 = time.time()
+    r = evaluate(run.sampler, run.tok, run.task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
+                 think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
+                 temperature=cfg.eval_temperature, top_p=0.95, seed=cfg.seed)
+    tqdm.write(eval_line(tag, step, r) + f" seconds={time.time() - t0:.1f}")
+    rec = {"step": step, "eval": {k: v for k, v in r.items() if isinstance(v, (int, float))}}
+    log_metrics(run, rec)
+    return rec["eval"]
+
+
+# -----------------------------------------------------------------------------
+# Helpers of the step: learning rate, seeds, micro-batches, dtypes
+
+
+def lr_at(step: int, cfg: TrainConfig) -> float:
+    """Linear warmup over --warmup-steps optimiser steps, then constant (R1 trains at a constant lr)."""
+    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+
+
+def step_seed(cfg: TrainConfig, step: int) -> int:
+    """Sampling seed of a step: a function of (seed, step) only, so a resumed run samples what the
+    uninterrupted one did without restoring any generator state."""
+    return (cfg.seed * 1_000_003 + step) % 2**31
+
+
+def micro_batches(B: int, size: int):
+    return [slice(i, min(i + size, B)) for i in range(0, B, size)]
+
+
+def compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto -> sample.default_dtype: bfloat16 on CUDA, and on CPUs with native bf16 matmuls (faster than
+    float32 there: benchmarks/sample_vs_hf.py), else float32. Master weights and optimiser state stay
+    float32."""
+    if name == "auto":
+        return default_dtype(device)
+    return getattr(torch, name)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """bf16/fp16 autocast for the training forward; a no-op for float32 (exact, used by the tests).
+    Without autocast's cache of weight casts: a weight used twice in one forward (the shared prompt
+    pass and the completions, grpo.group_token_logprobs) then gets two casts, and its two gradients
+    are summed in float32 by AccumulateGrad rather than in bf16 through one shared cast."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+
+
+def eval_line(tag: str, step: int, r: dict) -> str:
+    return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
+            f"cons@{r['k']}={r['cons@k']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
+
+
+# -----------------------------------------------------------------------------
+# SFT (R1's cold start and rejection-sampling stages)
 
 
 def read_sft_data(path: str) -> list[dict]:
@@ -189,7 +594,8 @@ def read_sft_data(path: str) -> list[dict]:
                 if not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs) \
                         or msgs[-1].get("role") != "assistant":
                     raise ValueError(f"{path}:{n}: 'messages' must be role/content objects ending with the assistant's")
-            elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str) and isinstance(rec.get("completion"), str)):
+            elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str)
+                      and isinstance(rec.get("completion"), str)):
                 raise ValueError(f"{path}:{n}: expected {{'prompt': str, 'completion': str}} or {{'messages': [...]}}")
             records.append(rec)
     if not records:
@@ -228,28 +634,54 @@ def sft_batch(pairs, pad_id: int, device):
     return ids.to(device), attn.to(device), comp.to(device)
 
 
+def sft_step(run: Run, step: int, pairs: list, steps_per_epoch: int) -> dict:
+    """One SFT step: cross-entropy on completion tokens only, averaged over the step's completion tokens
+    (so micro-batching does not change the gradient). The example order is a seeded permutation per
+    epoch, so the data position is a function of the step (exact resume)."""
+    cfg, dist = run.cfg, run.dist
+    epoch, i = divmod(step, steps_per_epoch)
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+    batch = [pairs[j] for j in order[i * cfg.prompts_per_step:(i + 1) * cfg.prompts_per_step]]
+    batch = batch[dist.rank::dist.world]                   # this rank's share (ranks beyond it get none)
+    ids, attn, comp = sft_batch(batch, run.tok.pad_id, run.device) if batch else (None, None, None)
+    n_tokens = dist.sum(comp.sum().item() if batch else 0)
+    run.optimizer.zero_grad(set_to_none=False)
+    loss_sum = 0.0
+    for mb in micro_batches(ids.size(0) if batch else 0, cfg.micro_batch_size):
+        with autocast(run.device, run.dtype):
+            logp = token_logprobs(run.forward, ids[mb], attn[mb], comp[mb], temperature=1.0)
+        loss = -logp.sum() / n_tokens          # padding positions are 0 in logp
+        loss.backward()
+        loss_sum += loss.item()
+    dist.sum_grads(run.policy)
+    loss_sum = dist.sum(loss_sum)
+    grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
+    run.optimizer.step()
+    return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
+
+
 # -----------------------------------------------------------------------------
 # Checkpoints: OUT/checkpoints/step_N/ = Hugging Face files + trainer_state.pt, renamed into place whole
 
 
-def save_checkpoint(out_dir: Path, step: int, policy, tok, optimizer, cfg: TrainConfig, reference=None,
-                    dist: "Dist" = None):
+def save_checkpoint(run: Run, step: int):
     """Atomic: everything is written into a temporary directory that is renamed to step_N only when
-    complete, so a crash at any moment leaves the previous checkpoints whole. `reference` is saved
-    only when it is no longer the initial model (after a --ref-reset-every reset). The optimizer state
-    is keyed by parameter name, so any number of ranks, sharded or not, can resume from it. Every rank
-    calls this (under FSDP the full tensors are gathered from all of them); rank 0 writes."""
-    dist = dist or Dist()
+    complete, so a crash at any moment leaves the previous checkpoints whole. The reference model is
+    saved only when it is no longer the initial model (after a --ref-reset-every reset). The optimizer
+    state is keyed by parameter name, so any number of ranks, sharded or not, can resume from it. Every
+    rank calls this (under FSDP the full tensors are gathered from all of them); rank 0 writes."""
+    cfg, dist = run.cfg, run.dist
     if dist.rank != 0 and not dist.fsdp:
         return
-    weights, opt_state = full_state_dicts(policy, optimizer, dist)
+    weights, opt_state = full_state_dicts(run.policy, run.optimizer, dist)
+    reference = None if run.ref_is_initial else run.reference
     ref_weights = full_state_dicts(reference, None, dist)[0] if reference is not None else None
     if dist.rank != 0:
         return
-    ckpt_root = out_dir / "checkpoints"
+    ckpt_root = run.out_dir / "checkpoints"
     ckpt_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f"step_{step}.tmp-", dir=ckpt_root))
-    save_pretrained(policy, tok, tmp / "hf", state_dict=weights)   # its own temp+rename inside ours
+    save_pretrained(run.policy, run.tok, tmp / "hf", state_dict=weights)   # its own temp+rename inside ours
     for f in (tmp / "hf").iterdir():
         os.replace(f, tmp / f.name)
     (tmp / "hf").rmdir()
@@ -260,7 +692,7 @@ def save_checkpoint(out_dir: Path, step: int, policy, tok, optimizer, cfg: Train
     shutil.rmtree(final, ignore_errors=True)          # only when re-saving the same step
     os.replace(tmp, final)
     if cfg.keep_checkpoints:
-        for old in list_checkpoints(out_dir)[:-cfg.keep_checkpoints]:
+        for old in list_checkpoints(run.out_dir)[:-cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
 
 
@@ -311,27 +743,22 @@ def list_checkpoints(out_dir: Path) -> list[Path]:
     return sorted(done, key=lambda p: int(p.name[5:]))
 
 
-# -----------------------------------------------------------------------------
-# Helpers
+# =============================================================================
+# Runtime machinery: memory, kernel caches, torchrun/FSDP. Nothing below changes a number
+# (tests/test_train.py checks each against its plain equivalent; benchmarks/README.md has what each buys).
 
 
-def compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto -> sample.default_dtype: bfloat16 on CUDA, and on CPUs with native bf16 matmuls (faster than
-    float32 there: benchmarks/sample_vs_hf.py), else float32. Master weights and optimiser state stay
-    float32."""
-    if name == "auto":
-        return default_dtype(device)
-    return getattr(torch, name)
-
-
-def autocast(device: torch.device, dtype: torch.dtype):
-    """bf16/fp16 autocast for the training forward; a no-op for float32 (exact, used by the tests).
-    Without autocast's cache of weight casts: a weight used twice in one forward (the shared prompt
-    pass and the completions, grpo.group_token_logprobs) then gets two casts, and its two gradients
-    are summed in float32 by AccumulateGrad rather than in bf16 through one shared cast."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+def save_memory(run: Run):
+    """The memory measures of a run, applied once its models and optimizer exist: the gradients and AdamW
+    state allocated up front; the sampler's weights placed in the gradient buffer, which holds nothing from
+    optimizer.step to the next backward, when the sampler is used (sync_weights refills it before every
+    sampling pass, and zero_grad at the start of the update overwrites it); the embedding's gradient as
+    (token ids, rows) added into the dense .grad allocated up front, instead of a dense (V, C) float32 tensor
+    per backward (113 MB on the default model; not under FSDP2 or torch.compile, which take dense ones)."""
+    grads = allocate_training_state(run.policy, run.optimizer)
+    if run.sampler is not run.policy and grads is not None:
+        place_weights(run.sampler, grads)
+    run.policy.embed_tokens.sparse = not (run.dist.fsdp or run.cfg.compile)
 
 
 def keep_freed_memory() -> bool:
@@ -387,21 +814,6 @@ def allocate_training_state(model, optimizer) -> torch.Tensor | None:
                 step = torch.tensor(0.0, device=p.device if group["fused"] else "cpu")
                 optimizer.state[p] = {"step": step, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
     return grads
-
-
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup over --warmup-steps optimiser steps, then constant (R1 trains at a constant lr)."""
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
-
-
-def step_seed(cfg: TrainConfig, step: int) -> int:
-    """Sampling seed of a step: a function of (seed, step) only, so a resumed run samples what the
-    uninterrupted one did without restoring any generator state."""
-    return (cfg.seed * 1_000_003 + step) % 2**31
-
-
-def micro_batches(B: int, size: int):
-    return [slice(i, min(i + size, B)) for i in range(0, B, size)]
 
 
 def sync_weights(dst, src):
@@ -521,331 +933,6 @@ def fsdp_shard(model, device: torch.device, world: int):
             m.set_gradient_divide_factor(1.0)
             m.set_force_sum_reduction_for_comms(True)         # a plain SUM (gloo has no pre-multiplied sum)
     return model
-
-
-def eval_line(tag: str, step: int, r: dict) -> str:
-    return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
-            f"cons@{r['k']}={r['cons@k']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
-
-
-# -----------------------------------------------------------------------------
-# The run
-
-
-def train(cfg: TrainConfig, task=None) -> dict:
-    """Runs the configured stage to completion (resuming if asked). Returns the last metrics dict,
-    with the final evaluation under "eval" when one ran. `task` overrides --task with any object that
-    has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out_dir = Path(cfg.out_dir)
-    dist, device = init_distributed(cfg)
-    dist.fsdp = cfg.fsdp and dist.world > 1
-    dtype = compute_dtype(cfg.dtype, device)
-    if device.type == "cpu":
-        keep_freed_memory()
-        cap_kernel_caches()
-    # everything that can fail on bad input fails here, before the model is loaded
-    if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
-        task = load_task(cfg.task, seed=cfg.seed)
-    weights = parse_weights(cfg.reward_weights)
-    records = read_sft_data(cfg.data) if cfg.stage == "sft" else None
-    resolve_model_path(cfg.model)
-    ckpts = list_checkpoints(out_dir)
-    if ckpts and not cfg.resume:
-        raise SystemExit(f"{out_dir} already holds checkpoints ({ckpts[-1].name}); pass --resume to continue "
-                         "or choose another --out-dir")
-
-    start_step, state = 0, None
-    if cfg.resume and ckpts:
-        state = torch.load(ckpts[-1] / "trainer_state.pt", map_location="cpu", weights_only=False)
-        start_step = state["step"]
-        if dist.rank == 0:
-            print(f"resuming from {ckpts[-1]} (step {start_step})")
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-
-    policy, tok = load_pretrained(ckpts[-1] if state else cfg.model, device=device, dtype=torch.float32)
-    if state and state["config"]["model"] != cfg.model:
-        print(f"note: checkpoint was trained from {state['config']['model']}, flags say {cfg.model}")
-    policy.requires_grad_(True).train()
-    policy.checkpoint_blocks = cfg.activation_checkpointing
-    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
-    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights)
-    sampler = (policy if dtype == torch.float32 and not dist.fsdp else
-               copy.deepcopy(policy).to(dtype).requires_grad_(False))
-    reference = None
-    if cfg.stage == "grpo" and cfg.beta > 0:
-        if state and state.get("reference") is not None:
-            reference = copy.deepcopy(policy)
-            reference.load_state_dict(state["reference"])
-        else:
-            reference, _ = load_pretrained(cfg.model, device=device, dtype=torch.float32)
-        # The reference runs under the same autocast as the policy, so that at step 0 both compute the very
-        # same numbers and the KL is exactly 0. Its blocks' Linear weights are stored in the compute dtype
-        # (half the memory, no cast per forward): autocast would round them to it anyway. Embeddings and
-        # norms stay float32 (a bf16 model would also round the residual stream, which autocast does not).
-        reference = reference.requires_grad_(False).eval()
-        for module in reference.layers.modules():
-            if isinstance(module, torch.nn.Linear) and not dist.fsdp:    # FSDP2 wants one dtype per unit
-                module.to(dtype)
-        if dist.fsdp:
-            fsdp_shard(reference, device, dist.world)
-    ref_is_initial = not (state and state.get("reference") is not None)
-    if dist.fsdp:
-        fsdp_shard(policy, device, dist.world)
-    raw_policy = policy                                 # saved and sampled from; never the compiled wrapper
-    if cfg.compile:
-        policy = torch.compile(policy)
-
-    # fused: one kernel per tensor, no temporaries (the default implementation makes two as large as the
-    # embedding, 113 MB each on the default model, at every step)
-    optimizer = torch.optim.AdamW(raw_policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
-                                  fused=device.type in ("cpu", "cuda") and not dist.fsdp)
-    if state:
-        load_optimizer_state(raw_policy, optimizer, state["optimizer"], dist)
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-    grads = allocate_training_state(raw_policy, optimizer)
-    if sampler is not raw_policy and grads is not None:
-        # The gradients hold nothing from optimizer.step to the next backward, which is when the sampler is
-        # used (sync_weights refills it before every sampling pass): its weights live in their memory, so
-        # sampling costs no memory for weights. (zero_grad at the start of the update overwrites them.)
-        place_weights(sampler, grads)
-    # the embedding's gradient as (token ids, rows), added into the dense .grad allocated above, instead of
-    # a dense (V, C) float32 tensor per backward (113 MB on the default model). Not under FSDP2 or
-    # torch.compile, which take dense gradients only.
-    raw_policy.embed_tokens.sparse = not (dist.fsdp or cfg.compile)
-
-    if cfg.stage == "sft":
-        pairs = tokenize_sft(records, tok, cfg.template, cfg.think_prefill)
-        steps_per_epoch = math.ceil(len(pairs) / cfg.prompts_per_step)
-        total_steps = steps_per_epoch * cfg.epochs
-    else:
-        total_steps = cfg.steps
-
-    metrics_path = out_dir / "metrics.jsonl"
-    if dist.rank == 0:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-        if state and metrics_path.exists():         # drop lines logged after the checkpoint we resume from
-            kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l).get("step", 0) <= start_step]
-            metrics_path.write_text("".join(l + "\n" for l in kept))
-        print("config: " + json.dumps(dataclasses.asdict(cfg)))
-        print(f"device={device} compute_dtype={str(dtype).removeprefix('torch.')} threads={torch.get_num_threads()} "
-              f"ranks={dist.world} params={sum(p.numel() for p in raw_policy.parameters()) / 1e6:.1f}M steps={total_steps}")
-
-    def log(record: dict):
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(record) + "\n")
-
-    def run_eval(step: int, tag: str):
-        if not cfg.eval_prompts or task is None:
-            return None
-        if sampler is not raw_policy:
-            sync_weights(sampler, raw_policy)          # on every rank: under FSDP it all-gathers
-        if dist.rank != 0:
-            return None
-        t0 = time.time()
-        r = evaluate(sampler, tok, task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
-                     think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
-                     temperature=cfg.eval_temperature, top_p=0.95, seed=cfg.seed)
-        tqdm.write(eval_line(tag, step, r) + f" seconds={time.time() - t0:.1f}")
-        rec = {"step": step, "eval": {k: v for k, v in r.items() if isinstance(v, (int, float))}}
-        log(rec)
-        return rec["eval"]
-
-    last = {}
-    if start_step == 0:
-        last["eval"] = run_eval(0, "start")
-    dist.barrier()                                      # the other ranks wait for rank 0's evaluation
-    bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps, desc=cfg.stage,
-               dynamic_ncols=True, disable=None if dist.rank == 0 else True)
-    for step in bar:
-        t0 = time.time()
-        for g in optimizer.param_groups:
-            g["lr"] = lr_at(step, cfg)
-        if cfg.stage == "grpo":
-            if cfg.ref_reset_every and step and step % cfg.ref_reset_every == 0:
-                sync_weights(reference, raw_policy)     # R1: the reference follows the policy periodically
-                ref_is_initial = False
-            m = grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, tok, optimizer,
-                          device, dtype, out_dir, dist)
-            bar.set_postfix(reward=f"{m['reward']:.3f}", acc=f"{m['accuracy']:.3f}")
-        else:
-            m = sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype, dist)
-            bar.set_postfix(loss=f"{m['loss']:.4f}")
-        m = {"step": step + 1, **m, "lr": lr_at(step, cfg), "step_s": time.time() - t0}
-        last = m
-        done = step + 1 == total_steps
-        if dist.rank == 0:
-            tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
-            log(m)
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
-            run_eval(step + 1, "")                      # on every rank: refreshing the sampler may all-gather
-        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-            save_checkpoint(out_dir, step + 1, raw_policy, tok, optimizer, cfg,
-                            reference=None if ref_is_initial else reference, dist=dist)
-        dist.barrier()
-    if start_step < total_steps or not list_checkpoints(out_dir):
-        last["eval"] = run_eval(total_steps, "end")
-    dist.barrier()
-    return last
-
-
-@dataclass
-class RolloutBatch:
-    """One step's rollouts, ready for the update. P prompts, B = P * G rows, groups contiguous."""
-    examples: list               # P reward.Example
-    texts: list                  # B decoded completions
-    scored: list                 # B (total, parts) from task.reward
-    rewards: torch.Tensor        # (B,) float32
-    advantages: torch.Tensor     # (B,) float32
-    prompt_ids: torch.Tensor     # (P, L) int64, left-padded
-    prompt_mask: torch.Tensor    # (P, L) bool
-    completion_ids: torch.Tensor  # (B, N) int64, padded after each row's end
-    completion_mask: torch.Tensor  # (B, N) bool: each row's tokens, stop token included
-    loss_mask: torch.Tensor      # (B, N) bool: the tokens that enter the loss (--mask-truncated drops rows)
-    lengths: list                # B completion lengths
-    stopped: torch.Tensor        # (B,) bool: ended on a stop token
-    sample_s: float              # seconds spent sampling
-
-
-def collect_rollouts(cfg, step, task, weights, sampler, tok, device, dist: Dist = Dist()) -> RolloutBatch:
-    """Steps 1-3 of the header: this rank's prompts of this step -> G completions each -> rewards ->
-    advantages. The data position is the step: prompts step*P .. step*P+P-1, split over the ranks."""
-    P, G = cfg.prompts_per_step // dist.world, cfg.group_size
-    first = step * cfg.prompts_per_step + dist.rank * P
-    examples = [task.example("train", first + i) for i in range(P)]
-    prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
-    t0 = time.time()
-    ro = sample(sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step),
-                compile=cfg.cuda_graphs and device.type == "cuda")
-    sample_s = time.time() - t0
-    texts = ro.texts(tok)
-    scored = [task.reward(examples[i // G], text, cfg.think_prefill, weights=weights) for i, text in enumerate(texts)]
-    rewards = torch.tensor([total for total, _ in scored], dtype=torch.float32)
-    prompt_ids, prompt_mask = ro.prompt_batch()                               # (P, L), left-padded
-    completion_mask = ro.completion_mask()                                    # (B, N), from lengths
-    loss_mask = completion_mask & ro.stopped[:, None] if cfg.mask_truncated else completion_mask
-    return RolloutBatch(examples, texts, scored, rewards, group_advantages(rewards, G, scale=cfg.scale_rewards).to(device),
-                        prompt_ids.to(device), prompt_mask.to(device), ro.tokens.to(device), completion_mask.to(device),
-                        loss_mask.to(device), ro.lengths.tolist(), ro.stopped.cpu(), sample_s)
-
-
-def group_micro_batches(cfg, P: int) -> list[tuple[slice, slice]]:
-    """(prompt rows, completion rows) per micro-batch of P prompts' groups: whole groups, about
-    --micro-batch-size rows each."""
-    G = cfg.group_size
-    per = max(1, cfg.micro_batch_size // G)
-    return [(slice(p, min(p + per, P)), slice(p * G, min(p + per, P) * G)) for p in range(0, P, per)]
-
-
-def micro_batch_width(batch: RolloutBatch, b: slice) -> int:
-    """The longest completion among rows b: columns past it are padding in every row of the micro-batch,
-    so its forward and backward run on (rows, width) instead of (rows, N)."""
-    return max(batch.lengths[b])
-
-
-def batch_logprobs(model, batch: RolloutBatch, cfg, device, dtype) -> torch.Tensor:
-    """(B, N) float32 log-probs of the completions under `model` (reference or old policy), no grad."""
-    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=device)
-    with torch.no_grad(), autocast(device, dtype):
-        for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
-            w = micro_batch_width(batch, b)
-            out[b, :w] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p],
-                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w], cfg.temperature)
-    return out
-
-
-def policy_update(cfg, batch: RolloutBatch, policy, raw_policy, reference, optimizer, device, dtype,
-                  dist: Dist = Dist()) -> dict:
-    """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
-    steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py), on every
-    rank: the normaliser and the gradients are sums over ranks."""
-    mask = batch.loss_mask
-    ref_logp = batch_logprobs(reference, batch, cfg, device, dtype) if reference is not None else None
-    old_logp = batch_logprobs(policy, batch, cfg, device, dtype) if cfg.num_iterations > 1 else None  # mu = 1: detached current
-    norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
-    stats, grad_norm, loss_sum, tokens = {}, 0.0, 0.0, 0.0
-    for _ in range(cfg.num_iterations):
-        optimizer.zero_grad(set_to_none=False)
-        for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
-            if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
-                continue                                                     # e.g. all rows truncated and masked
-            w = micro_batch_width(batch, b)
-            with autocast(device, dtype):
-                logp = group_token_logprobs(policy, batch.prompt_ids[p], batch.prompt_mask[p],
-                                            batch.completion_ids[b, :w], batch.completion_mask[b, :w], cfg.temperature)
-            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b, :w],
-                                None if ref_logp is None else ref_logp[b, :w], batch.advantages[b], mask[b, :w],
-                                normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
-                                clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta)
-            loss.backward()
-            loss_sum += loss.item()
-            n = m.pop("completion_tokens")
-            tokens += n
-            for k, v in m.items():                                           # token-weighted means over micro-batches
-                stats[k] = stats.get(k, 0.0) + v * n
-        dist.sum_grads(raw_policy)
-        grad_norm = clip_grad_norm(raw_policy, cfg.grad_clip)
-        optimizer.step()
-    return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
-            "grad_norm": grad_norm}
-
-
-def grpo_step(cfg, step, task, weights, policy, raw_policy, sampler, reference, tok, optimizer, device, dtype,
-              out_dir, dist: Dist = Dist()):
-    """One GRPO step (steps 1-5 of the header). Returns the step's metrics, averaged over ranks."""
-    if sampler is not raw_policy:
-        sync_weights(sampler, raw_policy)
-    batch = collect_rollouts(cfg, step, task, weights, sampler, tok, device, dist)
-    update = policy_update(cfg, batch, policy, raw_policy, reference, optimizer, device, dtype, dist)
-    G, B = cfg.group_size, len(batch.texts)
-    if cfg.rollouts_every and step % cfg.rollouts_every == 0 and dist.rank == 0:      # rank 0's rows
-        (out_dir / "rollouts").mkdir(exist_ok=True)
-        with open(out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
-            for i, text in enumerate(batch.texts):
-                ex = batch.examples[i // G]
-                f.write(json.dumps({"prompt": ex.prompt, "answer": ex.answer, "completion": text,
-                                    "reward": batch.scored[i][0], **batch.scored[i][1],
-                                    "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
-                                    "truncated": not bool(batch.stopped[i])}) + "\n")
-    parts = {k: sum(p[k] for _, p in batch.scored) / B for k in batch.scored[0][1]}
-    return dist.mean_metrics({
-        "reward": batch.rewards.mean().item(), **parts, "reward_std": batch.rewards.std(correction=0).item(),
-        "len_mean": sum(batch.lengths) / B, "len_max": max(batch.lengths),
-        "truncated": 1.0 - batch.stopped.float().mean().item(),
-        "zero_std_groups": zero_std_fraction(batch.rewards, G), **update,
-        "sample_tok_s": sum(batch.lengths) / max(batch.sample_s, 1e-9) * dist.world,
-    })
-
-
-def sft_step(cfg, step, pairs, steps_per_epoch, policy, raw_policy, tok, optimizer, device, dtype, dist: Dist = Dist()):
-    """One SFT step: cross-entropy on completion tokens only, averaged over the step's completion tokens
-    (so micro-batching does not change the gradient). The example order is a seeded permutation per
-    epoch, so the data position is a function of the step (exact resume)."""
-    epoch, i = divmod(step, steps_per_epoch)
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
-    batch = [pairs[j] for j in order[i * cfg.prompts_per_step:(i + 1) * cfg.prompts_per_step]]
-    batch = batch[dist.rank::dist.world]                   # this rank's share (ranks beyond it get none)
-    ids, attn, comp = sft_batch(batch, tok.pad_id, device) if batch else (None, None, None)
-    n_tokens = dist.sum(comp.sum().item() if batch else 0)
-    optimizer.zero_grad(set_to_none=False)
-    loss_sum = 0.0
-    for mb in micro_batches(ids.size(0) if batch else 0, cfg.micro_batch_size):
-        with autocast(device, dtype):
-            logp = token_logprobs(policy, ids[mb], attn[mb], comp[mb], temperature=1.0)
-        loss = -logp.sum() / n_tokens          # padding positions are 0 in logp
-        loss.backward()
-        loss_sum += loss.item()
-    dist.sum_grads(raw_policy)
-    loss_sum = dist.sum(loss_sum)
-    grad_norm = clip_grad_norm(raw_policy, cfg.grad_clip)
-    optimizer.step()
-    return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ def update(cfg, batch, dist=T.Dist()):
         T.fsdp_shard(policy, torch.device("cpu"), dist.world)
         T.fsdp_shard(reference.requires_grad_(False), torch.device("cpu"), dist.world)
     opt = torch.optim.SGD(policy.parameters(), lr=1.0)
-    T.policy_update(cfg, batch, policy, policy, reference, opt, torch.device("cpu"), torch.float32, dist)
+    T.policy_update(T.Run(cfg, None, policy, opt, reference=reference, dist=dist), batch)
     return {k: v.clone() for k, v in T.full_state_dicts(policy, None, dist)[0].items()}
 
 
@@ -68,7 +68,7 @@ def test_two_ranks_update_like_one(tmp_path, loss_agg, fsdp):
     cfg = config(tmp_path, prompts_per_step=4, group_size=4, max_new_tokens=6, beta=0.1, micro_batch_size=4,
                  loss_agg=loss_agg, grad_clip=0.0)
     policy, tok = load_pretrained("tiny", device="cpu")
-    batch = T.collect_rollouts(cfg, 0, LetterTask(), {}, policy, tok, torch.device("cpu"))
+    batch = T.collect_rollouts(T.Run(cfg, tok, policy, task=LetterTask()), 0)
     # rows of different lengths, so that per-rank and global normalisers differ
     batch.completion_mask[::3, 4:] = False
     batch.loss_mask = batch.completion_mask.clone()

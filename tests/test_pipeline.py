@@ -69,9 +69,9 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     class Crash(Exception):
         pass
 
-    def crash_after_first_save(out_dir, step, *args, **kwargs):
-        save(out_dir, step, *args, **kwargs)
-        if P.Path(out_dir) == d:
+    def crash_after_first_save(run, step):
+        save(run, step)
+        if P.Path(run.out_dir) == d:
             raise Crash("after step 1's checkpoint")
     monkeypatch.setattr(train, "save_checkpoint", crash_after_first_save)
     with pytest.raises(Crash):
@@ -82,7 +82,7 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "save_checkpoint", save)
     steps_run = []
     grpo_step = train.grpo_step
-    monkeypatch.setattr(train, "grpo_step", lambda cfg_, step, *a: steps_run.append(step) or grpo_step(cfg_, step, *a))
+    monkeypatch.setattr(train, "grpo_step", lambda run, step: steps_run.append(step) or grpo_step(run, step))
     results = P.run(cfg)
     assert steps_run == [1, 2]                                        # step 0 was not redone
     assert results["2 reasoning_rl"]["steps"] == 3 and (d / "done.json").exists()

@@ -64,7 +64,8 @@ def test_grpo_update_improves_the_objective_on_its_batch(tmp_path, letters):
     policy, tok = load_pretrained("tiny", device="cpu")
     policy.requires_grad_(True)
     opt = torch.optim.AdamW(policy.parameters(), lr=cfg.lr)
-    batch = T.collect_rollouts(cfg, 0, LetterTask(), {}, policy, tok, torch.device("cpu"))
+    run = T.Run(cfg, tok, policy, opt, task=LetterTask())
+    batch = T.collect_rollouts(run, 0)
     assert batch.advantages.abs().sum() > 0
     before = copy.deepcopy(policy.state_dict())
     def logprobs():
@@ -72,7 +73,7 @@ def test_grpo_update_improves_the_objective_on_its_batch(tmp_path, letters):
             return group_token_logprobs(policy, batch.prompt_ids, batch.prompt_mask, batch.completion_ids,
                                         batch.completion_mask)
     logp0 = logprobs()
-    T.policy_update(cfg, batch, policy, policy, None, opt, torch.device("cpu"), torch.float32)
+    T.policy_update(run, batch)
     assert any(not torch.equal(before[k], v) for k, v in policy.state_dict().items())
     logp1 = logprobs()
     norm = loss_normalizer(batch.loss_mask, cfg.loss_agg)
@@ -88,7 +89,7 @@ def test_micro_batches_trimmed_to_their_longest_row_change_nothing(tmp_path, let
     micro-batch over all rows at full width (float32 sums in another order aside)."""
     cfg = config(tmp_path, beta=0.04, micro_batch_size=8)
     policy, tok = load_pretrained("tiny", device="cpu")
-    batch = T.collect_rollouts(cfg, 0, LetterTask(), {}, policy, tok, torch.device("cpu"))
+    batch = T.collect_rollouts(T.Run(cfg, tok, policy, task=LetterTask()), 0)
     lengths = [3, 5, 2, 4] + batch.lengths[4:]                       # group 0 ends early: width 5, not N
     assert max(lengths[:4]) < batch.completion_ids.size(1) == max(lengths)
     mask = torch.arange(batch.completion_ids.size(1))[None, :] < torch.tensor(lengths)[:, None]
@@ -98,8 +99,8 @@ def test_micro_batches_trimmed_to_their_longest_row_change_nothing(tmp_path, let
         model = copy.deepcopy(policy).requires_grad_(True)
         ref = copy.deepcopy(policy).requires_grad_(False)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
-        T.policy_update(T.TrainConfig(**{**vars(cfg), "micro_batch_size": mb}), batch, model, model, ref, opt,
-                        torch.device("cpu"), torch.float32)
+        T.policy_update(T.Run(T.TrainConfig(**{**vars(cfg), "micro_batch_size": mb}), tok, model, opt, reference=ref),
+                        batch)
         grads.append([p.grad for p in model.parameters()])
     assert sum(g.abs().sum() for g in grads[0]) > 0
     for a, b in zip(*grads):

@@ -8,7 +8,7 @@ tokenizer, and Hugging Face checkpoint loading and saving.
 What is here, top to bottom:
   1. ModelConfig: the shape of the network, read from a Hugging Face config.json (strict).
   2. Transformer: RMSNorm, RoPE (rotate-half layout, Llama-3 frequency scaling), grouped-query
-     attention (F.scaled_dot_product_attention, or two matmuls where the CPU's SDPA is slow), SwiGLU
+     attention (SDPA, or two matmuls where that is faster or exact: use_matmul_attention), SwiGLU
      MLP; padded batches run their per-token layers on the real tokens only. Module names are the
      checkpoint's own (minus the leading "model."), so loading is a rename-free copy.
   3. KVCache: one preallocated buffer per run, with a per-row padding mask so prompts of different
@@ -191,32 +191,49 @@ class Attention(nn.Module):
             self.k_norm = RMSNorm(cfg.head_dim, cfg.norm_eps)
 
     def forward(self, x, cos, sin, mask, kv_cache=None, where=None):
-        """x: (B, T, C); or, with `where`, (N, C): the N real tokens of a (B, T) batch, at flat
-        positions where (N,) int64 (Transformer.forward). Returns the same layout as x."""
-        q = self.q_proj(x).unflatten(-1, (self.n_head, self.head_dim))       # (B, T, nh, hs) or (N, nh, hs)
-        k = self.k_proj(x).unflatten(-1, (self.n_kv_head, self.head_dim))    # (B, T, nkv, hs) or (N, nkv, hs)
+        """x: (B, T, C), or (N, C) for the N real tokens of a padded batch (`where`: see attend). Returns x's
+        layout. mask: (B, 1, T, S) bool, or None for plain causal attention; kv_cache: holds the keys and
+        values of earlier tokens, and this call's are added to it."""
+        q = self.q_proj(x).unflatten(-1, (self.n_head, self.head_dim))       # (..., nh, hs)
+        k = self.k_proj(x).unflatten(-1, (self.n_kv_head, self.head_dim))    # (..., nkv, hs)
         v = self.v_proj(x).unflatten(-1, (self.n_kv_head, self.head_dim))
-        if hasattr(self, "q_norm"):
+        if hasattr(self, "q_norm"):                                          # Qwen3
             q, k = self.q_norm(q), self.k_norm(k)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if where is not None:                                           # attention needs the (B, T) layout
-            q, k, v = (pad(t, where, mask.size(0), mask.size(-2)) for t in (q, k, v))
-        B, T = q.shape[:2]
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)   # (B, nh|nkv, T, hs)
-        if kv_cache is not None:
-            k, v = kv_cache.update(self.layer, k, v)                    # (B, nkv, S, hs), S = keys so far
-        dev = q.device.type     # q, k are float32 here under autocast (RoPE's cos, sin are); the matmuls are not
-        low = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else v.dtype) != torch.float32
-        small = B * self.n_head * T * k.size(2) <= MATMUL_ATTENTION_MAX
-        if mask is not None and small and ((dev == "cpu" and low) or (dev == "cuda" and T == 1)):
-            y = matmul_attention(q, k, v, mask)       # CPU: bf16 decode steps, GRPO's micro-batches; CUDA: decode
-        else:   # mask is None only for an unpadded, uncached batch, where plain causal attention is exact
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
-                                               enable_gqa=self.n_head != self.n_kv_head)
-        y = y.transpose(1, 2)                                           # (B, T, nh, hs)
-        if where is not None:
-            y = y.flatten(0, 1)[where]                                  # (N, nh, hs)
+        y = attend(q, k, v, mask, kv_cache, self.layer, where)              # (..., nh, hs)
         return self.o_proj(y.flatten(-2))
+
+
+def attend(q, k, v, mask, kv_cache, layer: int, where):
+    """softmax(q k^T / sqrt(hs), masked) v with grouped-query heads. q: (B, T, nh, hs), k, v: (B, T, nkv, hs);
+    or, in Transformer.forward's unpadded layout, (N, nh|nkv, hs): the N real tokens of a (B, T) batch at
+    flat positions where (N,) int64, padded to (B, T) here (attention is the one layer that mixes tokens)
+    and unpadded after. With a cache, this layer's new keys/values are written to it and all its keys so far
+    are attended. Returns q's layout."""
+    if where is not None:
+        q, k, v = (pad(t, where, mask.size(0), mask.size(-2)) for t in (q, k, v))
+    q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)       # (B, nh|nkv, T, hs)
+    if kv_cache is not None:
+        k, v = kv_cache.update(layer, k, v)                                   # (B, nkv, S, hs), S = keys so far
+    if use_matmul_attention(q, k, v, mask):
+        y = matmul_attention(q, k, v, mask)
+    else:   # mask is None only for an unpadded, uncached batch, where plain causal attention is exact
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
+                                           enable_gqa=q.size(1) != k.size(1))
+    y = y.transpose(1, 2)                                                     # (B, T, nh, hs)
+    return y if where is None else y.flatten(0, 1)[where]                   # or (N, nh, hs)
+
+
+def use_matmul_attention(q, k, v, mask) -> bool:
+    """The one place that picks the attention kernel (matmul_attention's docstring has the measurements):
+    two matmuls for masked attention on the CPU in bf16, where SDPA is slow for short rows, and for CUDA
+    decode steps (T = 1), where they keep the CUDA-graph decode equal to the eager one; SDPA otherwise, and
+    whenever the (B, nh, T, S) scores would exceed MATMUL_ATTENTION_MAX elements."""
+    dev = q.device.type     # q, k are float32 here under autocast (RoPE's cos, sin are); the matmuls are not
+    low = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else v.dtype) != torch.float32
+    B, nh, T = q.shape[:3]
+    small = B * nh * T * k.size(2) <= MATMUL_ATTENTION_MAX
+    return mask is not None and small and ((dev == "cpu" and low) or (dev == "cuda" and T == 1))
 
 
 def pad(t: torch.Tensor, where: torch.Tensor, B: int, T: int) -> torch.Tensor:

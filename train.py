@@ -29,7 +29,6 @@ per step, and bf16 autocast on the CPU too (fp32 master weights; log-softmax and
 import argparse
 import contextlib
 import copy
-import ctypes
 import dataclasses
 import json
 import math
@@ -318,7 +317,6 @@ def policy_update(run: Run, batch: RolloutBatch) -> dict:
     norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
     stats, grad_norm, loss_sum, tokens = {}, 0.0, 0.0, 0.0
     for _ in range(cfg.num_iterations):
-        run.optimizer.zero_grad(set_to_none=False)
         for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
             if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
                 continue                                                     # e.g. all rows truncated and masked
@@ -339,6 +337,7 @@ def policy_update(run: Run, batch: RolloutBatch) -> dict:
         dist.sum_grads(run.policy)
         grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
         run.optimizer.step()
+        run.optimizer.zero_grad()              # no gradients held while the next step samples
     return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
             "grad_norm": grad_norm}
 
@@ -422,7 +421,6 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     dist.fsdp = cfg.fsdp and dist.world > 1
     dtype = compute_dtype(cfg.dtype, device)
     if device.type == "cpu":
-        keep_freed_memory()
         cap_kernel_caches()
     # everything that can fail on bad input fails here, before the model is loaded
     if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
@@ -455,10 +453,7 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
         reference = load_reference(cfg, policy, state, device, dtype, dist)
     if dist.fsdp:
         fsdp_shard(policy, device, dist.world)
-    # fused: one kernel per tensor, no temporaries (the default implementation makes two as large as the
-    # embedding, 113 MB each on the default model, at every step)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
-                                  fused=device.type in ("cpu", "cuda") and not dist.fsdp)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
     if state:
         load_optimizer_state(policy, optimizer, state["optimizer"], dist)
         torch.set_rng_state(state["rng"]["torch"])
@@ -466,7 +461,6 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     run = Run(cfg, tok, policy, optimizer, task=task, weights=weights, sampler=sampler, reference=reference,
               forward=torch.compile(policy) if cfg.compile else None, device=device, dtype=dtype, out_dir=out_dir,
               dist=dist, ref_is_initial=not (state and state.get("reference") is not None))
-    save_memory(run)
     return run, state["step"] if state else 0, state
 
 
@@ -645,7 +639,6 @@ def sft_step(run: Run, step: int, pairs: list, steps_per_epoch: int) -> dict:
     batch = batch[dist.rank::dist.world]                   # this rank's share (ranks beyond it get none)
     ids, attn, comp = sft_batch(batch, run.tok.pad_id, run.device) if batch else (None, None, None)
     n_tokens = dist.sum(comp.sum().item() if batch else 0)
-    run.optimizer.zero_grad(set_to_none=False)
     loss_sum = 0.0
     for mb in micro_batches(ids.size(0) if batch else 0, cfg.micro_batch_size):
         with autocast(run.device, run.dtype):
@@ -657,6 +650,7 @@ def sft_step(run: Run, step: int, pairs: list, steps_per_epoch: int) -> dict:
     loss_sum = dist.sum(loss_sum)
     grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
     run.optimizer.step()
+    run.optimizer.zero_grad()
     return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
 
 
@@ -744,39 +738,9 @@ def list_checkpoints(out_dir: Path) -> list[Path]:
 
 
 # =============================================================================
-# Runtime machinery: memory, kernel caches, torchrun/FSDP. Nothing below changes a number
-# (tests/test_train.py checks each against its plain equivalent; benchmarks/README.md has what each buys).
-
-
-def save_memory(run: Run):
-    """The memory measures of a run, applied once its models and optimizer exist: the gradients and AdamW
-    state allocated up front; the sampler's weights placed in the gradient buffer, which holds nothing from
-    optimizer.step to the next backward, when the sampler is used (sync_weights refills it before every
-    sampling pass, and zero_grad at the start of the update overwrites it); the embedding's gradient as
-    (token ids, rows) added into the dense .grad allocated up front, instead of a dense (V, C) float32 tensor
-    per backward (113 MB on the default model; not under FSDP2 or torch.compile, which take dense ones)."""
-    grads = allocate_training_state(run.policy, run.optimizer)
-    if run.sampler is not run.policy and grads is not None:
-        place_weights(run.sampler, grads)
-    run.policy.embed_tokens.sparse = not (run.dist.fsdp or run.cfg.compile)
-
-
-def keep_freed_memory() -> bool:
-    """Makes glibc keep freed memory for reuse instead of handing it back to the kernel. By default it
-    maps large blocks (128 KiB and up, adaptively up to 32 MiB) fresh from the kernel and unmaps them
-    when freed, so every step's gigabytes of activations fault their pages in again, zeroed. Here only
-    blocks of 32 MiB and up (a few per step: the LM head's weight cast to bf16, the sampling KV cache)
-    are still mapped, so that they leave no holes in the heap, and the heap is never trimmed. The price:
-    the process's resident memory stays at its high-water mark plus fragmentation. Both effects are
-    measured by `benchmarks/grpo_vs_trl.py --only ours [--glibc-malloc-defaults]` (README, Speed).
-    Returns whether glibc accepted the settings. Linux/glibc only (a no-op elsewhere); train() calls it
-    for CPU runs."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-    except OSError:
-        return False
-    M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3            # <malloc.h>; a fixed threshold is not adaptive
-    return bool(libc.mallopt(M_MMAP_THRESHOLD, 32 * 2**20)) and bool(libc.mallopt(M_TRIM_THRESHOLD, 2**30))
+# Runtime machinery: kernel caches, weight copies, torchrun/FSDP. Nothing below changes a number
+# (tests/test_train.py and tests/test_distributed.py check each against its plain equivalent;
+# benchmarks/README.md has what cap_kernel_caches buys).
 
 
 def cap_kernel_caches(capacity: int = 128):
@@ -787,33 +751,10 @@ def cap_kernel_caches(capacity: int = 128):
     the process grows step after step until the caches are full. A step's shapes repeat over the
     layers, so a small cache keeps nearly all its hits. Works only before
     the process's first bf16 matmul (both caches read the setting once); values already in the
-    environment are kept. Measured by `benchmarks/grpo_vs_trl.py --only ours [--default-kernel-caches]`."""
+    environment are kept. Measured by `benchmarks/grpo_vs_trl.py --only ours [--default-kernel-caches]`
+    (benchmarks/README.md: 3.62 against 4.24 GiB peak on the benchmark's GRPO step)."""
     for var in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
         os.environ.setdefault(var, str(capacity))
-
-
-def allocate_training_state(model, optimizer) -> torch.Tensor | None:
-    """Allocates the gradients and AdamW's moments now, once, zero-filled (torch makes the moments at the
-    first step and the gradients at every first backward), so that these long-lived tensors sit together
-    at the bottom of the heap and a step's short-lived ones reuse the same space above them, step after
-    step, instead of leaving holes that grow the resident memory. Numerically the same as allocating them
-    lazily: AdamW's state at step 0 is zeros, and the first backward adds into zeros. The gradients are
-    views of one flat buffer, returned ((number of parameters,), the parameters' dtype: float32 here);
-    None under FSDP, whose gradients are shards, or for parameters of mixed dtypes or devices."""
-    params = [p for group in optimizer.param_groups for p in group["params"]]
-    grads = None
-    if not any(hasattr(p, "full_tensor") for p in params) and len({(p.dtype, p.device) for p in params}) == 1:
-        grads = torch.zeros(sum(p.numel() for p in params), dtype=params[0].dtype, device=params[0].device)
-        for p, g in zip(params, grads.split([p.numel() for p in params])):
-            p.grad = g.view_as(p)
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            if not optimizer.state[p]:                     # torch.optim.AdamW's own layout (_init_group)
-                step = torch.tensor(0.0, device=p.device if group["fused"] else "cpu")
-                optimizer.state[p] = {"step": step, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
-    return grads
 
 
 def sync_weights(dst, src):
@@ -822,19 +763,6 @@ def sync_weights(dst, src):
     with torch.no_grad():
         for d, s in zip(dst.parameters(), src.parameters()):
             d.copy_(s.full_tensor() if hasattr(s, "full_tensor") and not hasattr(d, "full_tensor") else s)
-
-
-def place_weights(model, memory: torch.Tensor):
-    """Makes a model's parameters views of `memory` (any dtype, reinterpreted as the parameters' own),
-    laid end to end, and frees their own storage; their values are then whatever `memory` holds.
-    Raises ValueError if `memory` is too small."""
-    params = list(model.parameters())
-    flat = memory.view(params[0].dtype)
-    n = sum(p.numel() for p in params)
-    if flat.numel() < n:
-        raise ValueError(f"place_weights: {n} {params[0].dtype} weights do not fit in {memory.numel()} {memory.dtype}")
-    for p, block in zip(params, flat[:n].split([p.numel() for p in params])):
-        p.data = block.view(p.shape)
 
 
 # -----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ benchmarks/grpo_vs_trl.py: one GRPO step of train.py against TRL's GRPOTrainer, 
     python benchmarks/grpo_vs_trl.py --max-new-tokens 8 --steps 1  # a quick check that both sides run
     python benchmarks/grpo_vs_trl.py --only ours      # just train.py, to iterate on speed
     python benchmarks/grpo_vs_trl.py --only ours --default-kernel-caches   # without train.cap_kernel_caches
-    python benchmarks/grpo_vs_trl.py --only ours --without fused_adamw     # without a measure (MEASURES below)
+    python benchmarks/grpo_vs_trl.py --only ours --without unpadded_blocks # without a measure (MEASURES below)
 
 Workload (issue 6, "Speed"): the default model (SmolLM2-135M-Instruct, the Hugging Face directory that
 model.resolve_model_path gives, which transformers loads as is), task `arith` (reward.load_task), chat
@@ -85,13 +85,7 @@ def task_examples(args, n_steps: int):
 # ours: train.py as a user runs it, optionally without some of its speed/memory measures
 
 MEASURES = {   # name -> what running without it means (--without NAME,NAME; benchmarks/README.md has the effects)
-    "keep_freed_memory": "glibc maps and unmaps large blocks as by default (train.keep_freed_memory off)",
     "cap_kernel_caches": "oneDNN's and ideep's kernel caches at their default 1024 shapes",
-    "allocate_training_state": "gradients and AdamW state made lazily by torch (so no place_weights either)",
-    "place_weights": "the bf16 sampler keeps weights of its own instead of living in the gradient buffer",
-    "sparse_embedding_grad": "the embedding's gradient is a dense (V, C) tensor per backward",
-    "fused_adamw": "torch's default (foreach) AdamW instead of the fused one",
-    "lm_head_slices": "LMHeadLogprobs forms the LM head's weight gradient for the whole vocabulary at once",
     "unpadded_blocks": "the per-token layers run on the padded (B, T) batch (model.UNPADDED_BLOCKS off)",
     "shared_prompt_pass": "each row scored as prompt + completion (grpo.token_logprobs), the prompt G times",
 }
@@ -102,26 +96,8 @@ def disable_measure(name: str, T):
     import torch
     import grpo
     import model
-    if name == "keep_freed_memory":
-        T.keep_freed_memory = lambda: False
-    elif name == "cap_kernel_caches":
+    if name == "cap_kernel_caches":
         T.cap_kernel_caches = lambda *a, **k: None
-    elif name == "allocate_training_state":
-        T.allocate_training_state = lambda *a, **k: None
-    elif name == "place_weights":
-        T.place_weights = lambda *a, **k: None
-    elif name == "sparse_embedding_grad":
-        dense = torch.nn.functional.embedding
-        torch.nn.functional.embedding = lambda *a, **k: dense(*a[:6])       # sparse=False
-    elif name == "fused_adamw":
-        adamw = torch.optim.AdamW
-
-        class AdamW(adamw):
-            def __init__(self, *a, fused=None, **k):
-                super().__init__(*a, fused=False, **k)
-        T.torch.optim.AdamW = AdamW
-    elif name == "lm_head_slices":
-        grpo.VOCAB_SLICE = 2**62
     elif name == "unpadded_blocks":
         model.UNPADDED_BLOCKS = False
     elif name == "shared_prompt_pass":
@@ -135,14 +111,11 @@ def disable_measure(name: str, T):
         T.group_token_logprobs = concatenated
 
 
-
 def run_ours(args) -> dict:
     import torch
     torch.set_num_threads(args.threads)
     import train as T
     without = set(filter(None, args.without.split(",")))
-    if args.glibc_malloc_defaults:
-        without.add("keep_freed_memory")
     if args.default_kernel_caches:
         without.add("cap_kernel_caches")
     if without - set(MEASURES):
@@ -306,8 +279,6 @@ def main():
     ap.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                     help="both sides recompute activations in backward (both sides' default)")
     ap.add_argument("--only", choices=["ours", "trl"], default=None, help="run one side only")
-    ap.add_argument("--glibc-malloc-defaults", action="store_true",
-                    help="ours without train.keep_freed_memory (glibc maps and unmaps large blocks, as by default)")
     ap.add_argument("--default-kernel-caches", action="store_true",
                     help="ours without train.cap_kernel_caches (oneDNN's and ideep's kernel caches at 1024 shapes)")
     ap.add_argument("--without", default="", help="ours without these measures, comma-separated: " + ", ".join(MEASURES))

@@ -99,23 +99,20 @@ def test_micro_batches_trimmed_to_their_longest_row_change_nothing(tmp_path, let
         model = copy.deepcopy(policy).requires_grad_(True)
         ref = copy.deepcopy(policy).requires_grad_(False)
         opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        step = opt.step                    # the gradients, as the optimiser sees them (zero_grad follows)
+        opt.step = lambda: grads.append([p.grad.clone() for p in model.parameters()]) or step()
         T.policy_update(T.Run(T.TrainConfig(**{**vars(cfg), "micro_batch_size": mb}), tok, model, opt, reference=ref),
                         batch)
-        grads.append([p.grad for p in model.parameters()])
     assert sum(g.abs().sum() for g in grads[0]) > 0
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
-def test_sampler_in_gradient_memory_is_refilled_with_the_current_policy():
-    """The bf16 sampling copy lives in the gradients' memory (place_weights); sync_weights fills it with
-    the policy's current weights rounded to bf16, the tied LM head still tied."""
+def test_sync_weights_refills_the_sampler_with_the_current_policy():
+    """sync_weights fills the bf16 sampling copy with the policy's current weights rounded to bf16, in
+    place, the tied LM head still tied."""
     policy, _ = load_pretrained("tiny", device="cpu")
     sampler = copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
-    grads = T.allocate_training_state(policy, torch.optim.AdamW(policy.parameters(), fused=True))
-    T.place_weights(sampler, grads)
-    lo, hi = grads.data_ptr(), grads.data_ptr() + grads.numel() * 4
-    assert all(lo <= p.data_ptr() < hi for p in sampler.parameters())
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(1.0)                                             # an update happened meanwhile
@@ -123,21 +120,6 @@ def test_sampler_in_gradient_memory_is_refilled_with_the_current_policy():
     for (n, s), p in zip(sampler.named_parameters(), policy.parameters()):
         assert s.dtype == torch.bfloat16 and torch.equal(s, p.to(torch.bfloat16)), n
     assert sampler.lm_head.weight is sampler.embed_tokens.weight
-    with pytest.raises(ValueError, match="do not fit"):
-        T.place_weights(policy, grads[:10])
-
-
-def test_sampler_in_gradient_memory_changes_nothing(tmp_path, letters, monkeypatch):
-    """A bf16 run (sampler copy, evaluations between steps) gives the same metrics and weights whether
-    the sampler's weights live in the gradients' memory or in their own."""
-    kw = dict(dtype="bfloat16", beta=0.04, steps=3, lr=1e-2, eval_prompts=2, eval_k=2, eval_every=1)
-    T.train(config(tmp_path / "a", **kw))
-    monkeypatch.setattr(T, "place_weights", lambda model, memory: None)
-    T.train(config(tmp_path / "b", **kw))
-    a, b = metric_lines(tmp_path / "a" / "out" / "metrics.jsonl"), metric_lines(tmp_path / "b" / "out" / "metrics.jsonl")
-    assert len(a) == 7 and a == b
-    wa, wb = (load_pretrained(tmp_path / x / "out" / "checkpoints" / "step_3", device="cpu")[0] for x in "ab")
-    assert all(torch.equal(p, q) for p, q in zip(wa.parameters(), wb.parameters()))
 
 
 KERNEL_SHAPES = """
@@ -165,63 +147,6 @@ def test_kernel_caches_are_capped():
     if growth["default"] < 50:
         pytest.skip(f"this CPU's bf16 matmuls keep no per-shape kernels ({growth})")
     assert growth["capped"] < growth["default"] / 4, growth
-
-
-@pytest.mark.parametrize("tied", [True, False])
-def test_preallocated_gradients_and_sparse_embedding_gradient_change_nothing(tied):
-    """train.py's gradient measures (gradients allocated up front as views of one buffer, the embedding's
-    gradient sparse and added into it) give the gradients torch's defaults give: the same sums, in float32,
-    only the order of a few additions (repeated token ids) may differ."""
-    from model import ModelConfig, PRESETS, Transformer
-    base = Transformer(ModelConfig(**{**PRESETS["tiny"], "tie_embeddings": tied})).init_weights(seed=3)
-    ids = torch.randint(0, 40, (3, 12), generator=torch.Generator().manual_seed(0))     # repeats: ids < 40
-    grads = []
-    for measures in (False, True):
-        model = copy.deepcopy(base)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-2, fused=measures)
-        if measures:
-            T.allocate_training_state(model, opt)
-            model.embed_tokens.sparse = True
-        for _ in range(2):                    # twice: the second backward accumulates into the first
-            model(ids).float().logsumexp(-1).pow(2).mean().backward()
-        assert not model.embed_tokens.weight.grad.is_sparse
-        grads.append({n: p.grad for n, p in model.named_parameters()})
-    for name, g in grads[0].items():
-        torch.testing.assert_close(grads[1][name], g, rtol=1e-5, atol=1e-6 * g.abs().max().item(), msg=name)
-
-
-def test_preallocated_fused_adamw_steps_like_default_adamw():
-    """Fused AdamW on state allocated up front (train.allocate_training_state) against torch's default
-    AdamW with lazily made state, fed the same gradients for 3 steps. Gradients of size ~1, far above
-    AdamW's eps, so each update lr * m_hat / (sqrt(v_hat) + eps) is well conditioned: the two may differ
-    by a few float32 roundings per step, far below the ~lr a wrong step would move a weight. (Comparing after steps whose
-    gradients come from the diverging weights is not: a gradient near 0 may change sign, and Adam then
-    moves that weight by ~lr the other way.)"""
-    from model import ModelConfig, PRESETS, Transformer
-    base = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=3)
-    g = torch.Generator().manual_seed(1)
-    feed = [[torch.randn(p.shape, generator=g) for p in base.parameters()] for _ in range(3)]
-    weights, lr = [], 1e-2
-    for measures in (False, True):
-        model = copy.deepcopy(base)
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.1, fused=measures)
-        if measures:
-            T.allocate_training_state(model, opt)
-        for step_grads in feed:
-            for p, gr in zip(model.parameters(), step_grads):
-                if measures:
-                    p.grad.copy_(gr)           # into the preallocated buffer, as backward does
-                else:
-                    p.grad = gr.clone()
-            opt.step()
-        weights.append(model.state_dict())
-    moved = max((weights[0][n] - w).abs().max().item() for n, w in base.state_dict().items())
-    assert moved > lr                          # the steps did move the weights (3 steps of ~lr each)
-    # per step and weight a few float32 roundings: of the decay w * (1 - lr * wd), of the update, of w - update
-    atol = 3 * 4 * torch.finfo(torch.float32).eps * max(w.abs().max().item() for w in weights[0].values())
-    assert atol < lr / 1000
-    for name, w in weights[0].items():
-        torch.testing.assert_close(weights[1][name], w, rtol=0, atol=atol, msg=name)
 
 
 def test_bf16_reference_starts_at_zero_kl(tmp_path, letters):

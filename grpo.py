@@ -267,6 +267,9 @@ def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: tor
 # and gradients (tests/test_grpo.py), only cheaper in memory
 
 
+VOCAB_SLICE = 4096      # rows of W's gradient formed at a time in LMHeadLogprobs.backward
+
+
 class LMHeadLogprobs(torch.autograd.Function):
     """logp_i = log softmax(h_i W^T / temperature)[y_i], i.e. z_y - logsumexp(z) with z = h W^T / T, for
     n rows, chunk_size rows at a time; h: (n, C), W: (V, C), y: (n,) int64 -> (n,) float32.
@@ -310,6 +313,7 @@ class LMHeadLogprobs(torch.autograd.Function):
             dz = dz.to(w.dtype)
             if grad_h is not None:
                 grad_h[i:i + c] = dz @ w
-            if grad_w is not None:
-                grad_w += dz.t() @ h_c
+            if grad_w is not None:        # in vocabulary slices: no (V, C) temporary, nor its float32 copy
+                for v in range(0, w.size(0), VOCAB_SLICE):
+                    grad_w[v:v + VOCAB_SLICE] += dz[:, v:v + VOCAB_SLICE].t() @ h_c
         return grad_h, grad_w, None, None, None

@@ -86,6 +86,8 @@ def task_examples(args, n_steps: int):
 
 MEASURES = {   # name -> what running without it means (--without NAME,NAME; benchmarks/README.md has the effects)
     "cap_kernel_caches": "oneDNN's and ideep's kernel caches at their default 1024 shapes",
+    "lm_head_slices": "LMHeadLogprobs forms the LM head's weight gradient for the whole vocabulary at once",
+    "fused_adamw": "torch's default (foreach) AdamW instead of the fused one",
     "unpadded_blocks": "the per-token layers run on the padded (B, T) batch (model.UNPADDED_BLOCKS off)",
     "shared_prompt_pass": "each row scored as prompt + completion (grpo.token_logprobs), the prompt G times",
 }
@@ -98,6 +100,15 @@ def disable_measure(name: str, T):
     import model
     if name == "cap_kernel_caches":
         T.cap_kernel_caches = lambda *a, **k: None
+    elif name == "lm_head_slices":
+        grpo.VOCAB_SLICE = 2**62
+    elif name == "fused_adamw":
+        adamw = torch.optim.AdamW
+
+        class AdamW(adamw):
+            def __init__(self, *a, fused=None, **k):
+                super().__init__(*a, fused=False, **k)
+        T.torch.optim.AdamW = AdamW
     elif name == "unpadded_blocks":
         model.UNPADDED_BLOCKS = False
     elif name == "shared_prompt_pass":

@@ -149,6 +149,34 @@ def test_kernel_caches_are_capped():
     assert growth["capped"] < growth["default"] / 4, growth
 
 
+def test_fused_adamw_steps_like_default_adamw():
+    """train.py's fused AdamW against torch's default AdamW, fed the same gradients for 3 steps. Gradients
+    of size ~1, far above AdamW's eps, so each update lr * m_hat / (sqrt(v_hat) + eps) is well conditioned:
+    the two may differ by a few float32 roundings per step, far below the ~lr a wrong step would move a
+    weight. (Comparing after steps whose gradients come from the diverging weights is not well conditioned:
+    a gradient near 0 may change sign, and Adam then moves that weight by ~lr the other way.)"""
+    from model import ModelConfig, PRESETS, Transformer
+    base = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=3)
+    g = torch.Generator().manual_seed(1)
+    feed = [[torch.randn(p.shape, generator=g) for p in base.parameters()] for _ in range(3)]
+    weights, lr = [], 1e-2
+    for fused in (False, True):
+        model = copy.deepcopy(base)
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=0.1, fused=fused)
+        for step_grads in feed:
+            for p, gr in zip(model.parameters(), step_grads):
+                p.grad = gr.clone()
+            opt.step()
+        weights.append(model.state_dict())
+    moved = max((weights[0][n] - w).abs().max().item() for n, w in base.state_dict().items())
+    assert moved > lr                          # the steps did move the weights (3 steps of ~lr each)
+    # per step and weight a few float32 roundings: of the decay w * (1 - lr * wd), of the update, of w - update
+    atol = 3 * 4 * torch.finfo(torch.float32).eps * max(w.abs().max().item() for w in weights[0].values())
+    assert atol < lr / 1000
+    for name, w in weights[0].items():
+        torch.testing.assert_close(weights[1][name], w, rtol=0, atol=atol, msg=name)
+
+
 def test_bf16_reference_starts_at_zero_kl(tmp_path, letters):
     """Under bf16 autocast the reference (bf16 Linear weights, float32 embeddings and norms) computes the
     very numbers the policy computes before its first update: step 1's KL is exactly 0, step 2's is not."""

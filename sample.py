@@ -258,17 +258,19 @@ class CUDAGraphStep:
         """Warm-up run on a side stream (lazy initialisations may not happen during capture), state
         restored, then capture; returns (graph, static outputs)."""
         cache = self.cache
-        saved = cache.pos, cache.slot.clone(), cache.lengths.clone()
+        pos, slot, lengths = cache.pos, cache.slot.clone(), cache.lengths.clone()
         stream = torch.cuda.Stream()
         stream.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(stream):
             self.step(self.tok, self.u)        # writes slot `pos` of the cache, which the real step rewrites
         torch.cuda.current_stream().wait_stream(stream)
-        cache.pos, _ = saved[0], (cache.slot.copy_(saved[1]), cache.lengths.copy_(saved[2]))
+        cache.slot.copy_(slot)                 # undo the warm-up's advance
+        cache.lengths.copy_(lengths)
+        cache.pos = pos
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph, pool=self.pool):
             out = self.step(self.tok, self.u)
-        cache.pos = saved[0]
+        cache.pos = pos                        # the capture ran the step's Python once, its kernels not at all
         return graph, out
 
 

@@ -24,10 +24,11 @@ micro-batches of 8 rows (ours: --micro-batch-size 8, whole groups; TRL: per_devi
 with 4 gradient-accumulation steps, so one generation of 32 completions feeds one optimiser step).
 torch.set_num_threads(2), CPU.
 
-Dtypes, each side's best on this CPU: ours is train.py's default (bf16 autocast and a bf16 sampling copy,
-fp32 master weights, log-softmax and loss in fp32, fp32 reference under the same autocast). TRL runs with
-bf16=True (accelerate's bf16 autocast over fp32 weights) when its trainer accepts that on the CPU, else
-float32; the log says which. Activation checkpointing (TRL's gradient_checkpointing, ours
+Dtypes, both sides by the hardware (--dtype auto: sample.default_dtype, bfloat16 on a CPU with native bf16
+matmuls, float32 where bf16 is emulated; --dtype float32|bfloat16 pins both): ours is train.py's --dtype
+(bf16: bf16 autocast and a bf16 sampling copy over fp32 master weights, log-softmax and loss in fp32). TRL
+runs with bf16=True (accelerate's bf16 autocast over fp32 weights) when the dtype is bfloat16 and its
+trainer accepts that on the CPU, else float32; the log says which. Activation checkpointing (TRL's gradient_checkpointing, ours
 --activation-checkpointing; on by default in both) trades speed for memory: on on both sides by
 default, off on both sides with --no-activation-checkpointing.
 
@@ -140,7 +141,7 @@ def run_ours(args) -> dict:
                             loss_agg="seq_mean_token_mean", scale_rewards="group", reward_weights=args.reward_weights,
                             lr=1e-6, warmup_steps=0,
                             weight_decay=0.0, grad_clip=1.0, micro_batch_size=args.micro_batch,
-                            steps=args.warmup + args.steps, dtype="auto", device="cpu", seed=args.seed,
+                            steps=args.warmup + args.steps, dtype=args.dtype, device="cpu", seed=args.seed,
                             activation_checkpointing=args.activation_checkpointing,
                             threads=args.threads, out_dir=out, eval_prompts=0, rollouts_every=0, save_every=0)
         T.validate(cfg)
@@ -153,7 +154,8 @@ def run_ours(args) -> dict:
         T.train(cfg)
         rows = [json.loads(l) for l in (Path(out) / "metrics.jsonl").read_text().splitlines()]
     rows = [r for r in rows if "step_s" in r]
-    return {"side": "ours", "dtype": "bfloat16 autocast, fp32 master weights" + (
+    dtype = side_dtype(args)
+    return {"side": "ours", "dtype": (f"{dtype} autocast, fp32 master weights" if dtype != "float32" else "float32") + (
                 ", activation checkpointing" if args.activation_checkpointing else "") + (
                 "".join(f", without {n}" for n in sorted(without))), "threads": torch.get_num_threads(),
             "step_s": [r["step_s"] for r in rows], "len_mean": [r["len_mean"] for r in rows],
@@ -163,6 +165,15 @@ def run_ours(args) -> dict:
 
 # -----------------------------------------------------------------------------
 # TRL's GRPOTrainer on the same workload
+
+
+def side_dtype(args) -> str:
+    """Both sides' compute dtype: --dtype, or with auto what train.py picks on this CPU."""
+    if args.dtype != "auto":
+        return args.dtype
+    import torch
+    from sample import default_dtype
+    return str(default_dtype(torch.device("cpu"))).removeprefix("torch.")
 
 
 def trl_bf16_ok() -> tuple[bool, str]:
@@ -206,7 +217,7 @@ def run_trl(args) -> dict:
         return [task.reward(Example(q, a), c, args.think_prefill, weights=weights)[0]
                 for q, a, c in zip(question, answer, completions)]
 
-    bf16, why = trl_bf16_ok()
+    bf16, why = trl_bf16_ok() if side_dtype(args) == "bfloat16" else (False, f"--dtype {args.dtype}: float32")
     if not bf16:
         print(f"TRL: bf16=True refused on the CPU ({why}); running float32", flush=True)
     rows = args.prompts * args.G
@@ -290,6 +301,8 @@ def main():
     ap.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=True,
                     help="both sides recompute activations in backward (both sides' default)")
     ap.add_argument("--only", choices=["ours", "trl"], default=None, help="run one side only")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="both sides' compute dtype; auto = what train.py picks on this CPU (sample.default_dtype)")
     ap.add_argument("--default-kernel-caches", action="store_true",
                     help="ours without train.cap_kernel_caches (oneDNN's and ideep's kernel caches at 1024 shapes)")
     ap.add_argument("--without", default="", help="ours without these measures, comma-separated: " + ", ".join(MEASURES))
@@ -306,7 +319,8 @@ def main():
         del argv[i:i + 2]
     argv = [a for a in argv if not a.startswith("--only=")]
     import torch
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.model}, task {args.task}, "
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.model}, task {args.task}, dtype {side_dtype(args)} "
+          f"(--dtype {args.dtype}), "
           f"think_prefill={args.think_prefill}, reward {args.reward_weights}, "
           f"{args.prompts} prompts x G={args.G}, max {args.max_new_tokens} new tokens, "
           f"{args.warmup} warm-up + {args.steps} timed steps per side", flush=True)

@@ -7,10 +7,13 @@ benchmarks/sample_vs_hf.py: sample.py against transformers' generate, same model
 
 Workload (issue 3): the default model (SmolLM2-135M-Instruct), 4 chat prompts, G=8 samples each,
 256 new tokens with stopping disabled so every row runs the full length, temperature 1.0, top-p 1,
-top-k 0, torch.set_num_threads(2). Each side runs in float32 and in bfloat16; configurations alternate
-(ours f32, ours bf16, hf f32, hf bf16, then again) after one short untimed warm-up each, and each
-figure is the median of --runs runs. tokens/s = 4 * 8 * 256 / wall-clock seconds of one call
-(prefill included). The last line compares each side in its best dtype:
+top-k 0, torch.set_num_threads(2). Both sides run in the dtype this CPU suits (--dtype auto:
+sample.default_dtype, bfloat16 with native bf16 matmuls, else float32, where bf16 is emulated and slow;
+--dtype float32|bfloat16|both to pin it); configurations alternate (ours, hf, ours, hf, ...) after one
+short untimed warm-up each, and each figure is the median of --runs runs. tokens/s = 4 * 8 * 256 / wall-clock seconds of one call
+(prefill included). A roofline line gives one decode step's bytes (weights, and keys/values at the mean length) and FLOPs,
+this machine's copy bandwidth and matmul rate (a quick probe), and the tokens/s each allows. The last
+line compares each side in its best dtype:
     sample_tokens_per_s=... hf_tokens_per_s=... ratio=...
 Peak RSS is the process's (ru_maxrss), read once before transformers is loaded (ours alone) and at the end.
 
@@ -81,6 +84,30 @@ def compaction(prompts, tok, G, N, runs):
     print(f"compaction_on_s={on:.1f} compaction_off_s={off:.1f} speedup={off / on:.2f}")
 
 
+def roofline(model, dtype, rows: int, seq_mean: float, threads: int) -> tuple[str, float]:
+    """One decode step's bytes and FLOPs over this machine's measured copy bandwidth and matmul rate."""
+    cfg, size = model.cfg, torch.finfo(dtype).bits // 8
+    params = sum(p.numel() for p in model.parameters())                 # tied LM head counted once
+    kv = rows * seq_mean * 2 * cfg.n_kv_head * cfg.head_dim * cfg.n_layer * size
+    step_bytes, step_flops = params * size + kv, 2 * params * rows
+    x = torch.empty(2**26, dtype=torch.float32)                         # 256 MB
+    y = torch.empty_like(x)
+    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+    y.copy_(x), a @ b                                                    # warm-up
+    t0 = time.perf_counter()
+    for _ in range(5):
+        y.copy_(x)
+    bandwidth = 5 * 2 * x.numel() * 4 / (time.perf_counter() - t0)     # bytes read + written per second
+    t0 = time.perf_counter()
+    for _ in range(5):
+        a @ b
+    rate = 5 * 2 * 1024**3 / (time.perf_counter() - t0)
+    mem_bound, compute_bound = rows * bandwidth / step_bytes, rows * rate / step_flops
+    return (f"roofline ({dtype}, {threads} threads): step {step_bytes / 1e6:.0f} MB, {step_flops / 1e9:.1f} GFLOP; "
+            f"copy {bandwidth / 1e9:.1f} GB/s, matmul {rate / 1e9:.0f} GFLOP/s; bounds {mem_bound:.0f} tokens/s "
+            f"(memory), {compute_bound:.0f} tokens/s (compute)"), min(mem_bound, compute_bound)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=3, help="timed runs per configuration (the median is reported)")
@@ -89,6 +116,8 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=256, help="tokens per sample (stopping disabled)")
     ap.add_argument("--only", choices=["ours", "hf"], default=None, help="run one side only")
     ap.add_argument("--compaction", action="store_true", help="instead: ours with stopping, compaction on vs off")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "both"],
+                    help="both sides' dtype; auto = sample.default_dtype (what this CPU runs fastest)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     G, N = args.G, args.max_new_tokens
@@ -98,9 +127,12 @@ def main():
     prompts = [tok.encode(tok.render_chat([{"role": "user", "content": q}])) for q in QUESTIONS]
     if args.compaction:
         return compaction(prompts, tok, G, N, args.runs)
+    dtypes = {"auto": [sample_mod.default_dtype(torch.device("cpu"))], "float32": [torch.float32],
+              "bfloat16": [torch.bfloat16], "both": [torch.float32, torch.bfloat16]}[args.dtype]
+    print(f"dtypes: {', '.join(map(str, dtypes))} (--dtype {args.dtype})")
     configs = {}                                           # name -> callable(seed) -> tokens/s
     if args.only != "hf":
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in dtypes:
             m = base if dtype == torch.float32 else load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)[0]
             configs[f"ours {dtype}"] = lambda seed, m=m: run_ours(m, prompts, G, N, seed)
             run_ours(m, prompts, G, 8, 0)                   # warm-up
@@ -108,11 +140,12 @@ def main():
     if args.only != "ours":
         import transformers
         print(f"transformers {transformers.__version__}")
-        for dtype in (torch.float32, torch.bfloat16):
+        for dtype in dtypes:
             hf = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path(DEFAULT_MODEL), dtype=dtype).eval()
             configs[f"hf {dtype}"] = lambda seed, hf=hf: run_hf(hf, prompts, G, N, tok.pad_id, seed)
             run_hf(hf, prompts, G, 8, tok.pad_id, 0)        # warm-up
 
+    configs = dict(sorted(configs.items(), key=lambda kv: kv[0].split(" ")[1]))   # ours, hf, ours, hf per dtype
     results = {name: [] for name in configs}
     for r in range(args.runs):
         for name, run in configs.items():
@@ -124,6 +157,8 @@ def main():
     print(f"peak RSS: {peak_rss_mb():.0f} MB")
     ours = max((v for k, v in med.items() if k.startswith("ours")), default=float("nan"))
     hf = max((v for k, v in med.items() if k.startswith("hf")), default=float("nan"))
+    line, bound = roofline(base, dtypes[-1], len(prompts) * G, max(map(len, prompts)) + N / 2, args.threads)
+    print(line + f"; ours {ours / bound:.1%}, transformers {hf / bound:.1%} of the lower bound")
     print(f"sample_tokens_per_s={ours:.1f} hf_tokens_per_s={hf:.1f} ratio={ours / hf:.2f}")
 
 

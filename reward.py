@@ -230,7 +230,7 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}  # str.lower() can change a string's length
 _PHRASES = ("answer is", "answer:", "final answer")
 _JOINS = (",", "and", ", and", "or", ", or")  # what may stand between the spans of one listed answer
-MAX_DELIMITERS = 20_000  # math-span delimiters paired before giving up (keeps 1 MB inputs fast)
+MAX_DELIMITERS = 10_000  # math delimiters ($, \\[, \\() read before giving up (keeps 1 MB inputs fast)
 
 
 def _phrase_answer(text: str) -> str | None:
@@ -252,61 +252,50 @@ def _math_spans(text: str) -> list[tuple[int, int, str]]:
     """Complete math spans in text, in order, as (start, end, content). \\$ is a dollar sign, not a delimiter.
     An inline $..$ follows pandoc's rule (no space just inside either $, no newline), so "$5 and $3" holds
     no math; its would-be closing $ may then open the next span. Gives up (no spans) after MAX_DELIMITERS."""
-    spans, i, stops, next_dollar, next_slash = [], 0, 0, -1, -1
-    while stops < MAX_DELIMITERS:
-        stops += 1
-        if next_dollar < i:  # cached: searching again from every stop would make long LaTeX quadratic
-            found = text.find("$", i)
-            next_dollar = found if found >= 0 else len(text)
-        if next_slash < i:
-            found = text.find("\\", i)
-            next_slash = found if found >= 0 else len(text)
-        p = min(next_dollar, next_slash)
+    spans, i, nxt = [], 0, {"$": -1, "\\[": -1, "\\(": -1}
+    for _ in range(MAX_DELIMITERS):
+        for d in nxt:  # cached: searching again from every stop would make long texts quadratic
+            if nxt[d] < i:
+                found = text.find(d, i)
+                nxt[d] = found if found >= 0 else len(text)
+        p = min(nxt.values())
         if p >= len(text):
             return spans
-        if p == next_slash:
-            closer = {"[": "\\]", "(": "\\)"}.get(text[p + 1:p + 2])
-            if closer is None:  # an escaped character (\$, \\) or a command
-                i = p + 2
-                continue
+        if text[p - 1:p] == "\\":  # \$ is a dollar sign; \\[ is a line break, not display math
+            i = p + 1
+            continue
+        closer = {"[": "\\]", "(": "\\)"}.get(text[p + 1]) if text[p] == "\\" else "$$" if text[p:p + 2] == "$$" \
+            else None
+        if closer:
             e = text.find(closer, p + 2)
             if e < 0:
                 return spans
             spans.append((p, e + 2, text[p + 2:e]))
             i = e + 2
-        elif text.startswith("$$", p):
-            e = text.find("$$", p + 2)
-            if e < 0:
-                return spans
-            spans.append((p, e + 2, text[p + 2:e]))
-            i = e + 2
+            continue
+        e = text.find("$", p + 1)
+        if e < 0:
+            return spans
+        body = text[p + 1:e]
+        if body and not body[0].isspace() and not body[-1].isspace() and "\n" not in body and body[-1] != "\\":
+            spans.append((p, e + 1, body))
+            i = e + 1
         else:
-            e = text.find("$", p + 1)
-            if e < 0:
-                return spans
-            body = text[p + 1:e]
-            if body and not body[0].isspace() and not body[-1].isspace() and "\n" not in body and body[-1] != "\\":
-                spans.append((p, e + 1, body))
-                i = e + 1
-            else:
-                i = e
+            i = e
     return []
 
 
 def _joined(text: str, spans: list, k: int, step: int) -> str | None:
     """Span k's content, with the neighbouring spans (step -1: before it, +1: after it) that are joined
     to it by _JOINS, in text order and separated by ", "."""
-    run = [spans[k]]
+    run = [spans[k]]  # in the direction of step
     while 0 <= k + step < len(spans):
-        a, b = (spans[k + step], run[0]) if step < 0 else (run[-1], spans[k + step])
+        a, b = sorted((run[-1], spans[k + step]))
         if text[a[1]:b[0]].strip().translate(_ASCII_LOWER) not in _JOINS:
             break
-        if step < 0:
-            run.insert(0, a)
-        else:
-            run.append(b)
+        run.append(spans[k + step])
         k += step
-    return ", ".join(c.strip() for _, _, c in run if c.strip()) or None
+    return ", ".join(c.strip() for _, _, c in sorted(run) if c.strip()) or None
 
 
 def _last_math(text: str) -> str | None:
@@ -473,6 +462,10 @@ def _tokens(s: str, countdown: bool = False) -> list:
             else:
                 raise _ParseError(f"unknown command \\{name}")
         elif c.isascii() and c.isalpha():
+            if s.startswith("pi", i) and not s[i + 2:i + 3].isalpha() or s.startswith("sqrt", i):
+                out.append("pi" if s[i + 1] == "i" else ("root", 2))  # pi and sqrt written without a backslash
+                i += 2 if s[i + 1] == "i" else 4
+                continue
             if s[i + 1:i + 2].isalpha() and _stands_alone(s, i):
                 raise _ParseError("a word, not a variable")
             name, i = _name_at(s, i)
@@ -686,13 +679,35 @@ def _approx(tree, env: dict) -> decimal.Decimal:
 
 
 def _approx_power(base: decimal.Decimal, exp) -> decimal.Decimal:
-    if isinstance(exp, Fraction) and exp.denominator == 1:
+    """base ** exp in Decimal: integer powers, real roots p/q with q <= 64 (odd roots of negative numbers
+    too) by _dec_root, anything else through Decimal's general power (slow, so only where needed)."""
+    if isinstance(exp, Fraction):
         if abs(exp) > 100_000:
             raise _ParseError("power too large")
-        return base ** int(exp)
-    if isinstance(exp, Fraction) and base < 0 and exp.denominator % 2:  # a real odd root
-        return (-1 if exp.numerator % 2 else 1) * (-base) ** _dec(exp)
-    return base ** (_dec(exp) if isinstance(exp, Fraction) else exp)
+        p, q = exp.numerator, exp.denominator
+        if q == 1:
+            return base ** p
+        if q <= 64:
+            if base < 0 and q % 2 == 0:
+                raise _ParseError("even root of a negative number")
+            root = _dec_root(abs(base), q)
+            return (-root if base < 0 else root) ** p
+        exp = _dec(exp)
+    return base ** exp
+
+
+def _dec_root(a: decimal.Decimal, n: int) -> decimal.Decimal:
+    """a ** (1/n) for a >= 0: Newton's method from a float estimate (each step doubles the correct digits:
+    16 -> 32 -> 64), some 30 times faster than Decimal's general power at DECIMAL_DIGITS."""
+    if a == 0 or n == 1:
+        return a
+    if n == 2:
+        return a.sqrt()
+    k = a.adjusted() // n  # a = m * 10^(n k) with m in [1, 10^n): a float holds m
+    x = decimal.Decimal(float(a.scaleb(-n * k)) ** (1 / n)).scaleb(k)
+    for _ in range(4):
+        x = ((n - 1) * x + a / x ** (n - 1)) / n
+    return x
 
 
 def _at(tree, env: dict) -> Fraction | decimal.Decimal | None:
@@ -745,10 +760,12 @@ def _value(s: str) -> Fraction | None:
 # Answer normalisation: spellings that never change a value
 
 
-_BEFORE_MACROS = [("^{\\circ}", ""), ("^\\circ", ""), ("\\%", ""), ("\\$", "")]  # degrees: 90^\circ == 90
+_BEFORE_MACROS = [("^{\\circ}", ""), ("^\\circ", ""), ("\\%", ""), ("\\$", ""),  # degrees: 90^\circ == 90
+                  ("\\mathbb{R}", "(-\\infty, \\infty)")]
 _MACROS = {  # LaTeX command name -> what it means here ("" drops it); other commands are kept as they are
     "left": "", "right": "", "bigl": "", "bigr": "", "Bigl": "", "Bigr": "", "displaystyle": "", "textstyle": "",
     ",": "", "!": "", ";": "", ":": "", " ": " ", "quad": " ", "qquad": " ",
+    "(": "", ")": "", "[": "", "]": "",  # \( \) \[ \] delimit math; \{ \} stay (a set)
     "dfrac": "\\frac", "tfrac": "\\frac", "cfrac": "\\frac",
     "textnormal": "\\text", "textrm": "\\text", "textbf": "\\text", "textit": "\\text", "textup": "\\text",
     "mathrm": "\\text", "mathbf": "\\text", "mbox": "\\text", "operatorname": "\\text",
@@ -975,6 +992,7 @@ class _Expr:
     src: str
 
 
+@functools.lru_cache(maxsize=4096)  # a list of 100 items in x asks for the same 6 points 100 times
 def _point(seed: bytes, name: str, i: int) -> Fraction:
     """Variable name's value at point i: p / POINT_DEN with p from SHA-256(seed, name, i)."""
     h = hashlib.sha256(seed + f"|{name}|{i}".encode()).digest()
@@ -1024,9 +1042,10 @@ def _expr_equal(a: _Expr, b: _Expr) -> bool:
             return False
         for lit, lit_value, other in ((a, va, vb), (b, vb, va)):
             if lit.places >= MIN_PLACES and not _terminates(other):
+                if isinstance(other, Fraction):
+                    return abs(lit_value - other) < Fraction(1, 10 ** lit.places)
                 with decimal.localcontext(_DECIMAL):
-                    return abs(_dec(lit_value) - (_dec(other) if isinstance(other, Fraction) else other)) \
-                        < decimal.Decimal(10) ** -lit.places
+                    return abs(_dec(lit_value) - other) < decimal.Decimal(10) ** -lit.places
         return _close(va, vb)
     defined = 0
     for va, vb in zip(a.values, b.values):

@@ -56,9 +56,10 @@ The math grader (extract_answer, then math_equal; grade() and the CLI show both 
     |p| <= 2^24 taken from SHA-256 of the pair (so a completion cannot choose them), and are equal when
     they agree at every point where either is defined and at least MIN_DEFINED = 3 points are. If they
     differ, the numerator of their difference is a nonzero polynomial of degree d <= MAX_BITS / 24 ~ 341
-    (higher powers do not evaluate), and by Schwartz-Zippel a point is one of its roots with probability
-    <= d / (2^25 + 1): a false "equal" has probability <= (341 / 2^25)^3 ~ 1e-15 at worst, < 1e-39 for
-    degree <= 10 at 6 points. With \\sqrt or \\pi and variables together, values compare to REL_TOL.
+    (the highest degree evaluated exactly), and by Schwartz-Zippel a point is one of its roots with
+    probability <= d / (2^25 + 1): a false "equal" has probability <= (341 / 2^25)^3 ~ 1e-15 at worst,
+    < 1e-39 for degree <= 10 at 6 points. Higher powers, and \\sqrt or \\pi with variables, are evaluated
+    in Decimal at the same points and compared to REL_TOL.
   - Refused (False): an empty answer, prose that is not spelled the same, a value out of bounds, different
     kinds (a tuple vs a set, an interval vs a number, an equation vs its right side).
 
@@ -766,6 +767,7 @@ _MACROS = {  # LaTeX command name -> what it means here ("" drops it); other com
     "left": "", "right": "", "bigl": "", "bigr": "", "Bigl": "", "Bigr": "", "displaystyle": "", "textstyle": "",
     ",": "", "!": "", ";": "", ":": "", " ": " ", "quad": " ", "qquad": " ",
     "(": "", ")": "", "[": "", "]": "",  # \( \) \[ \] delimit math; \{ \} stay (a set)
+    "langle": "(", "rangle": ")",        # a vector <1, 2> is the tuple (1, 2)
     "dfrac": "\\frac", "tfrac": "\\frac", "cfrac": "\\frac",
     "textnormal": "\\text", "textrm": "\\text", "textbf": "\\text", "textit": "\\text", "textup": "\\text",
     "mathrm": "\\text", "mathbf": "\\text", "mbox": "\\text", "operatorname": "\\text",
@@ -894,14 +896,15 @@ def _normalize(s: str) -> str:
     s = s.strip()
     if len(s) > MAX_ANSWER_CHARS:
         return s
-    for cmd in ("\\boxed{", "\\fbox{"):
-        if s.startswith(cmd) and _group_end(s, len(cmd) - 1) == len(s):
-            s = s[len(cmd):-1]
     for old, new in _BEFORE_MACROS:
         s = s.replace(old, new)
     s = _rename_macros(s)
     for old, new in _AFTER_MACROS:
         s = s.replace(old, new)
+    s = s.strip()
+    for cmd in ("\\boxed{", "\\fbox{"):  # after $ is gone: $\boxed{5}$ is a whole box too
+        if s.startswith(cmd) and _group_end(s, len(cmd) - 1) == len(s):
+            s = s[len(cmd):-1]
     s = _expand_macros(_strip_text(s))
     return _list_words(" ".join(s.split())).strip()
 
@@ -1131,14 +1134,14 @@ def _relation(s: str, seed: bytes, depth: int):
         return None
     parts, ops = split
     if any(not p.strip() for p in parts) or len(parts) > MAX_ITEMS:
-        return ("text", _despace(s))
+        return _prose(s)
     if set(ops) == {"="}:
         if _is_label(parts[0]):
             parts = parts[1:]
         nodes = [_parse(p, seed, depth + 1) for p in parts]
         if all(_equal(nodes[0], n) for n in nodes[1:]):
             return nodes[-1]
-        return ("rel", "=", nodes[0], nodes[1]) if len(nodes) == 2 else ("text", _despace(s))
+        return ("rel", "=", nodes[0], nodes[1]) if len(nodes) == 2 else _prose(s)
     if ops[0] in _FLIPPED and all(op in _FLIPPED for op in ops):  # 7 > x > 2 -> 2 < x < 7
         parts, ops = parts[::-1], [_FLIPPED[op] for op in reversed(ops)]
     nodes = [_parse(p, seed, depth + 1) for p in parts]
@@ -1147,7 +1150,7 @@ def _relation(s: str, seed: bytes, depth: int):
             and _is_constant(nodes[2]):
         return _interval(nodes[0], nodes[2], ops[0] == "<=", ops[1] == "<=")
     if len(ops) != 1:
-        return ("text", _despace(s))
+        return _prose(s)
     (op,), (a, b) = ops, nodes
     if op in ("<", "<=") and _is_variable(a) and _is_constant(b):
         return _interval(_expr(("neg", ("inf",)), seed, "-\\infty"), b, False, op == "<=")
@@ -1169,20 +1172,21 @@ def _brackets(s: str, seed: bytes, depth: int):
     A \\cup B (a union: order-free); \\begin{pmatrix} ... \\end{pmatrix} (rows by \\\\, cells by &)."""
     union = _split_top(s, ("\\cup",))
     if union and len(union[0]) > 1:
-        return ("union", [_parse(p, seed, depth + 1) for p in union[0][:MAX_ITEMS]])
+        return ("union", [_parse(p, seed, depth + 1) for p in union[0]]) if len(union[0]) <= MAX_ITEMS else _prose(s)
     if s.startswith("\\begin{"):
         env, _, body = s[7:].partition("}")
         if env in ("pmatrix", "bmatrix", "matrix", "Bmatrix", "vmatrix") and body.endswith("\\end{" + env + "}"):
-            rows = [r for r in body[:-len(env) - 6].split("\\\\") if r.strip()]
-            if 0 < len(rows) <= MAX_ITEMS:
-                return ("matrix", [[_parse(c, seed, depth + 1) for c in r.split("&")[:MAX_ITEMS]] for r in rows])
+            rows = [r.split("&") for r in body[:-len(env) - 6].split("\\\\") if r.strip()]
+            if 0 < len(rows) <= MAX_ITEMS and all(len(r) <= MAX_ITEMS for r in rows):
+                return ("matrix", [[_parse(c, seed, depth + 1) for c in r] for r in rows])
         return None
     if s.startswith("\\{") and s.endswith("\\}") and len(s) >= 4 and (inner := _split_top(s[2:-2])):
         items = inner[0] if s[2:-2].strip() else []
-        return ("set", [_parse(x, seed, depth + 1) for x in items[:MAX_ITEMS]]) if len(items) <= MAX_ITEMS else None
+        return ("set", [_parse(x, seed, depth + 1) for x in items]) if len(items) <= MAX_ITEMS else _prose(s)
     if len(s) >= 2 and s[0] in "([" and s[-1] in ")]" and (inner := _split_top(s[1:-1])) and 1 < len(inner[0]):
-        if len(inner[0]) <= MAX_ITEMS:
-            return ("tuple", s[0] + s[-1], [_parse(x, seed, depth + 1) for x in inner[0]])
+        if len(inner[0]) > MAX_ITEMS:
+            return _prose(s)
+        return ("tuple", s[0] + s[-1], [_parse(x, seed, depth + 1) for x in inner[0]])
     return None
 
 
@@ -1191,9 +1195,14 @@ def _plus_minus(s: str, seed: bytes, depth: int):
     for sign in ("\\pm", "\\mp"):
         if sign in s:
             if s.count("\\pm") + s.count("\\mp") > 1:
-                return ("text", _despace(s))
+                return _prose(s)
             return ("set", [_parse(s.replace(sign, op, 1), seed, depth + 1) for op in ("+", "-")])
     return None
+
+
+def _prose(s: str) -> tuple:
+    """What is not mathematics (or is too big to read): compared as lower-case text without spaces."""
+    return ("text", _despace(s).translate(_ASCII_LOWER))
 
 
 def _unwrap(s: str) -> str:
@@ -1212,12 +1221,12 @@ def _parse(s: str, seed: bytes, depth: int = 0) -> tuple:
     seed picks the points at which expressions with variables are evaluated."""
     s = _unwrap(s)
     if not s or depth > MAX_NEST or len(s) > MAX_ANSWER_CHARS:
-        return ("text", _despace(s))
+        return _prose(s)
     s = _strip_units(_thousands(s))
     items = _split_top(s)
     if items and len(items[0]) > 1:
         if len(items[0]) > MAX_ITEMS or any(not x.strip() for x in items[0]):
-            return ("text", _despace(s))
+            return _prose(s)
         return ("set", [_parse(x, seed, depth + 1) for x in items[0]])
     for structure in (_membership, _relation, _brackets, _plus_minus):
         if (node := structure(s, seed, depth)) is not None:
@@ -1227,7 +1236,7 @@ def _parse(s: str, seed: bytes, depth: int = 0) -> tuple:
     try:
         return _expr(_Parser(_tokens(s)).run(), seed, _despace(s))
     except _ParseError:
-        return ("text", _despace(s).translate(_ASCII_LOWER))
+        return _prose(s)
 
 
 def _same_items(xs: list, ys: list) -> bool:
@@ -1312,8 +1321,11 @@ def math_equal(pred: str, gold: str) -> bool:
     with their brackets, matrices cell by cell; \\pm as a two-element set; units and trailing words after a
     number dropped. Refuses (False): an empty answer, anything that does not parse and is not spelled the
     same, values out of bounds (MAX_BITS), 0.33 vs 1/3 (too few places), and different kinds (a tuple vs a
-    set). Never raises; bounded in time for any input."""
-    a, b = _normalize(pred), _normalize(gold)
+    set). An int or float is read as its text; None or any other type is False. Never raises; bounded in
+    time for any input."""
+    if not all(isinstance(x, (str, int, float)) and not isinstance(x, bool) for x in (pred, gold)):
+        return False
+    a, b = _normalize(str(pred)), _normalize(str(gold))
     if not a or not b:
         return False
     if _despace(a) == _despace(b):
@@ -1358,6 +1370,7 @@ def grade(pred: str, gold: str, strict: bool = False) -> Grade:
     """Grades a completion (or a bare answer) pred against gold, a bare answer or a solution. The pred's
     answer is extract_answer(pred, strict); the gold's is extract_answer(gold) or the gold text itself.
     The forms are what math_equal compares (values of constants; sets sorted). Never raises."""
+    pred, gold = (str(x) if isinstance(x, (str, int, float)) and not isinstance(x, bool) else "" for x in (pred, gold))
     p = extract_answer(pred, strict=strict)
     g = extract_answer(gold) or gold.strip() or None
     forms = [_form(_parse(_normalize(x), b""), readable=True) if x else "(none)" for x in (p, g)]

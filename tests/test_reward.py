@@ -190,7 +190,8 @@ SPELLINGS = (
      ("60^\\circ", "60"), ("60^{\\circ}", "60"), ("35\\%", "35"), ("35%", "35"), ("2,048.5", "2048.5"),
      ("1{,}000.25", "1000.25"), ("\\text{(E)}", "E"), ("(E)", "E"), ("\\textbf{(B)}", "\\text{B}"),
      ("\\left[ 1, 2 \\right]", "[1,2]"), ("\\displaystyle\\frac{1}{4}", "0.25"), ("3\\,000", "3000"),
-     ("\\text{Yes}", "yes"), ("\\[ \\frac{1}{2} \\]", "0.5")],
+     ("\\text{Yes}", "yes"), ("\\[ \\frac{1}{2} \\]", "0.5"), ("$\\boxed{5}$", "5"),
+     ("\\langle 1, 2 \\rangle", "(1, 2)")],
     [("125 miles", "12.5"), ("C", "(D)"), ("\\text{(A)}", "B"), ("2,048.5", "2048"), ("12 m^2", "144"),
      ("60^\\circ", "\\frac{\\pi}{3}"),                               # degrees are dropped, not converted
      ("35\\%", "0.35"),                                              # a percentage is the number before %
@@ -274,6 +275,12 @@ def test_math_equal_classes_near_misses(pred, gold):
                                   ("2x(x-3)", "2x^2-6x")])
 def test_canonical_answer_covers_the_new_classes(a, b):
     assert canonical_answer(a) == canonical_answer(b)
+
+
+def test_math_equal_takes_numbers_and_refuses_other_types():
+    assert math_equal("7", 7) and math_equal(0.5, "\\frac{1}{2}")
+    assert not math_equal(None, "5") and not math_equal("1", True) and not math_equal(["5"], "5")
+    assert not grade(None, "5").equal and grade(7, "7").equal
 
 
 def test_long_decimal_rule_is_one_unit_in_the_last_place():

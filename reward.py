@@ -184,32 +184,64 @@ def _group_end(s: str, i: int, limit: int = MAX_SCAN) -> int | None:
     return None
 
 
-def _marked_answer(text: str) -> tuple[bool, str | None]:
+def _marked_answer(text: str, list_boxes: bool = False) -> tuple[bool, str | None]:
     """(found, answer) for the markers the R1 accuracy reward reads: the last <answer>...</answer>; else the
     last \\boxed{...} or \\fbox{...} (only the last one is tried, and it must close within MAX_SCAN
-    characters); else the rest of the last line starting with "####" (GSM8K style). found with answer None:
-    the marker is there but empty or broken (the model committed, so no fallback is tried)."""
+    characters; list_boxes adds the boxes listed before it, see _listed_boxes); else the rest of the last
+    line starting with "####" (GSM8K style). found with answer None: the marker is there but empty or
+    broken (the model committed, so no fallback is tried)."""
     end = text.rfind("</answer>")
     start = text.rfind("<answer>", 0, end) if end >= 0 else -1
     if start >= 0:
         return True, text[start + len("<answer>"):end].strip() or None
-    cmd = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    cmd = _last_box(text, len(text))
     if cmd >= 0:
-        i = cmd + (6 if text.startswith("\\boxed", cmd) else 5)
-        while i < len(text) and text[i] == " ":
-            i += 1
-        j = _group_end(text, i) if text.startswith("{", i) else None
-        return True, (text[i + 1:j - 1].strip() or None) if j else None
+        box = _box_at(text, cmd)
+        return True, (_listed_boxes(text) if list_boxes else box[0] or None) if box else None
     for line in reversed(text.split("\n")):
         if line.lstrip().startswith("####"):
             return True, line.lstrip()[4:].strip() or None
     return False, None
 
 
+def _last_box(text: str, end: int) -> int:
+    """Where the last \\boxed or \\fbox before end starts; -1 if none."""
+    return max(text.rfind("\\boxed", 0, end), text.rfind("\\fbox", 0, end))
+
+
+def _box_at(text: str, cmd: int) -> tuple[str, int] | None:
+    """(stripped content, end) of the box command at text[cmd]; None if its group does not close within
+    MAX_SCAN characters."""
+    i = cmd + (6 if text.startswith("\\boxed", cmd) else 5)
+    while i < len(text) and text[i] == " ":
+        i += 1
+    j = _group_end(text, i) if text.startswith("{", i) else None
+    return (text[i + 1:j - 1].strip(), j) if j else None
+
+
+def _listed_boxes(text: str) -> str | None:
+    """Free-form only: the last box together with the boxes before it that are joined to it by _JOINS
+    ("\\boxed{19}, \\boxed{46}, and \\boxed{82}" -> "19, 46, 82"). The R1 reward reads the last box alone."""
+    cmd = _last_box(text, len(text))
+    box = _box_at(text, cmd)
+    if box is None:
+        return None
+    contents = [box[0]]  # last first
+    while len(contents) <= MAX_ITEMS and (prev := _last_box(text, cmd)) >= 0 and (got := _box_at(text, prev)) \
+            and got[1] <= cmd:
+        gap = text[got[1]:cmd].replace("$", "").replace("\\text{", "").replace("}", "")
+        if gap.strip().translate(_ASCII_LOWER) not in _JOINS:
+            break
+        contents.append(got[0])
+        cmd = prev
+    return ", ".join(c for c in reversed(contents) if c) or None
+
+
 def extract_answer(text: str, strict: bool = False) -> str | None:
     """The final answer in a completion, stripped, or None. Tried in this order, the first that applies wins:
-      1. the R1 markers (_marked_answer): the last <answer>...</answer>, else the last \\boxed{} / \\fbox{},
-         else the last "####" line. An empty or broken marker gives None, with no fallback.
+      1. the R1 markers (_marked_answer): the last <answer>...</answer>, else the last \\boxed{} / \\fbox{}
+         (in free-form mode with the boxes listed before it by "," / "and" / "or"), else the last "####"
+         line. An empty or broken marker gives None, with no fallback.
     strict=True stops here: that is what the R1 accuracy reward reads (accuracy_reward). Otherwise, for
     free-form text (chat and distilled models, gold solutions), and only if no <answer> tag was opened:
       2. the text after the last "answer is" / "answer:" / "final answer" (any case): its first math span
@@ -219,7 +251,7 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
       4. the whole text, if it is one short line that reads as an answer ("x \\in [2, 7]", "6 and 8", "yes");
       5. the last number ("...so the largest n is 34." -> "34"; 1,000 and 3/4 are one number).
     Steps 2-5 look only at the last MAX_SCAN characters (the math spans are paired over the whole text)."""
-    found, answer = _marked_answer(text)
+    found, answer = _marked_answer(text, list_boxes=not strict)
     if found or strict:
         return answer
     if "<answer>" in text:  # an answer tag that never closed: cut off mid-answer, so nothing is trusted

@@ -90,6 +90,8 @@ def test_extract_answer_strict(text, expected):
     ("the answer is 4 <answer>6", None),                             # an <answer> that never closed
     ("\\boxed{2} so the answer is 3", "2"),
     ("work\n#### 15", "15"),
+    ("so $\\boxed{19}$, $\\boxed{46}$, and $\\boxed{82}$", "19, 46, 82"),  # listed boxes: one answer (strict: 82)
+    ("\\boxed{3} then \\boxed{4}", "4"),
     # 2. after an answer phrase: its first math span, else the rest of that sentence
     ("Final Answer: The final answer is $\\dfrac{5}{8}$. I hope it is correct.", "\\dfrac{5}{8}"),
     ("Therefore, the answer is 27. Let me double-check.", "27"),
@@ -718,7 +720,8 @@ ADVERSARIAL = ["9^9^9^9", "10^100000", "2^2^2^2^2^2^2", "1e100000", "1e-100000",
                "x^{-99999}",
                "\\begin{pmatrix}" + "1 & " * 200 + "\\end{pmatrix}", ", ".join(["x"] * 100), "0." + "3" * 990,
                "x_{" * 300, "\\sqrt{x}" * 100, "\\sqrt[3]{x}" * 80, "e^{" * 200 + "x" + "}" * 200, "1/x" * 300,
-               "\\frac{1}{x-" * 100 + "1" + "}" * 100, "(" * 500 + "x" + ")" * 500, "\\{" * 400 + "\\}" * 400]
+               "\\frac{1}{x-" * 100 + "1" + "}" * 100, "(" * 500 + "x" + ")" * 500, "\\{" * 400 + "\\}" * 400,
+               "\\boxed{1}, " * 10_000]
 HUGE = ["{" * 1_000_000, "\\boxed{" + "{" * 1_000_000, "\x00" * 1_000_000, "中" * 1_000_000, "a " * 500_000,
         "<answer>" + "(" * 1_000_000 + "</answer>", "$" * 1_000_000, "\\(" * 500_000, "answer is " * 100_000,
         "1," * 500_000, "$x$ and " * 125_000]

@@ -250,7 +250,8 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
          are joined to it by "," / "and" / "or" ("$6$ and $8$" -> "6, 8");
       4. the whole text, if it is one short line that reads as an answer ("x \\in [2, 7]", "6 and 8", "yes");
       5. the last number ("...so the largest n is 34." -> "34"; 1,000 and 3/4 are one number).
-    Steps 2-5 look only at the last MAX_SCAN characters (the math spans are paired over the whole text)."""
+    Steps 2-5 look only at the end of the text: the last MAX_SCAN characters (step 3: from the blank line
+    before them, so that math spans pair up)."""
     found, answer = _marked_answer(text, list_boxes=not strict)
     if found or strict:
         return answer
@@ -263,7 +264,8 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}  # str.lower() can change a string's length
 _PHRASES = ("answer is", "answer:", "final answer")
 _JOINS = (",", "and", ", and", "or", ", or")  # what may stand between the spans of one listed answer
-MAX_DELIMITERS = 5_000  # math delimiters ($, \\[, \\() read before giving up (keeps 1 MB inputs fast)
+_CLOSERS = {"[": "\\]", "(": "\\)"}
+MAX_DELIMITERS = 2_000  # math delimiters ($, \\[, \\() read before giving up (keeps 1 MB inputs fast)
 
 
 def _phrase_answer(text: str) -> str | None:
@@ -284,7 +286,8 @@ def _phrase_answer(text: str) -> str | None:
 def _math_spans(text: str) -> list[tuple[int, int, str]]:
     """Complete math spans in text, in order, as (start, end, content). \\$ is a dollar sign, not a delimiter.
     An inline $..$ follows pandoc's rule (no space just inside either $, no newline), so "$5 and $3" holds
-    no math; its would-be closing $ may then open the next span. Gives up (no spans) after MAX_DELIMITERS."""
+    no math; its would-be closing $ may then open the next span. No span crosses a blank line, so an
+    unclosed $$ costs only its paragraph. Gives up (no spans) after MAX_DELIMITERS."""
     spans, i, nxt = [], 0, {"$": -1, "\\[": -1, "\\(": -1}
     for _ in range(MAX_DELIMITERS):
         for d in nxt:  # cached: searching again from every stop would make long texts quadratic
@@ -297,10 +300,13 @@ def _math_spans(text: str) -> list[tuple[int, int, str]]:
         if text[p - 1:p] == "\\":  # \$ is a dollar sign; \\[ is a line break, not display math
             i = p + 1
             continue
-        closer = {"[": "\\]", "(": "\\)"}.get(text[p + 1]) if text[p] == "\\" else "$$" if text[p:p + 2] == "$$" \
-            else None
+        closer = _CLOSERS.get(text[p + 1]) if text[p] == "\\" else "$$" if text[p:p + 2] == "$$" else None
         if closer:
             e = text.find(closer, p + 2)
+            blank = text.find("\n\n", p, e if e >= 0 else len(text))
+            if blank >= 0:  # display math never spans a blank line (TeX stops there): this opener is unmatched
+                i = blank + 2
+                continue
             if e < 0:
                 return spans
             spans.append((p, e + 2, text[p + 2:e]))
@@ -332,7 +338,10 @@ def _joined(text: str, spans: list, k: int, step: int) -> str | None:
 
 
 def _last_math(text: str) -> str | None:
-    """Step 3 of extract_answer: the last math span and the spans listed with it."""
+    """Step 3 of extract_answer: the last math span and the spans listed with it. A long text is read from
+    the paragraph break (blank line) before its last MAX_SCAN characters: no span crosses one."""
+    start = text.rfind("\n\n", 0, len(text) - MAX_SCAN) + 1 if len(text) > MAX_SCAN else 0
+    text = text[start:]
     spans = _math_spans(text)
     return _joined(text, spans, len(spans) - 1, -1) if spans else None
 

@@ -110,6 +110,8 @@ def test_extract_answer_strict(text, expected):
     ("costs \\$5 and we have $n = 6$", "n = 6"),                     # \$ is a dollar sign
     ("paid $5 and got $3 back, so 2 remain", "2"),                   # pandoc's rule: "$5 and got $" is no math
     ("$ x $ is 4", "4"),
+    ("$$ unclosed\n\nso $y = 2$", "y = 2"),                            # no math span crosses a blank line
+    ("\\[ x \n\n" + "a " * 10_000 + "\n\nso $y = 2$", "y = 2"),          # a long text: its last paragraphs
     # 4. the whole text, when it reads as an answer
     ("x \\in (0, 3]", "x \\in (0, 3]"),
     ("10 and 12", "10 and 12"),

@@ -224,7 +224,7 @@ def rewrite(completion: str) -> str | None:
     """A correct sampled completion rewritten into the cold-start format: the reasoning is the text
     inside <think>...</think> if any, else everything before the final answer's marker. None when the
     reasoning is shorter than MIN_COT_WORDS words or the result is not in format."""
-    answer = extract_answer(completion)
+    answer = extract_answer(completion, strict=True)  # what the accuracy reward read: tags, box, ####
     if "</think>" in completion:
         reasoning = completion.split("</think>", 1)[0].rsplit("<think>", 1)[-1]
     else:

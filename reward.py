@@ -1552,7 +1552,8 @@ os._exit(0)
 """
 
 
-_SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/tmp"}  # no secrets inherited
+# no secrets inherited
+_SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/tmp"}
 
 
 @functools.cache  # probed once per process: whether this machine lets us build the namespaces
@@ -1676,11 +1677,13 @@ class Task:
     def reward(self, example: Example, completion: str, think_prefilled: bool = False,
                weights: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
         """(total, parts): parts are accuracy (0/1, or the passed fraction for code), format (0/1), tags
-        (tags_reward, weight 0 by default) and language (language_consistency_reward, weight 0 by default); total = sum(weights[k] * parts[k]),
-        weights defaulting to DEFAULT_WEIGHTS. Raises ValueError for an unknown weight name."""
+        (tags_reward, weight 0 by default) and language (language_consistency_reward, weight 0 by default);
+        total = sum(weights[k] * parts[k]), weights defaulting to DEFAULT_WEIGHTS. Raises ValueError for an
+        unknown weight name."""
         w = {**DEFAULT_WEIGHTS, **(weights or {})}
         if set(w) != set(DEFAULT_WEIGHTS):
-            raise ValueError(f"unknown reward weights {sorted(set(w) - set(DEFAULT_WEIGHTS))}; known: {list(DEFAULT_WEIGHTS)}")
+            raise ValueError(f"unknown reward weights {sorted(set(w) - set(DEFAULT_WEIGHTS))}; "
+                             f"known: {list(DEFAULT_WEIGHTS)}")
         parts = {"accuracy": self._accuracy(example, completion),
                  "format": format_reward(completion, think_prefilled),
                  "tags": tags_reward(completion, think_prefilled),
@@ -1718,7 +1721,7 @@ def _read_jsonl(path: str, make) -> list[Example]:
                 if not isinstance(row, dict):
                     raise ValueError("not a JSON object")
                 examples.append(make(row))
-            except (ValueError, KeyError, TypeError, SyntaxError, RecursionError) as e:  # JSONDecodeError is a ValueError
+            except (ValueError, KeyError, TypeError, SyntaxError, RecursionError) as e:  # JSONDecodeError: a ValueError
                 raise ValueError(f"{path}:{lineno}: {type(e).__name__}: {e}") from None
     return examples
 

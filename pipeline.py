@@ -191,6 +191,8 @@ def validate(cfg: PipelineConfig):
                               ("all-scenario-weights", cfg.all_scenario_weights, MixedTask.PARTS)):
         if set(parse_weights(text)) - set(known):
             raise ValueError(f"--{name} {text}: the parts are {', '.join(known)}")
+    if cfg.group_size < 2:
+        raise ValueError(f"--group-size {cfg.group_size}: GRPO's advantage needs at least 2 completions per prompt")
     for name in ("group_size", "prompts_per_step", "max_new_tokens", "samples_per_prompt", "sft_batch",
                  "general_every", "eval_prompts", "eval_k", "keep_per_prompt"):
         if getattr(cfg, name) < 1:

@@ -156,9 +156,18 @@ def validate(cfg: TrainConfig):
         raise ValueError(f"--scale-rewards {cfg.scale_rewards}: expected group, batch or none")
     if cfg.dtype not in ("auto", "bfloat16", "float32", "float16"):
         raise ValueError(f"--dtype {cfg.dtype}: expected auto, bfloat16, float32 or float16")
-    for name in ("prompts_per_step", "max_new_tokens", "micro_batch_size", "num_iterations", "epochs"):
+    for name in ("prompts_per_step", "max_new_tokens", "micro_batch_size", "num_iterations", "epochs", "steps",
+                 "eval_k"):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
+    for name in ("keep_checkpoints", "save_every", "eval_every", "eval_prompts", "rollouts_every", "threads",
+                 "warmup_steps", "ref_reset_every"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 0")
+    if not 0 < cfg.top_p <= 1:
+        raise ValueError(f"--top-p {cfg.top_p}: must be in (0, 1]")
+    if cfg.eval_temperature < 0:
+        raise ValueError(f"--eval-temperature {cfg.eval_temperature}: must be >= 0")
     if cfg.beta < 0 or cfg.lr <= 0:
         raise ValueError("--beta must be >= 0 and --lr > 0")
     if cfg.fsdp and cfg.stage != "grpo":
@@ -426,6 +435,9 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
         task = load_task(cfg.task, seed=cfg.seed)
     weights = parse_weights(cfg.reward_weights)
+    if cfg.stage == "grpo":                       # the task knows its reward parts: unknown names fail here
+        task.reward(task.example("train", 0), "", cfg.think_prefill, weights=weights)
+    check_writable(out_dir)
     resolve_model_path(cfg.model)
     ckpts = list_checkpoints(out_dir)
     if ckpts and not cfg.resume:
@@ -494,13 +506,41 @@ def start_logs(run: Run, start_step: int, resumed: bool, total_steps: int):
         return
     run.out_dir.mkdir(parents=True, exist_ok=True)
     (run.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    if resumed and metrics_path.exists():         # drop lines logged after the checkpoint we resume from
-        kept = [l for l in metrics_path.read_text().splitlines() if json.loads(l).get("step", 0) <= start_step]
-        metrics_path.write_text("".join(l + "\n" for l in kept))
+    # a fresh run starts a fresh log (a run killed before its first checkpoint left lines behind); a resumed
+    # one drops the lines logged after the checkpoint it resumes from
+    kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= start_step] if resumed else []
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     print("config: " + json.dumps(dataclasses.asdict(cfg)))
     params = sum(p.numel() for p in run.policy.parameters()) / 1e6
     print(f"device={run.device} compute_dtype={str(run.dtype).removeprefix('torch.')} "
           f"threads={torch.get_num_threads()} ranks={run.dist.world} params={params:.1f}M steps={total_steps}")
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a metrics.jsonl; a last line cut off by a kill mid-write is dropped with a warning
+    naming the file. Raises ValueError naming file:line for any other line that is not JSON."""
+    if not path.exists():
+        return []
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    records = []
+    for n, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if n < len(lines):
+                raise ValueError(f"{path}:{n}: not a JSON record") from None
+            print(f"warning: {path}:{n}: the last line is cut off (a kill mid-write?); dropped")
+    return records
+
+
+def check_writable(out_dir: Path):
+    """Raises ValueError unless out_dir is (or can be made) a directory this process can write in."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out-dir {out_dir}: not a writable directory ({e.strerror or e})") from None
 
 
 def log_metrics(run: Run, record: dict):
@@ -578,8 +618,12 @@ def read_sft_data(path: str) -> list[dict]:
     """Reads a jsonl of {"prompt": str, "completion": str} or {"messages": [{"role", "content"}, ...]}
     (the last message the assistant's). Raises ValueError naming the file and line of a bad record."""
     records = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
             if not line.strip():
                 continue
             try:
@@ -588,8 +632,9 @@ def read_sft_data(path: str) -> list[dict]:
                 raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
             msgs = rec.get("messages") if isinstance(rec, dict) else None
             if isinstance(msgs, list) and msgs:
-                if not all(isinstance(m, dict) and isinstance(m.get("content"), str) for m in msgs) \
-                        or msgs[-1].get("role") != "assistant":
+                roles = ("system", "user", "assistant")
+                if not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in roles
+                           for m in msgs) or msgs[-1].get("role") != "assistant":
                     raise ValueError(f"{path}:{n}: 'messages' must be role/content objects ending with the assistant's")
             elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str)
                       and isinstance(rec.get("completion"), str)):

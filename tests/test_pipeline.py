@@ -179,5 +179,7 @@ def test_bad_flags_fail_before_any_work():
         P.make_config(from_stage=4, until_stage=2)
     with pytest.raises(ValueError, match="preset"):
         P.make_config("huge")
+    with pytest.raises(ValueError, match="--group-size 1"):
+        P.make_config(group_size=1)
     assert P.parse_config(["--preset", "tiny", "--reasoning-steps", "5"]).reasoning_steps == 5
     assert P.parse_config(["--preset", "tiny"]).model == "tiny"

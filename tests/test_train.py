@@ -273,6 +273,11 @@ def test_rollouts_and_metrics_are_written(tmp_path, letters):
     (["--loss-agg", "sum"], "loss-agg"),
     (["--reward-weights", "accuracy"], "name=number"),
     (["--temperature", "0"], "temperature"),
+    (["--steps", "0"], "--steps 0: must be >= 1"),
+    (["--steps", "-3"], "--steps -3: must be >= 1"),
+    (["--keep-checkpoints", "-1"], "--keep-checkpoints -1: must be >= 0"),
+    (["--eval-k", "0"], "--eval-k 0"),
+    (["--top-p", "0"], "--top-p 0"),
 ])
 def test_contradictory_flags(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -284,6 +289,47 @@ def test_unknown_task_fails_before_loading_the_model(tmp_path, monkeypatch):
     monkeypatch.setattr(T, "load_pretrained", lambda *a, **k: pytest.fail("loaded a model before checking the task"))
     with pytest.raises(ValueError, match="unknown task 'nope'"):
         T.train(config(tmp_path, task="nope"))
+
+
+def test_unknown_reward_weight_and_unwritable_out_dir_fail_before_loading_the_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(T, "load_pretrained", lambda *a, **k: pytest.fail("loaded a model before checking"))
+    with pytest.raises(ValueError, match="fromat"):
+        T.train(config(tmp_path, task="arith", reward_weights="accuracy=1,fromat=1"))
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="--out-dir .*file.*not a writable directory"):
+        T.train(T.TrainConfig(**{**vars(config(tmp_path, task="arith")), "out_dir": str(tmp_path / "file")}))
+
+
+@pytest.mark.parametrize("content, message", [
+    (b'{"prompt": "a", "completion": "b"}\n{"prompt": "\xff\xfe", "completion": "b"}\n', "bad.jsonl:2: not UTF-8"),
+    (b'{"messages": [{"content": "hi"}, {"role": "assistant", "content": "b"}]}\n', "bad.jsonl:1: 'messages'"),
+])
+def test_bad_sft_file_names_file_and_line(tmp_path, content, message):
+    data = tmp_path / "bad.jsonl"
+    data.write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        T.read_sft_data(str(data))
+
+
+def test_metrics_with_a_torn_last_line_are_read_without_it(tmp_path, capsys):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1}\n{"step": 2}\n{"st')
+    assert T.read_metrics(path) == [{"step": 1}, {"step": 2}]
+    assert "metrics.jsonl:3: the last line is cut off" in capsys.readouterr().out
+    path.write_text('{"step": 1}\n{"st\n{"step": 3}\n')
+    with pytest.raises(ValueError, match="metrics.jsonl:2"):
+        T.read_metrics(path)
+
+
+def test_fresh_run_starts_a_fresh_metrics_log(tmp_path, letters):
+    """A run killed before its first checkpoint left lines behind; running again (no checkpoint to resume
+    from) must not append to them."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1, "reward": 9}\n{"step": 2, "rew')
+    T.train(config(tmp_path, steps=1))
+    assert [r["step"] for r in metric_lines(out / "metrics.jsonl")] == [1]
+    assert metric_lines(out / "metrics.jsonl")[0]["reward"] != 9
 
 
 def test_malformed_sft_data_names_the_line(tmp_path):

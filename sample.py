@@ -159,8 +159,9 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
     full length. Device and dtype are the model's. compile=True replays each decode step (forward and
     sampling) from a CUDA graph (CUDAGraphStep): the same kernels as without it, so the same tokens and
     log-probs, minus the per-kernel launch cost; compaction is off so the batch keeps its shape.
-    Raises ValueError for an empty prompt list or prompt, a bad temperature / top_p / top_k, or
-    compile=True with a model that is not on CUDA."""
+    Raises ValueError for an empty prompt list or prompt, a bad temperature / top_p / top_k, a prompt
+    that leaves no room for max_new_tokens in the model's context, or compile=True with a model that is
+    not on CUDA."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("sample needs at least one prompt, and no empty prompt")
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or group_size < 1 or max_new_tokens < 1:
@@ -171,6 +172,10 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
         raise ValueError(f"compile=True captures the decode step in CUDA graphs; the model is on {device}, "
                          "where it runs eagerly (drop --compile)")
     P, G, N, L = len(prompts), group_size, max_new_tokens, max(map(len, prompts))
+    context = getattr(getattr(model, "cfg", None), "max_seq_len", None)
+    if context is not None and L + N > context:
+        raise ValueError(f"a prompt of {L} tokens + max_new_tokens={N} exceeds the model's context of {context} "
+                         "positions (max_position_embeddings)")
     B = P * G
     u = torch.stack([torch.rand(N, generator=g) for g in row_generators(prompts, G, seed)]).to(device)   # (B, N)
     stop_ids = torch.tensor(sorted(set(stop_token_ids)), dtype=torch.long, device=device)

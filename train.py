@@ -99,6 +99,8 @@ class TrainConfig:
                                    " fewer kernel launches: sample.CUDAGraphStep)")
     seed: int = flag(0, "seeds task data, sampling and init: a run is a function of its flags")
     threads: int = flag(0, "CPU threads for torch (0 = torch's default)")
+    allow_config_change: bool = flag(False, "--resume even if flags that change the run's meaning differ from the "
+                                            "checkpoint's (the differences are printed)")
     fsdp: bool = flag(False, "under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead "
                              "of replicating them; GRPO stage")
     # outputs
@@ -381,6 +383,8 @@ def train(cfg: TrainConfig, task=None) -> dict:
     else:
         total_steps = cfg.steps
     start_logs(run, start_step, resumed=state is not None, total_steps=total_steps)
+    if start_step >= total_steps and dist.rank == 0:
+        print(f"nothing to do: {run.out_dir} holds step {start_step}, and the run has {total_steps} steps")
 
     last = {}
     if start_step == 0:
@@ -439,6 +443,9 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
         task.reward(task.example("train", 0), "", cfg.think_prefill, weights=weights)
     check_writable(out_dir)
     resolve_model_path(cfg.model)
+    if dist.rank == 0:                            # a kill during a save leaves its temporary directory behind
+        for stale in (out_dir / "checkpoints").glob("step_*.tmp-*"):
+            shutil.rmtree(stale, ignore_errors=True)
     ckpts = list_checkpoints(out_dir)
     if ckpts and not cfg.resume:
         raise SystemExit(f"{out_dir} already holds checkpoints ({ckpts[-1].name}); pass --resume to continue "
@@ -446,14 +453,13 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     state = None
     if cfg.resume and ckpts:
         state = torch.load(ckpts[-1] / "trainer_state.pt", map_location="cpu", weights_only=False)
+        check_resumed_config(cfg, state["config"], ckpts[-1])
         if dist.rank == 0:
             print(f"resuming from {ckpts[-1]} (step {state['step']})")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
     policy, tok = load_pretrained(ckpts[-1] if state else cfg.model, device=device, dtype=torch.float32)
-    if state and state["config"]["model"] != cfg.model:
-        print(f"note: checkpoint was trained from {state['config']['model']}, flags say {cfg.model}")
     policy.requires_grad_(True).train()
     policy.checkpoint_blocks = cfg.activation_checkpointing
     # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
@@ -477,6 +483,24 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
               forward=torch.compile(policy) if cfg.compile else None, device=device, dtype=dtype, out_dir=out_dir,
               dist=dist, ref_is_initial=not (state and state.get("reference") is not None))
     return run, state["step"] if state else 0, state
+
+
+# the flags whose change turns a resumed run into another run (the data, the objective, the sampling)
+RUN_DEFINING = ("stage", "model", "task", "data", "template", "think_prefill", "group_size", "prompts_per_step",
+                "max_new_tokens", "temperature", "top_p", "beta", "clip_eps", "clip_eps_high", "num_iterations",
+                "loss_agg", "scale_rewards", "reward_weights", "mask_truncated", "seed")
+
+
+def check_resumed_config(cfg: TrainConfig, saved: dict, ckpt: Path):
+    """Refuses (ValueError naming the fields) to resume a checkpoint whose run-defining flags differ from
+    these, unless --allow-config-change, which prints the changes instead."""
+    changed = [f"--{k.replace('_', '-')} {saved[k]!r} -> {getattr(cfg, k)!r}" for k in RUN_DEFINING
+               if k in saved and saved[k] != getattr(cfg, k)]
+    if changed and not cfg.allow_config_change:
+        raise ValueError(f"{ckpt} was trained with other flags: {'; '.join(changed)}. Resume with the "
+                         "checkpoint's flags, choose another --out-dir, or pass --allow-config-change")
+    for change in changed:
+        print(f"config change on resume: {change}")
 
 
 def load_reference(cfg: TrainConfig, policy, state: dict | None, device, dtype, dist: "Dist"):

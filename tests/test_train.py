@@ -15,6 +15,7 @@ import train as T
 from grpo import group_token_logprobs, grpo_loss, loss_normalizer
 from model import load_pretrained
 from reward import Example
+from sample import sample
 
 
 class LetterTask:
@@ -211,6 +212,29 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, letters):
     assert len(a) == len(b) == 4
     wa, wb = (load_pretrained(tmp_path / x / "out" / "checkpoints" / "step_4", device="cpu")[0] for x in "ab")
     assert all(torch.equal(p, q) for p, q in zip(wa.parameters(), wb.parameters()))
+
+
+def test_resume_refuses_other_run_defining_flags(tmp_path, letters, capsys):
+    """--resume with another --group-size is another run: refused, naming the flag, before any work, unless
+    --allow-config-change. Stale temporary checkpoint directories (a kill during a save) are removed; a
+    finished run says so."""
+    T.train(config(tmp_path, steps=1, save_every=1))
+    stale = tmp_path / "out" / "checkpoints" / "step_2.tmp-x"
+    stale.mkdir()
+    with pytest.raises(ValueError, match="--group-size 4 -> 2"):
+        T.train(config(tmp_path, steps=2, save_every=1, resume=True, group_size=2))
+    assert not stale.exists()
+    T.train(config(tmp_path, steps=2, save_every=1, resume=True, group_size=2, allow_config_change=True))
+    assert "config change on resume: --group-size 4 -> 2" in capsys.readouterr().out
+    T.train(config(tmp_path, steps=1, save_every=1, resume=True, group_size=2))
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_sampler_refuses_prompts_past_the_context(letters):
+    policy, _ = load_pretrained("tiny", device="cpu")
+    n = policy.cfg.max_seq_len
+    with pytest.raises(ValueError, match="exceeds the model's context"):
+        sample(policy, [[5] * (n - 3)], group_size=2, max_new_tokens=4)
 
 
 def test_ref_reset_survives_resume(tmp_path, letters):

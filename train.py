@@ -30,6 +30,7 @@ import argparse
 import contextlib
 import copy
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -450,16 +451,15 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     if ckpts and not cfg.resume:
         raise SystemExit(f"{out_dir} already holds checkpoints ({ckpts[-1].name}); pass --resume to continue "
                          "or choose another --out-dir")
-    state = None
-    if cfg.resume and ckpts:
-        state = torch.load(ckpts[-1] / "trainer_state.pt", map_location="cpu", weights_only=False)
-        check_resumed_config(cfg, state["config"], ckpts[-1])
+    state, ckpt = (load_newest_intact(ckpts) if cfg.resume and ckpts else (None, None))
+    if state:
+        check_resumed_config(cfg, state["config"], ckpt)
         if dist.rank == 0:
-            print(f"resuming from {ckpts[-1]} (step {state['step']})")
+            print(f"resuming from {ckpt} (step {state['step']})")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
-    policy, tok = load_pretrained(ckpts[-1] if state else cfg.model, device=device, dtype=torch.float32)
+    policy, tok = load_pretrained(ckpt if state else cfg.model, device=device, dtype=torch.float32)
     policy.requires_grad_(True).train()
     policy.checkpoint_blocks = cfg.activation_checkpointing
     # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
@@ -754,12 +754,60 @@ def save_checkpoint(run: Run, step: int):
     state = {"format": 2, "step": step, "config": dataclasses.asdict(cfg), "optimizer": opt_state,
              "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}, "reference": ref_weights}
     torch.save(state, tmp / "trainer_state.pt")
+    (tmp / MANIFEST).write_text(json.dumps({f.name: file_digest(f) for f in sorted(tmp.iterdir())}, indent=1))
     final = ckpt_root / f"step_{step}"
     shutil.rmtree(final, ignore_errors=True)          # only when re-saving the same step
     os.replace(tmp, final)
     if cfg.keep_checkpoints:
         for old in list_checkpoints(run.out_dir)[:-cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+MANIFEST = "manifest.json"       # each file of a checkpoint: its size and SHA-256, checked before resuming
+
+
+def file_digest(path: Path) -> dict:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(2**20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
+
+
+def checkpoint_damage(ckpt: Path) -> str | None:
+    """Why a checkpoint cannot be trusted (a file missing, of another size or checksum than its manifest
+    says), or None. Checkpoints written before manifests existed are taken as they are."""
+    manifest = ckpt / MANIFEST
+    if not manifest.exists():
+        return None
+    try:
+        expected = json.loads(manifest.read_text())
+    except (OSError, ValueError) as e:
+        return f"{manifest} unreadable ({e})"
+    for name, want in expected.items():
+        f = ckpt / name
+        if not f.exists():
+            return f"{f} missing"
+        if f.stat().st_size != want["size"]:
+            return f"{f} is {f.stat().st_size} bytes, the manifest says {want['size']}"
+        if file_digest(f)["sha256"] != want["sha256"]:
+            return f"{f} does not match its checksum"
+    return None
+
+
+def load_newest_intact(ckpts: list[Path]) -> tuple[dict, Path]:
+    """The trainer state of the newest checkpoint that is whole, and its path: a damaged one is reported
+    by path and the one before it tried. Raises SystemExit when none is whole."""
+    for ckpt in reversed(ckpts):
+        why = checkpoint_damage(ckpt)
+        if why is None:
+            try:
+                return torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=False), ckpt
+            except Exception as e:       # torch raises several types for truncated or garbage files
+                why = f"{ckpt / 'trainer_state.pt'} unreadable ({type(e).__name__}: {e})"
+        print(f"warning: not resuming from {ckpt}: {why}")
+    raise SystemExit(f"no intact checkpoint among {[c.name for c in ckpts]} to resume from (see the warnings); "
+                     "remove them to start over, or choose another --out-dir")
 
 
 def full_state_dicts(model, optimizer, dist: "Dist") -> tuple[dict, dict | None]:

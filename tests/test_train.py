@@ -230,6 +230,26 @@ def test_resume_refuses_other_run_defining_flags(tmp_path, letters, capsys):
     assert "nothing to do" in capsys.readouterr().out
 
 
+@pytest.mark.parametrize("damage", ["flip a byte of the weights", "truncate the trainer state"])
+def test_damaged_newest_checkpoint_is_reported_and_the_previous_one_used(tmp_path, letters, capsys, damage):
+    T.train(config(tmp_path, steps=2, save_every=1))
+    step_2 = tmp_path / "out" / "checkpoints" / "step_2"
+    if damage.startswith("flip"):
+        f = step_2 / "model.safetensors"
+        data = bytearray(f.read_bytes())
+        data[-5] ^= 0xFF
+        f.write_bytes(bytes(data))
+    else:
+        (step_2 / "trainer_state.pt").write_bytes(b"garbage")
+        (step_2 / T.MANIFEST).unlink()                 # as a checkpoint from before manifests
+    T.train(config(tmp_path, steps=2, save_every=1, resume=True))
+    out = capsys.readouterr().out
+    assert f"not resuming from {step_2}" in out and "resuming from" in out and "step_1 (step 1)" in out
+    assert [r["step"] for r in metric_lines(tmp_path / "out" / "metrics.jsonl")] == [1, 2]
+    for ckpt in T.list_checkpoints(tmp_path / "out"):
+        assert T.checkpoint_damage(ckpt) is None     # step 2 was written again, whole
+
+
 def test_sampler_refuses_prompts_past_the_context(letters):
     policy, _ = load_pretrained("tiny", device="cpu")
     n = policy.cfg.max_seq_len

@@ -379,6 +379,11 @@ def train(cfg: TrainConfig, task=None) -> dict:
     dist = run.dist
     if cfg.stage == "sft":
         pairs = tokenize_sft(records, run.tok, cfg.template, cfg.think_prefill)
+        context = run.policy.cfg.max_seq_len
+        too_long = [i for i, (p, c) in enumerate(pairs) if len(p) + len(c) > context]
+        if too_long:
+            raise ValueError(f"{cfg.data}: {len(too_long)} examples are longer than the model's context of {context} "
+                             f"tokens, e.g. the one at line {line_of(cfg.data, too_long[0])}")
         steps_per_epoch = math.ceil(len(pairs) / cfg.prompts_per_step)
         total_steps = steps_per_epoch * cfg.epochs
     else:
@@ -667,6 +672,12 @@ def read_sft_data(path: str) -> list[dict]:
     if not records:
         raise ValueError(f"{path}: no examples")
     return records
+
+
+def line_of(path: str, k: int) -> int:
+    """The line number of the k-th (0-based) non-blank line of a jsonl file, as read_sft_data counts records."""
+    with open(path, "rb") as f:
+        return [n for n, raw in enumerate(f, 1) if raw.strip()][k]
 
 
 def tokenize_sft(records: list[dict], tok, template: str, think_prefill: bool) -> list[tuple[list[int], list[int]]]:

@@ -376,6 +376,16 @@ def test_fresh_run_starts_a_fresh_metrics_log(tmp_path, letters):
     assert metric_lines(out / "metrics.jsonl")[0]["reward"] != 9
 
 
+def test_sft_examples_past_the_context_are_refused(tmp_path):
+    from model import PRESETS
+    data = tmp_path / "long.jsonl"
+    long = "x" * (PRESETS["tiny"].get("max_seq_len", 2048) + 10)         # one byte-level token per character
+    rows = [json.dumps({"prompt": "a", "completion": "b"}), "", json.dumps({"prompt": long, "completion": "b"})]
+    data.write_text("\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match="long.jsonl: 1 examples are longer .* at line 3"):
+        T.train(config(tmp_path, stage="sft", data=str(data), template="raw", task="arith"))
+
+
 def test_malformed_sft_data_names_the_line(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n')

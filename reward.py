@@ -33,7 +33,8 @@ runs as the current user in a temporary directory: it can then use the network, 
 user can, and a child that leaves the process group may outlive it. In both modes it does NOT protect
 against: reading files (secrets included), kernel exploits, CPU/memory contention until the deadline,
 or a program written to attack the harness (it shares its process with the test loop, so it could
-forge the result, and an object whose __eq__ always returns True passes `assert f(x) == y`).
+forge the result through the runner's globals, and an object whose __eq__ always returns True passes
+`assert f(x) == y`; replacing builtins such as exec does not help it: the runner bound them first).
 Use it for rewarding model-written code during training, not for running hostile code.
 
 The math grader (extract_answer, then math_equal; grade() and the CLI show both steps):
@@ -1537,18 +1538,20 @@ report = os.dup(1)
 null = os.open(os.devnull, os.O_RDWR)
 for fd in (0, 1, 2):
     os.dup2(null, fd)
+# bound before the solution runs, which may replace builtins.exec and the like (a stub exec would pass every test)
+run, build, write, leave, tests, nonce = exec, compile, os.write, os._exit, list(enumerate(job["tests"])), job["nonce"]
 scope = {"__name__": "solution"}
 try:
-    exec(compile(job["code"], "solution.py", "exec"), scope)
+    run(build(job["code"], "solution.py", "exec"), scope)
 except BaseException:
-    os._exit(0)
-for i, test in enumerate(job["tests"]):
+    leave(0)
+for i, test in tests:
     try:
-        exec(compile(test, "test_%d.py" % i, "exec"), scope)
+        run(build(test, "test_%d.py" % i, "exec"), scope)
     except BaseException:
         continue
-    os.write(report, ("%s %d\n" % (job["nonce"], i)).encode())
-os._exit(0)
+    write(report, ("%s %d\n" % (nonce, i)).encode())
+leave(0)
 """
 
 

@@ -850,6 +850,8 @@ def gone(marker: str, wait: float = 2.0) -> bool:
     (answer("print('0 1 2')\nimport os\nos.write(1, b'0\\n1\\n')"), ["assert False", "assert False"], 0.0),
     (answer("x = 1\n\x00"), ["assert True"], 0.0), (answer("x = '\ud800'"), ["assert True"], 0.0),
     (answer("import os"), ["assert os.read(0, 10) == b''", "input()"], 0.5),   # stdin is empty: input() fails
+    (answer("import builtins\nbuiltins.exec = lambda *a, **k: None\nbuiltins.compile = lambda *a, **k: None"),
+     ["assert False", "assert False"], 0.0),                                    # the harness bound its own exec
 ])
 def test_code_reward(completion, tests, expected):
     assert code_reward(completion, tests, timeout=5.0) == expected

@@ -1561,18 +1561,39 @@ _SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": 
 
 @functools.cache  # probed once per process: whether this machine lets us build the namespaces
 def _namespace_prefix() -> tuple[str, ...]:
-    if os.name != "posix" or os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("setpriv")):
-        return ()
+    why = _namespaces_unavailable()
+    if why is None:
+        return _NAMESPACES
+    if os.environ.get("R1_SANDBOX") == "namespaces":
+        raise RuntimeError(f"R1_SANDBOX=namespaces, but the code sandbox cannot build its namespaces: {why}")
+    print(f"warning: code sandbox in rlimits-only mode ({why}): programs it runs can use the network, write "
+          "wherever this user can, and leave processes behind (reward.py's header; R1_SANDBOX=namespaces "
+          "refuses to run without namespaces)", file=sys.stderr)
+    return ()
+
+
+def _namespaces_unavailable() -> str | None:
+    """Why the namespace sandbox cannot run here, or None when a probe program ran inside it."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return "not running as root"
+    if not (shutil.which("unshare") and shutil.which("setpriv")):
+        return "util-linux unshare and setpriv not found"
     try:
         done = subprocess.run([*_NAMESPACES, sys.executable, "-I", "-c", "print('ok')"], capture_output=True,
                               stdin=subprocess.DEVNULL, timeout=30, env=_SANDBOX_ENV)
-    except (OSError, subprocess.TimeoutExpired):
-        return ()
-    return _NAMESPACES if done.stdout == b"ok\n" else ()
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"the probe failed ({type(e).__name__})"
+    if done.stdout != b"ok\n":
+        hidden = " (it lives under /tmp, which the sandbox replaces)" if sys.executable.startswith("/tmp/") else ""
+        return (f"the probe of {sys.executable}{hidden} exited {done.returncode}: "
+                f"{done.stderr.decode(errors='replace').strip()[-200:]}")
+    return None
 
 
 def sandbox_mode() -> str:
-    """"namespaces" (no network, private /tmp, runs as nobody) or "rlimits" (limits only); see the module docstring."""
+    """"namespaces" (no network, private /tmp, runs as nobody) or "rlimits" (limits only); see the module
+    docstring. The first call probes; falling back to rlimits prints one warning saying why, and with the
+    environment variable R1_SANDBOX=namespaces raises RuntimeError instead."""
     return "namespaces" if _namespace_prefix() else "rlimits"
 
 

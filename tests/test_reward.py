@@ -17,6 +17,8 @@ from fractions import Fraction
 
 import pytest
 
+import reward as reward_mod
+
 from reward import (TEMPLATES, Example, accuracy_reward, canonical_answer, code_reward, countdown_reward,
                     extract_answer, extract_code, format_reward, grade, language_consistency_reward, load_task,
                     math_equal, render_prompt, sandbox_mode, tags_reward)
@@ -855,6 +857,21 @@ def gone(marker: str, wait: float = 2.0) -> bool:
 ])
 def test_code_reward(completion, tests, expected):
     assert code_reward(completion, tests, timeout=5.0) == expected
+
+
+def test_sandbox_never_degrades_silently(monkeypatch, capsys):
+    """A fallback to rlimits-only mode says why, once; R1_SANDBOX=namespaces refuses it instead."""
+    monkeypatch.setattr(reward_mod, "_namespaces_unavailable", lambda: "not running as root")
+    reward_mod._namespace_prefix.cache_clear()
+    try:
+        assert reward_mod.sandbox_mode() == "rlimits" and reward_mod.sandbox_mode() == "rlimits"
+        assert capsys.readouterr().err.count("rlimits-only mode (not running as root)") == 1
+        reward_mod._namespace_prefix.cache_clear()
+        monkeypatch.setenv("R1_SANDBOX", "namespaces")
+        with pytest.raises(RuntimeError, match="R1_SANDBOX=namespaces.*not running as root"):
+            reward_mod.sandbox_mode()
+    finally:
+        reward_mod._namespace_prefix.cache_clear()
 
 
 def test_code_infinite_loop_is_killed_in_time():

@@ -25,7 +25,7 @@ limit (the whole process group is SIGKILLed at the deadline), RLIMIT_CPU, RLIMIT
 RLIMIT_FSIZE, RLIMIT_NPROC, stdin from /dev/null and a minimal environment. When running as root with
 util-linux `unshare`/`setpriv` (checked once per process, see sandbox_mode()), it also gets new network,
 PID and mount namespaces: no network at all (not even 127.0.0.1), every process it starts dies with it,
-fresh private tmpfs over /tmp, /var/tmp and /dev/shm (its working directory is that /tmp, and all
+fresh private tmpfs over /tmp, /var/tmp, /dev/shm and /run/lock (its working directory is that /tmp, and all
 of it vanishes afterwards), and it runs as user `nobody` without capabilities except read-only
 CAP_DAC_READ_SEARCH (so it can read the Python install even when that lives under /root), so it cannot
 write any file outside those tmpfs or raise its limits. Without namespaces (not root, no unshare) it
@@ -1523,7 +1523,7 @@ def language_consistency_reward(text: str, lang: str = "en") -> float:
 # Code: run the completion's program against assert-tests in a sandbox (see the module docstring)
 
 _NAMESPACES = ("unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--", "sh", "-c",
-               'for d in /tmp /var/tmp /dev/shm; do [ -d "$d" ] && { mount -t tmpfs -o size=64m,mode=1777 '
+               'for d in /tmp /var/tmp /dev/shm /run/lock; do [ -d "$d" ] && { mount -t tmpfs -o size=64m,mode=1777 '
                'tmpfs "$d" || exit 97; }; done; cd /tmp && exec setpriv --reuid=65534 --regid=65534 '
                '--clear-groups --no-new-privs --inh-caps=-all,+dac_read_search --ambient-caps=+dac_read_search '
                '--bounding-set=-all,+dac_read_search -- "$@"', "sh")

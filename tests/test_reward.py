@@ -926,6 +926,14 @@ def test_code_cannot_write_outside_its_directory(tmp_path):
 
 
 @needs_namespaces
+def test_code_cannot_write_to_world_writable_system_dirs():
+    """/run/lock (/var/lock) is world-writable on the host; in the sandbox it is a private tmpfs too."""
+    name = f"r1-escape-{uuid.uuid4().hex}"
+    score = code_reward(answer("pass"), [f"open('/run/lock/{name}', 'w').write('x')"], timeout=5.0)
+    assert score == 1.0 and not os.path.exists(f"/run/lock/{name}")      # written, then gone with the sandbox
+
+
+@needs_namespaces
 def test_code_has_no_network():
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))

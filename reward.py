@@ -1590,6 +1590,29 @@ def _namespaces_unavailable() -> str | None:
     return None
 
 
+NOBODY = 65534
+
+
+@functools.cache  # probed once per process
+def _rlimits_user() -> dict:
+    """Popen's user/group arguments for rlimits-only mode: as root, the program runs as nobody, so that it
+    cannot signal its caller or write where root can, provided nobody can run this interpreter (one
+    warning otherwise); {} when not root."""
+    if os.name != "posix" or os.geteuid() != 0:
+        return {}
+    as_nobody = dict(user=NOBODY, group=NOBODY, extra_groups=[])
+    try:
+        done = subprocess.run([sys.executable, "-I", "-c", "print('ok')"], capture_output=True, cwd="/",
+                              stdin=subprocess.DEVNULL, timeout=30, env=_SANDBOX_ENV, **as_nobody)
+    except (OSError, subprocess.SubprocessError):
+        done = None
+    if done is not None and done.stdout == b"ok\n":
+        return as_nobody
+    print(f"warning: code sandbox runs programs as root: user nobody cannot run {sys.executable}",
+          file=sys.stderr)
+    return {}
+
+
 def sandbox_mode() -> str:
     """"namespaces" (no network, private /tmp, runs as nobody) or "rlimits" (limits only); see the module
     docstring. The first call probes; falling back to rlimits prints one warning saying why, and with the
@@ -1630,9 +1653,13 @@ def code_reward(completion: str, tests: tuple[str, ...] | list[str], timeout: fl
             tempfile.TemporaryDirectory(prefix="r1sandbox-") as work:
         job_file.write(json.dumps(job).encode())  # ensure_ascii: lone surrogates survive as \ud800 escapes
         job_file.seek(0)
-        proc = subprocess.Popen([*_namespace_prefix(), sys.executable, "-I", "-c", _RUNNER], stdin=job_file,
+        prefix = _namespace_prefix()
+        as_user = {} if prefix else _rlimits_user()    # rlimits mode as root: run as nobody where that works
+        if as_user:
+            os.chown(work, as_user["user"], as_user["group"])
+        proc = subprocess.Popen([*prefix, sys.executable, "-I", "-c", _RUNNER], stdin=job_file,
                                 stdout=report, stderr=subprocess.DEVNULL, cwd=work, env=_SANDBOX_ENV,
-                                start_new_session=True)
+                                start_new_session=True, **as_user)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:

@@ -11,6 +11,7 @@ import math
 import os
 import random
 import socket
+import sys
 import time
 import uuid
 from fractions import Fraction
@@ -857,6 +858,25 @@ def gone(marker: str, wait: float = 2.0) -> bool:
 ])
 def test_code_reward(completion, tests, expected):
     assert code_reward(completion, tests, timeout=5.0) == expected
+
+
+@pytest.mark.skipif(os.name != "posix" or os.geteuid() != 0, reason="dropping to nobody needs root")
+def test_rlimits_mode_program_cannot_signal_its_caller(monkeypatch):
+    """Without namespaces, as root, the program runs as nobody: it cannot signal the process that runs it.
+    (SIGUSR1 with a handler, so that a failure shows up here instead of killing the test run.)"""
+    import signal
+    if not reward_mod._rlimits_user():
+        pytest.skip(f"user nobody cannot run {sys.executable} (reward.py then warns and runs programs as root)")
+    monkeypatch.setattr(reward_mod, "_namespace_prefix", lambda: ())
+    got = []
+    old = signal.signal(signal.SIGUSR1, lambda *a: got.append(a))
+    try:
+        program = "import os, signal\nos.kill(os.getppid(), signal.SIGUSR1)"
+        assert code_reward(answer(program), ["assert True"], timeout=5.0) == 0.0     # kill raised PermissionError
+        assert code_reward(answer("x = 1"), ["open('inside.txt', 'w').write('x')", "assert x == 1"]) == 1.0
+    finally:
+        signal.signal(signal.SIGUSR1, old)
+    assert not got and reward_mod._rlimits_user()["user"] == reward_mod.NOBODY
 
 
 def test_sandbox_never_degrades_silently(monkeypatch, capsys):

@@ -1760,20 +1760,32 @@ def _options(spec: str, arg: str, defaults: dict) -> dict:
     return opts
 
 
+def jsonl_lines(path: str):
+    """(line number, text) of each non-blank line of a text file. Raises ValueError naming path:line for
+    a line that is not UTF-8."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise ValueError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+            if line.strip():
+                yield lineno, line
+
+
 def _read_jsonl(path: str, make) -> list[Example]:
     """make(row) -> Example for each non-blank line; any error is re-raised naming path:line."""
     examples = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                if not isinstance(row, dict):
-                    raise ValueError("not a JSON object")
-                examples.append(make(row))
-            except (ValueError, KeyError, TypeError, SyntaxError, RecursionError) as e:  # JSONDecodeError: a ValueError
-                raise ValueError(f"{path}:{lineno}: {type(e).__name__}: {e}") from None
+    for lineno, line in jsonl_lines(path):
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            examples.append(make(row))
+        except (ValueError, KeyError, TypeError, SyntaxError, RecursionError) as e:  # JSONDecodeError: a ValueError
+            raise ValueError(f"{path}:{lineno}: {type(e).__name__}: {e}") from None
+    if not examples:
+        raise ValueError(f"{path}: no examples (the file is empty or blank)")
     return examples
 
 

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from grpo import (LOSS_AGGS, group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
                   zero_std_fraction)
 from model import DEFAULT_MODEL, load_pretrained, pick_device, resolve_model_path, save_pretrained
-from reward import TEMPLATES, load_task, render_prompt
+from reward import TEMPLATES, jsonl_lines, load_task, render_prompt
 from sample import default_dtype, evaluate, sample
 
 
@@ -381,6 +381,10 @@ def train(cfg: TrainConfig, task=None) -> dict:
         pairs = tokenize_sft(records, run.tok, cfg.template, cfg.think_prefill)
         context = run.policy.cfg.max_seq_len
         too_long = [i for i, (p, c) in enumerate(pairs) if len(p) + len(c) > context]
+        empty = [i for i, (p, _) in enumerate(pairs) if not p]
+        if empty:
+            raise ValueError(f"{cfg.data}:{line_of(cfg.data, empty[0])}: the prompt is empty under --template "
+                             f"{cfg.template}: the first completion token has nothing to be predicted from")
         if too_long:
             raise ValueError(f"{cfg.data}: {len(too_long)} examples are longer than the model's context of {context} "
                              f"tokens, e.g. the one at line {line_of(cfg.data, too_long[0])}")
@@ -447,6 +451,8 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     weights = parse_weights(cfg.reward_weights)
     if cfg.stage == "grpo":                       # the task knows its reward parts: unknown names fail here
         task.reward(task.example("train", 0), "", cfg.think_prefill, weights=weights)
+    if cfg.eval_prompts and task is not None:
+        task.example("test", 0)                   # an empty test split fails here, not after the model loads
     check_writable(out_dir)
     resolve_model_path(cfg.model)
     if dist.rank == 0:                            # a kill during a save leaves its temporary directory behind
@@ -647,28 +653,21 @@ def read_sft_data(path: str) -> list[dict]:
     """Reads a jsonl of {"prompt": str, "completion": str} or {"messages": [{"role", "content"}, ...]}
     (the last message the assistant's). Raises ValueError naming the file and line of a bad record."""
     records = []
-    with open(path, "rb") as f:
-        for n, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise ValueError(f"{path}:{n}: not UTF-8 text ({e.reason} at byte {e.start} of the line)") from None
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-            msgs = rec.get("messages") if isinstance(rec, dict) else None
-            if isinstance(msgs, list) and msgs:
-                roles = ("system", "user", "assistant")
-                if not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in roles
-                           for m in msgs) or msgs[-1].get("role") != "assistant":
-                    raise ValueError(f"{path}:{n}: 'messages' must be role/content objects ending with the assistant's")
-            elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str)
-                      and isinstance(rec.get("completion"), str)):
-                raise ValueError(f"{path}:{n}: expected {{'prompt': str, 'completion': str}} or {{'messages': [...]}}")
-            records.append(rec)
+    for n, line in jsonl_lines(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+        msgs = rec.get("messages") if isinstance(rec, dict) else None
+        if isinstance(msgs, list) and msgs:
+            roles = ("system", "user", "assistant")
+            if not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in roles
+                       for m in msgs) or msgs[-1].get("role") != "assistant":
+                raise ValueError(f"{path}:{n}: 'messages' must be role/content objects ending with the assistant's")
+        elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str)
+                  and isinstance(rec.get("completion"), str)):
+            raise ValueError(f"{path}:{n}: expected {{'prompt': str, 'completion': str}} or {{'messages': [...]}}")
+        records.append(rec)
     if not records:
         raise ValueError(f"{path}: no examples")
     return records
@@ -676,8 +675,7 @@ def read_sft_data(path: str) -> list[dict]:
 
 def line_of(path: str, k: int) -> int:
     """The line number of the k-th (0-based) non-blank line of a jsonl file, as read_sft_data counts records."""
-    with open(path, "rb") as f:
-        return [n for n, raw in enumerate(f, 1) if raw.strip()][k]
+    return [n for n, _ in jsonl_lines(path)][k]
 
 
 def tokenize_sft(records: list[dict], tok, template: str, think_prefill: bool) -> list[tuple[list[int], list[int]]]:

@@ -386,6 +386,35 @@ def test_sft_examples_past_the_context_are_refused(tmp_path):
         T.train(config(tmp_path, stage="sft", data=str(data), template="raw", task="arith"))
 
 
+@pytest.mark.parametrize("content, message", [
+    (b"", "no examples"), (b"\n  \n", "no examples"),
+    (b'{"prompt": "1+1", "answer": "2"}\n{"prompt": "\xff", "answer": "2"}\n', "task.jsonl:2: not UTF-8"),
+])
+def test_bad_task_file_fails_before_loading_the_model(tmp_path, monkeypatch, content, message):
+    monkeypatch.setattr(T, "load_pretrained", lambda *a, **k: pytest.fail("loaded a model before checking"))
+    (tmp_path / "task.jsonl").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        T.train(config(tmp_path, task=f"jsonl:{tmp_path / 'task.jsonl'}"))
+
+
+def test_empty_test_split_fails_before_loading_the_model(tmp_path, monkeypatch):
+    """One problem, which the hash puts in the train split: evaluation would have no prompt."""
+    from reward import _split_of
+    monkeypatch.setattr(T, "load_pretrained", lambda *a, **k: pytest.fail("loaded a model before checking"))
+    prompt = next(f"{a}+1" for a in range(100) if _split_of(f"{a}+1") == "train")
+    (tmp_path / "task.jsonl").write_text(json.dumps({"prompt": prompt, "answer": "2"}) + "\n")
+    with pytest.raises(ValueError, match="the test split is empty"):
+        T.train(config(tmp_path, task=f"jsonl:{tmp_path / 'task.jsonl'}", eval_prompts=2))
+
+
+def test_empty_prompt_under_raw_template_names_the_line(tmp_path):
+    data = tmp_path / "sft.jsonl"
+    rows = [{"prompt": "a", "completion": "b"}, {"prompt": "", "completion": "b"}]
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    with pytest.raises(ValueError, match="sft.jsonl:2: the prompt is empty"):
+        T.train(config(tmp_path, stage="sft", data=str(data), template="raw", task="arith"))
+
+
 def test_malformed_sft_data_names_the_line(tmp_path):
     data = tmp_path / "bad.jsonl"
     data.write_text('{"prompt": "a", "completion": "b"}\n{"prompt": "a"}\n')

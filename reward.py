@@ -1522,9 +1522,15 @@ def language_consistency_reward(text: str, lang: str = "en") -> float:
 # -----------------------------------------------------------------------------
 # Code: run the completion's program against assert-tests in a sandbox (see the module docstring)
 
+# R1_KEEP: the interpreter's directory when it lives under one of the directories replaced by a private
+# tmpfs (a virtual environment under /tmp): bound aside on a tmpfs at /mnt first, then back in place.
 _NAMESPACES = ("unshare", "--net", "--pid", "--mount", "--fork", "--kill-child", "--", "sh", "-c",
+               'if [ -n "$R1_KEEP" ]; then mount -t tmpfs tmpfs /mnt && mkdir /mnt/keep && '
+               'mount --bind "$R1_KEEP" /mnt/keep || exit 96; fi; '
                'for d in /tmp /var/tmp /dev/shm /run/lock; do [ -d "$d" ] && { mount -t tmpfs -o size=64m,mode=1777 '
-               'tmpfs "$d" || exit 97; }; done; cd /tmp && exec setpriv --reuid=65534 --regid=65534 '
+               'tmpfs "$d" || exit 97; }; done; '
+               'if [ -n "$R1_KEEP" ]; then mkdir -p "$R1_KEEP" && mount --bind /mnt/keep "$R1_KEEP" || exit 96; fi; '
+               'cd /tmp && exec setpriv --reuid=65534 --regid=65534 '
                '--clear-groups --no-new-privs --inh-caps=-all,+dac_read_search --ambient-caps=+dac_read_search '
                '--bounding-set=-all,+dac_read_search -- "$@"', "sh")
 # The program run inside the sandbox (its first line is also how tests find leftover processes). It
@@ -1557,6 +1563,13 @@ leave(0)
 
 # no secrets inherited
 _SANDBOX_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8", "HOME": "/tmp"}
+_PRIVATE_DIRS = ("/tmp/", "/var/tmp/", "/dev/shm/", "/run/lock/")     # replaced by a private tmpfs in namespaces
+
+
+def _sandbox_env() -> dict:
+    """_SANDBOX_ENV, plus R1_KEEP (see _NAMESPACES) when the interpreter lives under a private directory."""
+    home = sys.prefix if sys.executable.startswith(sys.prefix + "/") else os.path.dirname(sys.executable)
+    return {**_SANDBOX_ENV, "R1_KEEP": home} if home.startswith(_PRIVATE_DIRS) else dict(_SANDBOX_ENV)
 
 
 @functools.cache  # probed once per process: whether this machine lets us build the namespaces
@@ -1580,14 +1593,29 @@ def _namespaces_unavailable() -> str | None:
         return "util-linux unshare and setpriv not found"
     try:
         done = subprocess.run([*_NAMESPACES, sys.executable, "-I", "-c", "print('ok')"], capture_output=True,
-                              stdin=subprocess.DEVNULL, timeout=30, env=_SANDBOX_ENV)
+                              stdin=subprocess.DEVNULL, timeout=30, env=_sandbox_env())
     except (OSError, subprocess.TimeoutExpired) as e:
         return f"the probe failed ({type(e).__name__})"
     if done.stdout != b"ok\n":
-        hidden = " (it lives under /tmp, which the sandbox replaces)" if sys.executable.startswith("/tmp/") else ""
+        hidden = " (it lives in a directory the sandbox replaces)" if "R1_KEEP" in _sandbox_env() else ""
         return (f"the probe of {sys.executable}{hidden} exited {done.returncode}: "
                 f"{done.stderr.decode(errors='replace').strip()[-200:]}")
     return None
+
+
+def _kill_processes_in(directory: str):
+    """SIGKILLs every process whose working directory is inside `directory` (Linux /proc; a no-op elsewhere):
+    what an rlimits-mode program started in a session of its own, which its process group does not reach."""
+    root = os.path.realpath(directory)
+    for pid in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+            if cwd == root or cwd.startswith(root + "/"):
+                os.kill(int(pid), signal.SIGKILL)
+        except OSError:                     # gone meanwhile, or not ours to inspect
+            continue
 
 
 NOBODY = 65534
@@ -1658,8 +1686,8 @@ def code_reward(completion: str, tests: tuple[str, ...] | list[str], timeout: fl
         if as_user:
             os.chown(work, as_user["user"], as_user["group"])
         proc = subprocess.Popen([*prefix, sys.executable, "-I", "-c", _RUNNER], stdin=job_file,
-                                stdout=report, stderr=subprocess.DEVNULL, cwd=work, env=_SANDBOX_ENV,
-                                start_new_session=True, **as_user)
+                                stdout=report, stderr=subprocess.DEVNULL, cwd=work,
+                                env=_sandbox_env() if prefix else _SANDBOX_ENV, start_new_session=True, **as_user)
         try:
             proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
@@ -1670,6 +1698,8 @@ def code_reward(completion: str, tests: tuple[str, ...] | list[str], timeout: fl
             except (ProcessLookupError, PermissionError):  # the group is already gone
                 pass
             proc.wait()
+            if not prefix:   # without a PID namespace, a child that left the group lives on: find it by its cwd
+                _kill_processes_in(work)
         report.seek(0)
         lines = report.read(1 << 20).decode("ascii", errors="replace").split("\n")
     passed = {line[len(nonce) + 1:] for line in lines if line.startswith(nonce + " ")}

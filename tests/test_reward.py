@@ -916,6 +916,20 @@ def test_code_leaves_no_process_behind(new_session):
     assert gone(marker)
 
 
+def test_rlimits_mode_leaves_no_process_or_directory_behind(monkeypatch):
+    """Without namespaces a child in a session of its own escapes the process group; it is found by its
+    working directory, inside the program's temporary directory, and killed; the directory is removed."""
+    import glob
+    import tempfile
+    monkeypatch.setattr(reward_mod, "_namespace_prefix", lambda: ())
+    before = set(glob.glob(os.path.join(tempfile.gettempdir(), "r1sandbox-*")))
+    marker = f"sleep {random.randint(10_000, 99_999)}.5"
+    code = f"import subprocess\nsubprocess.Popen({marker.split()!r}, start_new_session=True)"
+    assert code_reward(answer(code), ["assert True"], timeout=3.0) == 1.0
+    assert gone(marker)
+    assert set(glob.glob(os.path.join(tempfile.gettempdir(), "r1sandbox-*"))) <= before
+
+
 def test_code_reward_fuzz():
     # each call starts a process (~0.1 s), so a dozen inputs stand in for the thousands used above
     for s in ADVERSARIAL[:6] + fuzz_strings(6, seed=1) + ["\x00", "\ud800", "```" * 1000, "<answer>```\n\n```</answer>"]:
@@ -951,6 +965,20 @@ def test_code_cannot_write_to_world_writable_system_dirs():
     name = f"r1-escape-{uuid.uuid4().hex}"
     score = code_reward(answer("pass"), [f"open('/run/lock/{name}', 'w').write('x')"], timeout=5.0)
     assert score == 1.0 and not os.path.exists(f"/run/lock/{name}")      # written, then gone with the sandbox
+
+
+@needs_namespaces
+def test_namespaces_work_from_a_virtual_environment_under_tmp(tmp_path):
+    """The private /tmp hides an interpreter that lives under /tmp; the sandbox binds its directory back."""
+    import subprocess
+    venv = tmp_path / "venv"                                   # tmp_path is under /tmp
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    program = ("import reward; print(reward.sandbox_mode(), "
+               "reward.code_reward('<answer>x = 1</answer>', ['assert x == 1', 'assert x == 2']))")
+    done = subprocess.run([str(venv / "bin" / "python"), "-c", program], capture_output=True, text=True,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": repo}, timeout=120)
+    assert done.stdout.split() == ["namespaces", "0.5"], done.stderr
 
 
 @needs_namespaces

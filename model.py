@@ -435,7 +435,8 @@ class KVCache:
 
     def attention_mask(self, real):
         """real: (B, T) bool, the chunk about to be written at slots [pos, pos + T). Marks its real tokens
-        in self.mask and returns the (B, 1, T, width(T)) bool attention mask (cache_mask)."""
+        in self.mask and returns the (B, 1, T, width(T)) bool attention mask (cache_mask). Raises ValueError
+        when the T slots do not fit in the cache."""
         T = real.size(1)
         if self.pos + T > self.k.size(3):
             raise ValueError(f"KV cache holds {self.k.size(3)} slots; {self.pos} used, {T} more asked")

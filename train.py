@@ -579,6 +579,7 @@ def check_writable(out_dir: Path):
 
 
 def log_metrics(run: Run, record: dict):
+    """Appends one record to OUT/metrics.jsonl."""
     with open(run.out_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 
@@ -776,6 +777,7 @@ MANIFEST = "manifest.json"       # each file of a checkpoint: its size and SHA-2
 
 
 def file_digest(path: Path) -> dict:
+    """{"size": bytes, "sha256": hex digest} of a file, read in 1 MiB blocks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(2**20), b""):

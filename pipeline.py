@@ -410,6 +410,9 @@ class MixedTask:
     def extract(self, completion: str):
         return self.reasoning.extract(completion)
 
+    def answer_accuracy(self, example, completion: str) -> float:
+        return self.reasoning.answer_accuracy(example, completion)
+
 # -----------------------------------------------------------------------------
 # Helpers: stage directories, training and evaluation calls
 

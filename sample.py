@@ -328,6 +328,9 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
       cons@k     share of prompts whose majority answer (task.extract over the k completions, majority_vote)
                  is correct: the first completion that carries it scores accuracy 1. For tasks whose accuracy
                  is a function of the extracted answer (all but code) that is the same as scoring the answer.
+      answer_acc format-independent pass@1: the same mean of task.answer_accuracy (the answer read wherever
+                 it is, e.g. the last number for arithmetic), so a run shows what the model knows apart from
+                 the tags; a task without answer_accuracy reports its accuracy here
       mean_len   mean completion length in tokens (stop token included); truncated: share of completions
                  that hit max_new_tokens; n, k; records: one dict per prompt (prompt text, gold, completions,
                  answers, accuracy, correct, voted answer, cons_correct) for dumping.
@@ -348,16 +351,18 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
         for j, ex in enumerate(examples[s:s + batch_prompts]):
             comps = completions[j * k:(j + 1) * k]
             acc = [task.reward(ex, c, think_prefilled)[1]["accuracy"] for c in comps]
+            lenient = [task.answer_accuracy(ex, c) for c in comps] if hasattr(task, "answer_accuracy") else acc
             answers = [task.extract(c) for c in comps]
             vote = majority_vote(answers)
             records.append(dict(prompt=texts[s + j], gold=ex.answer, completions=comps, answers=answers,
-                                accuracy=acc, correct=sum(acc) / k, voted=None if vote is None else answers[vote],
+                                accuracy=acc, correct=sum(acc) / k, answer_correct=sum(lenient) / k, voted=None if vote is None else answers[vote],
                                 cons_correct=vote is not None and acc[vote] == 1.0))
     per_prompt = [r["correct"] for r in records]
     mean = sum(per_prompt) / n_prompts
     var = sum((c - mean) ** 2 for c in per_prompt) / (n_prompts - 1) if n_prompts > 1 else 0.0
     return {"pass@1": mean, "pass@1_se": math.sqrt(var / n_prompts),
             "cons@k": sum(r["cons_correct"] for r in records) / n_prompts,
+            "answer_acc": sum(r["answer_correct"] for r in records) / n_prompts,
             "mean_len": sum(lens) / len(lens), "truncated": 1 - sum(stopped) / len(stopped),
             "n": n_prompts, "k": k, "records": records}
 
@@ -421,7 +426,8 @@ def main(argv=None):
         for rec in r["records"][:3]:
             print(f"--- gold {rec['gold']!r}, answers {rec['answers']}\n{rec['completions'][0]}")
         print(f"device={device} dtype={dtype} n={r['n']} mean_len={r['mean_len']:.1f} truncated={r['truncated']:.3f}")
-        print(f"pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} cons@{args.k}={r['cons@k']:.3f}")
+        print(f"pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} cons@{args.k}={r['cons@k']:.3f} "
+              f"answer_acc={r['answer_acc']:.3f}")
         return
     text = args.prompt if args.prompt is not None else "What is the capital of France?"
     text = tok.render_chat([{"role": "user", "content": text}]) if args.chat else tok.render_raw(text)

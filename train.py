@@ -68,7 +68,7 @@ class TrainConfig:
     # GRPO
     group_size: int = flag(8, "G: completions sampled per prompt")
     prompts_per_step: int = flag(8, "P: prompts per step (SFT: examples per step)")
-    max_new_tokens: int = flag(64, "completion length limit, tokens")
+    max_new_tokens: int = flag(48, "completion length limit, tokens")
     temperature: float = flag(1.0, "sampling temperature (the loss scores at the same one)")
     top_p: float = flag(1.0, "nucleus sampling; < 1 makes the scored policy differ from the sampled one")
     beta: float = flag(0.04, "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model")
@@ -90,7 +90,7 @@ class TrainConfig:
                                                 "there (much less memory for a little more compute)")
     micro_batch_size: int = flag(8, "rows per forward/backward, rounded down to whole groups (memory knob; the result "
                                     "does not depend on it)")
-    steps: int = flag(40, "GRPO steps (SFT runs for --epochs instead)")
+    steps: int = flag(20, "GRPO steps (SFT runs for --epochs instead)")
     epochs: int = flag(1, "SFT: passes over --data")
     # runtime
     dtype: str = flag("auto", "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32")
@@ -109,8 +109,8 @@ class TrainConfig:
     resume: bool = flag(False, "continue from the newest complete checkpoint in --out-dir")
     save_every: int = flag(20, "checkpoint every N steps (and at the end)")
     keep_checkpoints: int = flag(2, "how many newest checkpoints to keep (0 = all)")
-    eval_every: int = flag(10, "held-out evaluation every N steps (and at start and end; 0 = start/end only)")
-    eval_prompts: int = flag(64, "held-out prompts per evaluation (0 = no evaluation)")
+    eval_every: int = flag(5, "held-out evaluation every N steps (and at start and end; 0 = start/end only)")
+    eval_prompts: int = flag(32, "held-out prompts per evaluation (0 = no evaluation)")
     eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their majority vote")
     eval_temperature: float = flag(0.6, "evaluation sampling temperature (R1 paper: 0.6, top-p 0.95)")
     rollouts_every: int = flag(10, "write the step's rollouts to OUT/rollouts/ every N steps (0 = never)")
@@ -643,7 +643,7 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 def eval_line(tag: str, step: int, r: dict) -> str:
     return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
-            f"cons@{r['k']}={r['cons@k']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
+            f"cons@{r['k']}={r['cons@k']:.3f} answer_acc={r['answer_acc']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
 
 
 # -----------------------------------------------------------------------------

@@ -594,6 +594,62 @@ def test_task_reward_parts_and_weights():
         task.example("valid", 0)
 
 
+# The completions of the collapsed float32 run in issue 19 (step 11, every group): the system prompt's
+# placeholder copied back. Tags around a non-answer must earn nothing, or GRPO sees zero variance forever.
+PLACEHOLDERS = ["computation here </think> <answer> answer here </answer>", "Compute</think> <answer>answer</answer>",
+                " reasoning process here </think> <answer> answer here </answer>", "x </think> <answer> </answer>",
+                "x </think> <answer>the sum</answer>"]
+
+
+@pytest.mark.parametrize("completion", PLACEHOLDERS)
+@pytest.mark.parametrize("spec", ["arith", "countdown", "arith:digits=2"])
+def test_placeholder_answers_earn_nothing(spec, completion):
+    task = load_task(spec)
+    ex = task.example("train", 0)
+    total, parts = task.reward(ex, completion, think_prefilled=True, weights={"tags": 0.5, "language": 1.0})
+    assert total == 0.0 and set(parts.values()) == {0.0}, parts
+
+
+def test_well_formed_wrong_answers_keep_format_credit():
+    """Gating on a well-formed answer takes nothing from a real answer, right or wrong (hand-scored)."""
+    task = load_task("arith")
+    ex = Example("Compute 3 + 5", "8")
+    assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True)[1] == \
+        {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0}
+    assert task.reward(ex, "3 plus 5 </think> <answer> eight", True)[1]["tags"] == 0.0  # no number in the answer
+    assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.75     # cut off after a number
+    assert task.reward(ex, "3 plus 5 is 8 </think>", True)[1]["tags"] == 0.5           # no tag: the last number
+    assert task.reward(ex, "three plus five is eight </think>", True)[1]["tags"] == 0.0
+    cd = load_task("countdown")
+    ex = Example("Using the numbers [1, 2, 3] ...", "(1 + 2) * 3")
+    assert cd.reward(ex, "x </think> <answer> 3 * (2 + 1) </answer>", True)[1]["format"] == 1.0
+    assert cd.reward(ex, "x </think> <answer> 3 * 2 + 1 </answer>", True)[1] == \
+        {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0}
+
+
+def test_math_file_task_well_formed(tmp_path):
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"problem": "Who?", "answer": "\\text{Evelyn}"}) + "\n" +
+                    json.dumps({"problem": "Half?", "answer": "\\frac12"}) + "\n")
+    task = load_task(f"math:{path},test={path}")
+    evelyn, half = sorted((task.example("test", i) for i in range(2)), key=lambda e: e.prompt, reverse=True)
+    assert task.reward(evelyn, "x </think> <answer>Evelyn</answer>", True)[1]["format"] == 1.0  # prose gold
+    assert task.reward(half, "x </think> <answer>one half</answer>", True)[1]["format"] == 0.0
+    assert task.reward(half, "x </think> <answer>0.5</answer>", True)[1]["format"] == 1.0
+
+
+@pytest.mark.parametrize("completion, lenient", [
+    ("3 + 5 = 8", 1.0),                                        # no tags: accuracy 0, the number is right
+    ("3 + 5 = 8 </think> <answer>answer</answer>", 1.0),        # it knew the sum; the tags hold a word
+    ("<answer>7</answer> no wait, 8", 1.0),
+    ("<answer>8</answer> from 3 and 5", 0.0),                  # the last number is 5
+    ("eight", 0.0),
+])
+def test_arith_answer_accuracy_reads_the_last_number(completion, lenient):
+    task = load_task("arith")
+    assert task.answer_accuracy(Example("Compute 3 + 5", "8"), completion) == lenient
+
+
 def test_task_extract_is_canonical():
     arith, cd = load_task("arith"), load_task("countdown")
     assert arith.extract("<answer>1,000</answer>") == arith.extract("<answer>1000.0</answer>") == "1000"

@@ -55,6 +55,7 @@ A resumed stage reports the wall time of its last run only. Delete OUT/NN_name/ 
 import argparse
 import ast
 import dataclasses
+import importlib.util
 import json
 import math
 import os
@@ -671,6 +672,22 @@ def report(cfg, results: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def curves(cfg, results: dict) -> str:
+    """Draws the GRPO stages' learning curves (benchmarks/curve.py) into OUT/curves.png and returns the report's
+    markdown line for it; "" when matplotlib (a benchmarks-only package) is not installed or no stage ran GRPO."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return ""
+    from benchmarks.curve import plot, read_metrics
+    runs = [(name, *read_metrics(str(path))) for name in results if name != "base"
+            for path in [stage_dir(cfg, int(name.split()[0])) / "metrics.jsonl"] if path.exists()]
+    runs = [r for r in runs if any("reward" in m for m in r[1].values())]
+    if not runs:
+        return ""
+    plot(runs, str(Path(cfg.out) / "curves.png"))
+    return "\nThe GRPO stages' curves (train reward and parts, held-out pass@1 where logged, length, KL):\n\n" \
+           "![GRPO stages](curves.png)\n"
+
+
 def run(cfg: PipelineConfig) -> dict:
     """Runs stages --from-stage .. --until-stage (skipping finished ones) and writes OUT/report.md.
     Returns {row name: result} for the base model and every finished stage."""
@@ -687,7 +704,7 @@ def run(cfg: PipelineConfig) -> dict:
             results[f"{n} {STAGES[n]}"] = run_stage(cfg, n)
         elif (stage_dir(cfg, n) / "done.json").exists():
             results[f"{n} {STAGES[n]}"] = json.loads((stage_dir(cfg, n) / "done.json").read_text())
-    text = report(cfg, results)
+    text = report(cfg, results) + curves(cfg, results)
     write_atomic(out / "report.md", text)
     print(text)
     return results

@@ -1903,13 +1903,7 @@ def _math_accuracy(example: Example, completion: str, strict: bool = True) -> fl
 
 
 def _lenient_answer(completion: str) -> str | None:
-    """The answer read leniently, for the well-formedness check: extract_answer(strict=False), or the text
-    after an <answer> tag that never closed (a completion on its way to the format still shows its answer)."""
-    pred = extract_answer(completion, strict=False)
-    head, tag, rest = completion.rpartition("<answer>")
-    if pred is None and tag and "</answer>" not in rest:
-        pred = rest.strip() or None
-    return pred
+    return extract_answer(completion, strict=False)
 
 
 def _math_formed(example: Example, completion: str) -> bool:

@@ -355,7 +355,8 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
             answers = [task.extract(c) for c in comps]
             vote = majority_vote(answers)
             records.append(dict(prompt=texts[s + j], gold=ex.answer, completions=comps, answers=answers,
-                                accuracy=acc, correct=sum(acc) / k, answer_correct=sum(lenient) / k, voted=None if vote is None else answers[vote],
+                                accuracy=acc, correct=sum(acc) / k, answer_correct=sum(lenient) / k,
+                                voted=None if vote is None else answers[vote],
                                 cons_correct=vote is not None and acc[vote] == 1.0))
     per_prompt = [r["correct"] for r in records]
     mean = sum(per_prompt) / n_prompts

@@ -583,7 +583,9 @@ def test_task_reward_parts_and_weights():
     ex = task.example("train", 0)
     good = f"<think>add them</think> <answer>{ex.answer}</answer>"
     assert task.reward(ex, good) == (2.0, {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0})
-    assert task.reward(ex, f"<answer>{ex.answer}", weights={"tags": 1.0}) == (0.25, {"accuracy": 0.0, "format": 0.0, "tags": 0.25, "language": 1.0})
+    assert task.reward(ex, f"<answer>{ex.answer}", weights={"tags": 1.0}) == (0.0, {"accuracy": 0.0, "format": 0.0, "tags": 0.0, "language": 0.0})  # noqa: E501 (an answer tag never closed: no answer)
+    assert task.reward(ex, f"so {ex.answer} <answer>", weights={"tags": 1.0}) == (0.0, {"accuracy": 0.0, "format": 0.0, "tags": 0.0, "language": 0.0})  # noqa: E501
+    assert task.reward(ex, f"so {ex.answer} </think>", weights={"tags": 1.0}) == (0.25, {"accuracy": 0.0, "format": 0.0, "tags": 0.25, "language": 1.0})  # noqa: E501
     assert task.reward(ex, f"<answer>{ex.answer}</answer>")[0] == 1.0
     assert task.reward(ex, good, weights={"format": 0.5, "language": 1.0})[0] == 2.5
     assert task.reward(ex, f"reason</think><answer>{ex.answer}</answer>", think_prefilled=True)[0] == 2.0
@@ -616,8 +618,7 @@ def test_well_formed_wrong_answers_keep_format_credit():
     ex = Example("Compute 3 + 5", "8")
     assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True)[1] == \
         {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0}
-    assert task.reward(ex, "3 plus 5 </think> <answer> eight", True)[1]["tags"] == 0.0  # no number in the answer
-    assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.75     # cut off after a number
+    assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.0   # cut off: nothing is trusted
     assert task.reward(ex, "3 plus 5 is 8 </think>", True)[1]["tags"] == 0.5           # no tag: the last number
     assert task.reward(ex, "three plus five is eight </think>", True)[1]["tags"] == 0.0
     cd = load_task("countdown")

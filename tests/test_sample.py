@@ -213,6 +213,15 @@ def test_evaluate_on_fake_task(monkeypatch):
     assert r["pass@1_se"] == pytest.approx(1 / 6)     # per-prompt means .5 .5 0: sample std sqrt(1/12), / sqrt(3)
     assert r["mean_len"] == pytest.approx((4 * 3 + 4 * 3 + 4 * 2) / 12) and r["truncated"] == 0
     assert [rec["voted"] for rec in r["records"]] == ["4", "6", None]
+    assert r["answer_acc"] == r["pass@1"]             # a task without answer_accuracy reports its accuracy
+
+    class Lenient(Task):   # the answer anywhere: the last character
+        def answer_accuracy(self, ex, text):
+            return float(text[-1:] == ex.answer)
+    outputs += [["=4", "=4", "=5", "no"], ["=6", "=7", "=6", "7"], ["x", "y", "z", "1"]]
+    r = evaluate(None, Tok(), Lenient(), n_prompts=3, k=4, batch_prompts=2)
+    assert r["pass@1"] == pytest.approx((2 / 4 + 1 / 4 + 0) / 3)     # the accuracy reward: "7" has no "="
+    assert r["answer_acc"] == pytest.approx((2 / 4 + 2 / 4 + 1 / 4) / 3)
     assert r["records"][0]["completions"] == ["=4", "=4", "=5", "no"]
 
 

@@ -94,13 +94,13 @@ class TrainConfig:
                                                                "accuracy=1,format=0.5,language=0.1")
     mask_truncated: bool = flag(False, "exclude completions that hit --max-new-tokens from the loss (DAPO §3.4, "
                                        "overlong filtering)")
-    overlong_buffer: int = flag(0, "DAPO soft overlong punishment (§3.4, eq. 13): over the last N tokens before "
-                                   "--max-new-tokens the reward falls linearly to -(--overlong-penalty); logged as "
-                                   "overlong; 0 = off")
+    overlong_buffer: int = flag(0, "DAPO soft overlong punishment (arXiv 2503.14476 §3.4, eq. 13): over the last N "
+                                   "tokens before --max-new-tokens the reward falls linearly to -(--overlong-penalty); "
+                                   "logged as overlong; 0 = off")
     overlong_penalty: float = flag(1.0, "the largest soft overlong penalty, reached at --max-new-tokens (DAPO: 1)")
-    dynamic_sampling: bool = flag(False, "DAPO dynamic sampling (§3.2): drop groups whose G rewards are all equal "
-                                         "(no gradient) and sample further prompts until the step has P groups "
-                                         "that vary, in at most --max-sampling-rounds extra rounds (then filled "
+    dynamic_sampling: bool = flag(False, "DAPO dynamic sampling (arXiv 2503.14476 §3.2): drop groups whose G rewards "
+                                         "are all equal (no gradient) and sample further prompts until the step has P "
+                                         "groups that vary, in at most --max-sampling-rounds extra rounds (then filled "
                                          "with equal ones); logs sampling_rounds")
     max_sampling_rounds: int = flag(3, "dynamic sampling: extra generation rounds per step at most (verl's "
                                        "max_num_gen_batches counts the first one too)")

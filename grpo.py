@@ -6,6 +6,8 @@ variants later papers found useful. Papers, by the names used below:
   Dr. GRPO      Liu et al. 2025, "Understanding R1-Zero-Like Training: A Critical Perspective", arXiv 2503.20783
   DAPO          Yu et al. 2025, arXiv 2503.14476 (§3.1 clip-higher, §3.3 token-level loss)
   Lite PPO      "Part I: Tricks or Traps? A Deep Dive into RL for LLM Reasoning", arXiv 2508.08221
+  GSPO          Zheng et al. 2025, "Group Sequence Policy Optimization", arXiv 2507.18071
+  INTELLECT-2   Prime Intellect 2025, arXiv 2505.07291 (§4.1: two-sided clipping)
   k3            Schulman 2020, "Approximating KL Divergence" (blog note)
 
     python -m pytest tests/test_grpo.py -q     # every function against hand-computed numbers, CPU, ~5 s
@@ -37,6 +39,10 @@ Choices:
      action even when pad == EOS.
   5. k3 is unbiased for KL(pi || pi_ref) on tokens sampled from pi; ours come from pi_old, which
      equals pi on the first update of each batch (mu = 1, R1's setting).
+  6. Variants, each off by default and a few lines next to the formula it changes (grpo_loss): GSPO's
+     sequence-level ratio, INTELLECT-2's two-sided clip; the policy's token entropy comes out of the LM
+     head's chunk loop (LMHeadLogprobs). DAPO's dynamic sampling and soft overlong punishment change the
+     batch and the reward, not the loss: train.py and reward.py.
 """
 import torch
 
@@ -66,10 +72,15 @@ def group_advantages(rewards: torch.Tensor, group_size: int, scale: str = "group
     return centered.view(-1)
 
 
+def zero_std_groups(rewards: torch.Tensor, group_size: int) -> torch.Tensor:
+    """rewards: (B,) as in group_advantages -> (B / group_size,) bool, True where the group's G rewards are all
+    equal: their advantages are 0, so they teach nothing (DAPO §3.2's dynamic sampling drops them)."""
+    return _all_equal(rewards.view(-1, group_size))[:, 0]
+
+
 def zero_std_fraction(rewards: torch.Tensor, group_size: int) -> float:
-    """Share of groups whose G rewards are all equal: their advantages are 0, so they teach nothing
-    (DAPO's dynamic sampling resamples them; we only report them). rewards: (B,) as in group_advantages."""
-    return _all_equal(rewards.view(-1, group_size)).float().mean().item()
+    """Share of groups whose G rewards are all equal (zero_std_groups). rewards: (B,) as in group_advantages."""
+    return zero_std_groups(rewards, group_size).float().mean().item()
 
 
 def _all_equal(r: torch.Tensor) -> torch.Tensor:
@@ -105,7 +116,8 @@ def loss_normalizer(completion_mask: torch.Tensor, loss_agg: str, max_len: int |
 def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch.Tensor | None,
               advantages: torch.Tensor, completion_mask: torch.Tensor, *, normalizer: float,
               loss_agg: str = "seq_mean_token_mean", clip_eps_low: float = 0.2,
-              clip_eps_high: float | None = None, beta: float = 0.04) -> tuple[torch.Tensor, dict[str, float]]:
+              clip_eps_high: float | None = None, beta: float = 0.04, importance_sampling: str = "token",
+              clip_delta: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     """Negative GRPO objective (DeepSeekMath eq. 3), for gradient descent. Per completion token:
         loss_t = -[min(rho A, clip(rho, 1 - eps_low, 1 + eps_high) A) - beta k3(logp, ref_logp)],
         rho = exp(logp - old_logp);  eps_high > eps_low is DAPO's clip-higher (§3.1; DAPO uses 0.2 / 0.28).
@@ -117,10 +129,25 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch
       advantages: (B,) from group_advantages; completion_mask: (B, T) bool
       normalizer: loss_normalizer(...) over the whole optimiser step, with the same loss_agg. Required:
                  there is no safe default once a step is split into micro-batches.
+    Variants (defaults: off):
+      importance_sampling="sequence": GSPO: one ratio per sequence, the geometric mean of its tokens',
+            s_i = exp(1/|o_i| sum_t log(pi_t / pi_old_t)), clipped per sequence (eps 3e-4 / 4e-4 in its §5.1).
+            It enters each token as in GSPO-token, s_i,t = sg[s_i] pi_t / sg[pi_t] (sg: no gradient): the value
+            is s_i, the gradient s_i grad log pi_t, so with "seq_mean_token_mean" the loss equals GSPO's sequence-level
+            -1/G sum_i min(s_i A_i, clip(s_i) A_i) in value and gradient (tests/test_grpo.py). With mu = 1
+            (old_logp None) s_i = 1 and it is the same as "token". With "token_mean" each sequence's term is
+            weighted by its length (as TRL does). A sequence lies within one micro-batch, so s_i needs nothing
+            from the others.
+      clip_delta = delta > 0: INTELLECT-2's two-sided clip (§4.1): min(min(rho, delta) A, clip(rho) A). For A < 0
+            a ratio past delta gets no gradient, and the token's loss is capped at -delta A (one sampled token
+            whose probability grew far past pi_old would otherwise dominate the step). For A > 0 nothing changes
+            when delta > 1 + eps_high (train.py checks it).
     metrics (floats, over this call's completion tokens; to combine calls weight by "completion_tokens"):
-      ratio_token_mean, clipped_low_frac (A < 0 and rho < 1 - eps_low: that token gets no gradient),
-      clipped_high_frac (A > 0 and rho > 1 + eps_high: likewise), kl_token_mean (mean k3; only if beta > 0)."""
+      ratio_token_mean (the ratio each token uses: s_i under GSPO), clipped_low_frac (A < 0 and rho < 1 - eps_low:
+      that token gets no gradient), clipped_high_frac (A > 0 and rho > 1 + eps_high: likewise), kl_token_mean
+      (mean k3; only if beta > 0), clipped_delta_frac (A < 0 and rho > delta; only if clip_delta > 0)."""
     assert loss_agg in LOSS_AGGS, f"loss_agg={loss_agg!r}: expected one of {LOSS_AGGS}"
+    assert importance_sampling in ("token", "sequence"), f"importance_sampling={importance_sampling!r}"
     B, T = completion_mask.shape
     assert logp.shape == (B, T) and advantages.shape == (B,), \
         f"logp {tuple(logp.shape)}, advantages {tuple(advantages.shape)}, completion_mask {(B, T)}"
@@ -136,8 +163,13 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch
     lp = logp[mask]
     old = lp.detach() if old_logp is None else old_logp[mask]
     A = advantages[:, None].expand(B, T)[mask]                      # outcome supervision: A_i at every token of o_i
-    ratio = torch.exp(lp - old)
-    surrogate = torch.minimum(ratio * A, ratio.clamp(1 - clip_eps_low, 1 + eps_high) * A)
+    log_ratio = lp - old
+    if importance_sampling == "sequence":                           # GSPO: log s_i, the mean over o_i's tokens
+        log_s = log_ratio.new_zeros(B, T).masked_scatter(mask, log_ratio.detach()).sum(1) / lengths.clamp(min=1)
+        log_ratio = log_s[:, None].expand(B, T)[mask] + (lp - lp.detach())        # sg[s_i] pi_t / sg[pi_t]
+    ratio = torch.exp(log_ratio)
+    unclipped = ratio.clamp(max=clip_delta) if clip_delta else ratio             # INTELLECT-2: min(rho, delta)
+    surrogate = torch.minimum(unclipped * A, ratio.clamp(1 - clip_eps_low, 1 + eps_high) * A)
     per_token = -surrogate
     if beta != 0:
         assert ref_logp is not None, "beta > 0 needs ref_logp"
@@ -157,6 +189,8 @@ def grpo_loss(logp: torch.Tensor, old_logp: torch.Tensor | None, ref_logp: torch
         }
         if beta != 0:
             metrics["kl_token_mean"] = kl.mean().item()
+        if clip_delta:
+            metrics["clipped_delta_frac"] = ((ratio > clip_delta) & (A < 0)).float().mean().item()
     return loss, metrics
 
 
@@ -175,10 +209,12 @@ def completion_mask_from_lengths(prompt_len: int, completion_lens: torch.Tensor,
 
 
 def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, completion_mask: torch.Tensor,
-                   temperature: float = 1.0, chunk_size: int = 128) -> torch.Tensor:
+                   temperature: float = 1.0, chunk_size: int = 128, with_entropy: bool = False):
     """log pi(input_ids[:, t] | input_ids[:, :t]) under softmax(logits / temperature), at completion tokens.
     input_ids: (B, T) int64; attention_mask, completion_mask: (B, T) bool. Returns (B, T) float32, 0 where
     completion_mask is False, aligned with input_ids (the logits at t-1 predict the token at t).
+    with_entropy=True returns (log-probs, entropy): the second (B, T) float32, no grad, is the entropy in nats
+    of the distribution each completion token was drawn from, H_t = -sum_v p_v log p_v at that temperature.
 
     The LM head runs only on the N positions that predict a completion token, chunk_size rows at a time,
     so at most chunk_size x V float32 logits exist at once, and none is kept for backward (LMHeadLogprobs)."""
@@ -190,17 +226,18 @@ def token_logprobs(model, input_ids: torch.Tensor, attention_mask: torch.Tensor,
     predicts = completion_mask[:, 1:]                               # (B, T-1): hidden at t predicts token t+1
     h = hidden[:, :-1][predicts]                                    # (N, C)
     targets = input_ids[:, 1:][predicts]                            # (N,) the tokens they predict
-    return _scatter_logprobs(model.lm_head, h, targets, completion_mask, temperature, chunk_size)
+    return _scatter_logprobs(model.lm_head, h, targets, completion_mask, temperature, chunk_size, with_entropy)
 
 
 def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Tensor, completion_ids: torch.Tensor,
-                         completion_mask: torch.Tensor, temperature: float = 1.0,
-                         chunk_size: int = 128) -> torch.Tensor:
+                         completion_mask: torch.Tensor, temperature: float = 1.0, chunk_size: int = 128,
+                         with_entropy: bool = False):
     """token_logprobs for GRPO's layout, running each prompt once instead of G times.
     prompt_ids: (P, L) int64, left-padded; prompt_mask: (P, L) bool. completion_ids: (B, N) int64 with
     B = P * G, rows g*G .. g*G+G-1 continuing prompt g; completion_mask: (B, N) bool, True at each row's
     completion tokens (a prefix of the row). Returns (B, N) float32: log pi(completion[:, j] | prompt,
-    completion[:, :j]) under softmax(logits / temperature), 0 where completion_mask is False.
+    completion[:, :j]) under softmax(logits / temperature), 0 where completion_mask is False; with_entropy=True
+    returns (log-probs, entropy) as token_logprobs does.
 
     The prompt's keys/values are computed once and shared with its G rows through a DynamicKVCache, so
     autograd sends each row's gradient back through the one shared prompt pass. With a 110-token
@@ -241,7 +278,7 @@ def group_token_logprobs(model, prompt_ids: torch.Tensor, prompt_mask: torch.Ten
     h_first = h_prompt[:, None].expand(P, B // P, h.size(-1)).reshape(B, 1, h.size(-1))              # (B, 1, C)
     h = torch.cat((h_first, h[:, :-1]), dim=1)                                                          # (B, N, C)
     return _scatter_logprobs(model.lm_head, h[completion_mask], completion_ids[completion_mask], completion_mask,
-                             temperature, chunk_size)
+                             temperature, chunk_size, with_entropy)
 
 
 def _fsdp_sharded(model) -> bool:
@@ -253,13 +290,16 @@ def _fsdp_sharded(model) -> bool:
 
 
 def _scatter_logprobs(lm_head, h: torch.Tensor, targets: torch.Tensor, mask: torch.Tensor, temperature: float,
-                      chunk_size: int) -> torch.Tensor:
+                      chunk_size: int, with_entropy: bool = False):
     """h: (n, C) hidden states predicting targets (n,), the True positions of mask (B, T) in row-major
-    order. Returns (B, T) float32 log-probs at those positions, 0 elsewhere (LMHeadLogprobs, below)."""
+    order. Returns (B, T) float32 log-probs at those positions, 0 elsewhere (LMHeadLogprobs, below); with
+    with_entropy, (log-probs, entropies) laid out alike."""
     assert lm_head.bias is None, "the LM head has no bias in any supported architecture"
-    logp = LMHeadLogprobs.apply(h, lm_head.weight, targets, temperature, chunk_size)   # (n,)
-    out = torch.zeros(mask.shape, dtype=torch.float32, device=h.device)
-    return out.masked_scatter(mask, logp)                           # fills True positions in row-major order
+    out = LMHeadLogprobs.apply(h, lm_head.weight, targets, temperature, chunk_size, with_entropy)   # (n,) each
+    zeros = torch.zeros(mask.shape, dtype=torch.float32, device=h.device)
+    if with_entropy:                                                # fills True positions in row-major order
+        return zeros.masked_scatter(mask, out[0]), zeros.masked_scatter(mask, out[1])
+    return zeros.masked_scatter(mask, out)
 
 
 # -----------------------------------------------------------------------------
@@ -272,7 +312,10 @@ VOCAB_SLICE = 4096      # rows of W's gradient formed at a time in LMHeadLogprob
 
 class LMHeadLogprobs(torch.autograd.Function):
     """logp_i = log softmax(h_i W^T / temperature)[y_i], i.e. z_y - logsumexp(z) with z = h W^T / T, for
-    n rows, chunk_size rows at a time; h: (n, C), W: (V, C), y: (n,) int64 -> (n,) float32.
+    n rows, chunk_size rows at a time; h: (n, C), W: (V, C), y: (n,) int64 -> (n,) float32. With
+    with_entropy, also each row's entropy H_i = -sum_v p_iv log p_iv, p_i = softmax(z_i), (n,) float32 with no
+    gradient: the policy's entropy at every sampled token, from the logits each chunk forms anyway (one more
+    pass over the chunk; `python benchmarks/entropy_cost.py` measures it).
 
     The (n, V) logits are the largest tensors of a training step, so neither direction keeps them:
     forward saves h and each row's logsumexp (n floats); backward recomputes one chunk of logits at a
@@ -282,23 +325,30 @@ class LMHeadLogprobs(torch.autograd.Function):
     and gradients (tests/test_grpo.py)."""
 
     @staticmethod
-    def forward(ctx, h, weight, targets, temperature: float, chunk_size: int):
+    def forward(ctx, h, weight, targets, temperature: float, chunk_size: int, with_entropy: bool):
         dt = torch.get_autocast_dtype(h.device.type) if torch.is_autocast_enabled(h.device.type) else h.dtype
         w = weight.to(dt)                                           # (V, C), one cast for all chunks
         logp = torch.empty(h.size(0), dtype=torch.float32, device=h.device)
         lse = torch.empty_like(logp)
+        entropy = torch.empty_like(logp) if with_entropy else None
         for i in range(0, h.size(0), chunk_size):
             z = (h[i:i + chunk_size].to(dt) @ w.t()).float()       # (c, V)
             if temperature != 1:
                 z.div_(temperature)
             lse[i:i + chunk_size] = z.logsumexp(-1)
             logp[i:i + chunk_size] = z.gather(1, targets[i:i + chunk_size, None])[:, 0] - lse[i:i + chunk_size]
+            if with_entropy:                                        # z becomes log p in place: H = -sum p log p
+                z.sub_(lse[i:i + chunk_size, None])
+                entropy[i:i + chunk_size] = -z.exp().mul_(z).sum(-1)
         ctx.save_for_backward(h, w, targets, lse)
         ctx.temperature, ctx.chunk_size, ctx.weight_dtype = temperature, chunk_size, weight.dtype
+        if with_entropy:
+            ctx.mark_non_differentiable(entropy)
+            return logp, entropy
         return logp
 
     @staticmethod
-    def backward(ctx, g):                                           # g: (n,) float32, d loss / d logp
+    def backward(ctx, g, *_):                                       # g: (n,) float32, d loss / d logp
         h, w, targets, lse = ctx.saved_tensors
         T, c = ctx.temperature, ctx.chunk_size
         grad_h = torch.empty(h.shape, dtype=h.dtype, device=h.device) if ctx.needs_input_grad[0] else None
@@ -316,4 +366,4 @@ class LMHeadLogprobs(torch.autograd.Function):
             if grad_w is not None:        # in vocabulary slices: no (V, C) temporary, nor its float32 copy
                 for v in range(0, w.size(0), VOCAB_SLICE):
                     grad_w[v:v + VOCAB_SLICE] += dz[:, v:v + VOCAB_SLICE].t() @ h_c
-        return grad_h, grad_w, None, None, None
+        return grad_h, grad_w, None, None, None, None

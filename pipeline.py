@@ -20,6 +20,8 @@ eval.json, summary.md, and done.json last, so a re-run skips it and an interrupt
   5. distill          SFT of a smaller student on stage 3's data
 Then OUT/report.md: held-out pass@1 (± standard error), cons@k, language consistency, format rate,
 mean length and wall time, for the base model and after every stage, on the same prompts and seed.
+The GRPO stages 0, 2 and 4 share train.py's flags for the objective and its variants (--clip-eps,
+--clip-delta, --importance-sampling-level, --dynamic-sampling, --overlong-buffer, ...: GRPO_FLAGS).
 
 The output format. R1 writes |special_token|<reasoning_process>|special_token|<summary>. Here the two
 markers are <think> and </think>, and the summary is the final answer as <answer>X</answer>:
@@ -85,6 +87,13 @@ GENERAL_PROMPTS = (           # non-reasoning prompts (stage 3 answers, stage 4 
     "Write a one-line birthday message for a friend.", "How do I boil an egg?", "Why is the sky blue?")
 
 
+def train_flag(name: str):
+    """A PipelineConfig field that is train.py's GRPO flag `name`, with its default and help, passed as is to
+    the GRPO stages 0, 2 and 4 (GRPO_FLAGS)."""
+    f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
+    return dataclasses.field(default=f.default, metadata={"help": f.metadata["help"], "grpo": True})
+
+
 @dataclass
 class PipelineConfig:
     # what to run
@@ -106,6 +115,19 @@ class PipelineConfig:
     save_every: int = flag(4, "checkpoint every N steps (what an interrupted stage resumes from)")
     r1zero_steps: int = flag(0, "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)")
     r1zero_weights: str = flag(TRAIN.reward_weights, "stage 0 reward weights (train.py's default)")
+    # the GRPO objective and its variants: train.py's flags, for stages 0, 2 and 4 alike
+    clip_eps: float = train_flag("clip_eps")
+    clip_eps_high: float = train_flag("clip_eps_high")
+    clip_delta: float = train_flag("clip_delta")
+    importance_sampling_level: str = train_flag("importance_sampling_level")
+    num_iterations: int = train_flag("num_iterations")
+    loss_agg: str = train_flag("loss_agg")
+    scale_rewards: str = train_flag("scale_rewards")
+    mask_truncated: bool = train_flag("mask_truncated")
+    overlong_buffer: int = train_flag("overlong_buffer")
+    overlong_penalty: float = train_flag("overlong_penalty")
+    dynamic_sampling: bool = train_flag("dynamic_sampling")
+    max_sampling_rounds: int = train_flag("max_sampling_rounds")
     # stage 1
     cold_start_data: str = flag("", "jsonl of {'prompt','completion'} cold-start examples, completions starting with "
                                     "<think> (else sampled + program-written)")
@@ -146,6 +168,7 @@ class PipelineConfig:
     threads: int = flag(0, "CPU threads for torch (0 = torch's default)")
 
 
+GRPO_FLAGS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.metadata.get("grpo"))
 PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", group_size=4, prompts_per_step=2, max_new_tokens=16,
                         save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4, sft_batch=4,
                         cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1, all_scenario_steps=2,
@@ -199,6 +222,13 @@ def validate(cfg: PipelineConfig):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
     load_task(cfg.task, seed=cfg.seed)
+    train.validate(TrainConfig(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, beta=cfg.beta,
+                               **grpo_flags(cfg)))                  # the GRPO flags fail here, not at stage 0
+
+
+def grpo_flags(cfg) -> dict:
+    """The GRPO-objective flags (GRPO_FLAGS) the GRPO stages pass on to train.py."""
+    return {name: getattr(cfg, name) for name in GRPO_FLAGS}
 
 # -----------------------------------------------------------------------------
 # Data: readability filters, the cold-start rewrite, program-written solutions
@@ -447,13 +477,14 @@ def load_for_sampling(cfg, path):
 
 
 def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[Path, int]:
-    """train.train with the pipeline's shared settings, resuming whatever out_dir holds (train.py's
-    --resume; a finished run resumes to a no-op). Returns (final checkpoint relative to out_dir, steps)."""
+    """train.train with the pipeline's shared settings (and, for GRPO, the objective's flags: grpo_flags),
+    resuming whatever out_dir holds (train.py's --resume; a finished run resumes to a no-op). Returns (final
+    checkpoint relative to out_dir, steps)."""
     tc = TrainConfig(stage=stage, model=str(model), task=cfg.task, template=cfg.template,
                      think_prefill=cfg.think_prefill, out_dir=str(out_dir), resume=True, eval_prompts=0, seed=cfg.seed,
                      device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, group_size=cfg.group_size,
                      max_new_tokens=cfg.max_new_tokens, beta=cfg.beta, save_every=cfg.save_every, keep_checkpoints=1,
-                     **kw)
+                     **(grpo_flags(cfg) if stage == "grpo" else {}), **kw)
     train.validate(tc)
     train.train(tc, task=task)
     final = list_checkpoints(out_dir)[-1]

@@ -137,7 +137,7 @@ def render_prompt(example: Example, template: str, tokenizer=None, think_prefill
     raise ValueError(f"unknown template {template!r}; known templates: {', '.join(TEMPLATES)}")
 
 # -----------------------------------------------------------------------------
-# Tags: the format reward and answer extraction (DeepSeek-R1 §2.2.2)
+# Tags: the format reward and answer extraction (DeepSeek-R1 §2.2.2); DAPO's length penalty
 
 
 def format_reward(text: str, think_prefilled: bool = False) -> float:
@@ -167,6 +167,24 @@ def tags_reward(text: str, think_prefilled: bool = False) -> float:
     varies from the first step (open R1 reproductions use the same "count the tags" reward)."""
     want = {"<think>": 0 if think_prefilled else 1, "</think>": 1, "<answer>": 1, "</answer>": 1}
     return sum(0.25 for tag, n in want.items() if text.count(tag) == n)
+
+
+def overlong_penalty(length: int, max_len: int, buffer: int, factor: float = 1.0) -> float:
+    """DAPO's soft overlong punishment (Yu et al. 2025, arXiv 2503.14476, §3.4, eq. 13), times factor:
+        R_length(y) = 0                                  if |y| <= L_max - L_cache
+                    = ((L_max - L_cache) - |y|) / L_cache  if L_max - L_cache < |y| <= L_max
+                    = -1                                 if |y| > L_max
+    with |y| = length (completion tokens, the stop token included), L_max = max_len (the generation limit),
+    L_cache = buffer (1 <= buffer <= max_len). Added to the rule reward, so of two correct answers the one
+    that ends later in the last buffer tokens before the limit gets less; a truncated one gets -factor. A
+    length-aware reward, next to overlong filtering (train.py --mask-truncated), which drops truncated
+    completions from the loss instead."""
+    assert 1 <= buffer <= max_len, f"buffer={buffer} must be in [1, max_len={max_len}]"
+    if length <= max_len - buffer:
+        return 0.0
+    if length <= max_len:
+        return factor * (max_len - buffer - length) / buffer
+    return -factor
 
 
 def _group_end(s: str, i: int, limit: int = MAX_SCAN) -> int | None:

@@ -10,14 +10,17 @@ a jsonl of completions (R1's cold start and rejection-sampling stages), with res
 One GRPO step (DeepSeekMath Algorithm 1, with mu = --num-iterations):
   1. take P prompts of the task (--prompts-per-step), render them with the template (reward.py)
   2. sample G completions per prompt from the current policy (sample.py; a bf16 copy on CPU/CUDA)
-  3. score them with the rule rewards (reward.py) -> group advantages (grpo.py)
+  3. score them with the rule rewards (reward.py; --overlong-buffer adds DAPO's soft length penalty) ->
+     group advantages (grpo.py); --dynamic-sampling first replaces the groups whose G rewards are all
+     equal with those of further prompts (DAPO §3.2)
   4. reference log-probs from the frozen reference model (the initial policy, or the policy at the
      last --ref-reset-every step, as R1 resets it)
   5. mu times: micro-batched GRPO loss + backward over the whole batch, clip, AdamW step
 
 What the loss value means: on-policy (mu = 1) the ratio is 1 and advantages are centred per group, so
 the GRPO loss is ~0 whatever the model learns; it is not a progress signal. Watch reward, accuracy,
-held-out pass@1, completion length, KL and the share of groups with zero reward variance.
+held-out pass@1, completion length, KL, the policy's token entropy (falling towards 0: entropy collapse)
+and the share of groups with zero reward variance.
 
 Reading order: the config and its checks; the GRPO step (Run, grpo_step, collect_rollouts, policy_update);
 train() and its setup; SFT; checkpoints; then, under one banner, the runtime machinery (memory, kernel
@@ -45,10 +48,10 @@ import torch
 from tqdm import tqdm
 
 from grpo import (LOSS_AGGS, group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
-                  zero_std_fraction)
+                  zero_std_fraction, zero_std_groups)
 from model import DEFAULT_MODEL, load_pretrained, pick_device, resolve_model_path, save_pretrained
-from reward import TEMPLATES, jsonl_lines, load_task, render_prompt
-from sample import default_dtype, evaluate, sample
+from reward import TEMPLATES, jsonl_lines, load_task, overlong_penalty, render_prompt
+from sample import Rollouts, default_dtype, evaluate, sample
 
 
 def flag(default, help: str):
@@ -73,14 +76,34 @@ class TrainConfig:
     top_p: float = flag(1.0, "nucleus sampling; < 1 makes the scored policy differ from the sampled one")
     beta: float = flag(0.04, "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model")
     clip_eps: float = flag(0.2, "PPO clip epsilon (lower side, and upper unless --clip-eps-high)")
-    clip_eps_high: float = flag(0.0, "upper clip epsilon (DAPO clip-higher, e.g. 0.28); 0 = same as --clip-eps")
+    clip_eps_high: float = flag(0.0, "upper clip epsilon (DAPO clip-higher, Yu et al. 2025, arXiv 2503.14476 "
+                                     "§3.1: 0.28); 0 = same as --clip-eps")
+    clip_delta: float = flag(0.0, "two-sided clipping (INTELLECT-2, arXiv 2505.07291 §4.1: 4): for A < 0 the ratio "
+                                  "is also capped at delta, so a token whose probability grew far past the sampling "
+                                  "policy's cannot push the loss up without bound; > 1 + the upper clip; 0 = off")
+    importance_sampling_level: str = flag("token", "token (GRPO) or sequence: GSPO (Zheng et al. 2025, arXiv "
+                                                   "2507.18071), one ratio per completion, exp(mean of its tokens' "
+                                                   "log-ratios), clipped per completion; the paper clips at "
+                                                   "--clip-eps 3e-4 --clip-eps-high 4e-4. Equal to token when "
+                                                   "--num-iterations 1 (the ratio is then 1)")
     num_iterations: int = flag(1, "mu: policy updates per batch of rollouts (1 = on-policy, as R1)")
     loss_agg: str = flag("seq_mean_token_mean", "loss aggregation: " + ", ".join(LOSS_AGGS))
     scale_rewards: str = flag("group", "advantage scale: group (GRPO), batch, none (Dr. GRPO)")
     ref_reset_every: int = flag(0, "copy the policy into the reference model every N steps (0 = never)")
     reward_weights: str = flag("accuracy=1,format=1,tags=0.5", "reward = sum of weight*part, e.g. "
                                                                "accuracy=1,format=0.5,language=0.1")
-    mask_truncated: bool = flag(False, "exclude completions that hit --max-new-tokens from the loss (DAPO)")
+    mask_truncated: bool = flag(False, "exclude completions that hit --max-new-tokens from the loss (DAPO §3.4, "
+                                       "overlong filtering)")
+    overlong_buffer: int = flag(0, "DAPO soft overlong punishment (arXiv 2503.14476 §3.4, eq. 13): over the last N "
+                                   "tokens before --max-new-tokens the reward falls linearly to -(--overlong-penalty); "
+                                   "logged as overlong; 0 = off")
+    overlong_penalty: float = flag(1.0, "the largest soft overlong penalty, reached at --max-new-tokens (DAPO: 1)")
+    dynamic_sampling: bool = flag(False, "DAPO dynamic sampling (arXiv 2503.14476 §3.2): drop groups whose G rewards "
+                                         "are all equal (no gradient) and sample further prompts until the step has P "
+                                         "groups that vary, in at most --max-sampling-rounds extra rounds (then filled "
+                                         "with equal ones); logs sampling_rounds")
+    max_sampling_rounds: int = flag(3, "dynamic sampling: extra generation rounds per step at most (verl's "
+                                       "max_num_gen_batches counts the first one too)")
     # optimisation
     lr: float = flag(2e-5, "AdamW learning rate (constant after warmup)")
     warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
@@ -153,6 +176,15 @@ def validate(cfg: TrainConfig):
                          "which must be > 0")
     if cfg.clip_eps_high and cfg.clip_eps_high < cfg.clip_eps:
         raise ValueError(f"--clip-eps-high {cfg.clip_eps_high} < --clip-eps {cfg.clip_eps}")
+    upper = 1 + (cfg.clip_eps_high or cfg.clip_eps)
+    if cfg.clip_delta and cfg.clip_delta <= upper:
+        raise ValueError(f"--clip-delta {cfg.clip_delta}: must be > 1 + the upper clip epsilon = {upper:g} "
+                         "(else it clips positive advantages too), or 0 for off")
+    if cfg.importance_sampling_level not in ("token", "sequence"):
+        raise ValueError(f"--importance-sampling-level {cfg.importance_sampling_level}: expected token or sequence")
+    if not 0 <= cfg.overlong_buffer <= cfg.max_new_tokens or cfg.overlong_penalty < 0:
+        raise ValueError(f"--overlong-buffer {cfg.overlong_buffer}: must be in [0, --max-new-tokens "
+                         f"{cfg.max_new_tokens}], and --overlong-penalty {cfg.overlong_penalty} >= 0")
     if cfg.loss_agg not in LOSS_AGGS:
         raise ValueError(f"--loss-agg {cfg.loss_agg}: expected one of {LOSS_AGGS}")
     if cfg.scale_rewards not in ("group", "batch", "none"):
@@ -164,7 +196,7 @@ def validate(cfg: TrainConfig):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
     for name in ("keep_checkpoints", "save_every", "eval_every", "eval_prompts", "rollouts_every", "threads",
-                 "warmup_steps", "ref_reset_every"):
+                 "warmup_steps", "ref_reset_every", "max_sampling_rounds"):
         if getattr(cfg, name) < 0:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 0")
     if not 0 < cfg.top_p <= 1:
@@ -237,20 +269,21 @@ def grpo_step(run: Run, step: int) -> dict:
     update = policy_update(run, batch)
     if run.cfg.rollouts_every and step % run.cfg.rollouts_every == 0 and run.dist.rank == 0:
         dump_rollouts(run, step, batch)
-    B, G = len(batch.texts), run.cfg.group_size
+    B = len(batch.texts)
     parts = {k: sum(p[k] for _, p in batch.scored) / B for k in batch.scored[0][1]}
     return run.dist.mean_metrics({
         "reward": batch.rewards.mean().item(), **parts, "reward_std": batch.rewards.std(correction=0).item(),
         "len_mean": sum(batch.lengths) / B, "len_max": max(batch.lengths),
         "truncated": 1.0 - batch.stopped.float().mean().item(),
-        "zero_std_groups": zero_std_fraction(batch.rewards, G), **update,
-        "sample_tok_s": sum(batch.lengths) / max(batch.sample_s, 1e-9) * run.dist.world,
+        "zero_std_groups": batch.zero_std_groups, **batch.sampling, **update,
+        "sample_tok_s": batch.sampled_tokens / max(batch.sample_s, 1e-9) * run.dist.world,
     })
 
 
 @dataclass
 class RolloutBatch:
-    """One step's rollouts, ready for the update. P prompts, B = P * G rows, groups contiguous."""
+    """One step's rollouts, ready for the update. P prompts, B = P * G rows, groups contiguous. Under
+    --dynamic-sampling these are the groups kept; zero_std_groups and sampled_tokens count every group sampled."""
     examples: list               # P reward.Example
     texts: list                  # B decoded completions
     scored: list                 # B (total, parts) from task.reward
@@ -264,33 +297,126 @@ class RolloutBatch:
     lengths: list                # B completion lengths
     stopped: torch.Tensor        # (B,) bool: ended on a stop token
     sample_s: float              # seconds spent sampling
+    sampled_tokens: int = 0      # completion tokens sampled (every round of dynamic sampling)
+    zero_std_groups: float = 0.0  # share of groups whose G rewards were all equal, in the step's first round
+    sampling: dict = field(default_factory=dict)   # dynamic sampling's sampling_rounds and zero_std_filled
+
+
+@dataclass
+class Sampled:
+    """One round of sampling: n prompts x G completions (Rollouts' row layout) and their rule rewards."""
+    ro: Rollouts
+    examples: list               # n reward.Example
+    texts: list                  # n * G decoded completions
+    scored: list                 # n * G (total, parts), the overlong penalty included
+    sample_s: float              # seconds in sample()
+    sampled_tokens: int          # completion tokens sampled (also those of groups dynamic sampling dropped)
+
+    def rewards(self) -> torch.Tensor:
+        return torch.tensor([total for total, _ in self.scored], dtype=torch.float32)    # (n * G,)
 
 
 def collect_rollouts(run: Run, step: int) -> RolloutBatch:
     """Steps 1-3 of the header: this rank's prompts of this step -> G completions each -> rewards ->
-    advantages. The data position is the step: prompts step*P .. step*P+P-1, split over the ranks."""
-    cfg, tok, dist = run.cfg, run.tok, run.dist
+    advantages (with --dynamic-sampling, of the groups kept). The data position is the step (prompt_indices)."""
+    cfg, dist = run.cfg, run.dist
     P, G = cfg.prompts_per_step // dist.world, cfg.group_size
-    first = step * cfg.prompts_per_step + dist.rank * P
-    examples = [run.task.example("train", first + i) for i in range(P)]
-    prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
-    t0 = time.time()
-    ro = sample(run.sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step),
-                compile=cfg.cuda_graphs and run.device.type == "cuda")
-    sample_s = time.time() - t0
-    texts = ro.texts(tok)
-    scored = [run.task.reward(examples[i // G], text, cfg.think_prefill, weights=run.weights)
-              for i, text in enumerate(texts)]
-    rewards = torch.tensor([total for total, _ in scored], dtype=torch.float32)
+    s = sample_round(run, step, 0, P)
+    zero_std, sampling = zero_std_fraction(s.rewards(), G), {}
+    if cfg.dynamic_sampling:
+        s, sampling = dynamic_sampling(run, step, s)
+    ro, rewards = s.ro, s.rewards()
     advantages = group_advantages(rewards, G, scale=cfg.scale_rewards)
     prompt_ids, prompt_mask = ro.prompt_batch()                               # (P, L), left-padded
     completion_mask = ro.completion_mask()                                    # (B, N), from lengths
     loss_mask = completion_mask & ro.stopped[:, None] if cfg.mask_truncated else completion_mask
     dev = run.device
-    return RolloutBatch(examples, texts, scored, rewards, advantages.to(dev), prompt_ids.to(dev), prompt_mask.to(dev),
-                        ro.tokens.to(dev), completion_mask.to(dev), loss_mask.to(dev), ro.lengths.tolist(),
-                        ro.stopped.cpu(), sample_s)
+    return RolloutBatch(s.examples, s.texts, s.scored, rewards, advantages.to(dev), prompt_ids.to(dev),
+                        prompt_mask.to(dev), ro.tokens.to(dev), completion_mask.to(dev), loss_mask.to(dev),
+                        ro.lengths.tolist(), ro.stopped.cpu(), s.sample_s, sampled_tokens=s.sampled_tokens,
+                        zero_std_groups=zero_std, sampling=sampling)
+
+
+EXTRA_ROUND_OFFSET = 1_000_000_007    # dynamic sampling: round r takes round 0's prompt indices + r * this (a prime)
+
+
+def prompt_indices(cfg: TrainConfig, step: int, rnd: int, dist: "Dist") -> range:
+    """Train-split indices of this rank's prompts in sampling round rnd of a step: a function of (step, round,
+    rank) only, so a resumed run takes the prompts the uninterrupted one took. Round 0: step*P .. step*P+P-1,
+    split over the ranks (the data position is the step). Round r > 0 (dynamic sampling): the same range
+    shifted by r * EXTRA_ROUND_OFFSET, far past any step's, so no two (step, round) pairs share a generated
+    problem (file tasks wrap modulo their size)."""
+    P = cfg.prompts_per_step // dist.world
+    first = rnd * EXTRA_ROUND_OFFSET + step * cfg.prompts_per_step + dist.rank * P
+    return range(first, first + P)
+
+
+def sample_round(run: Run, step: int, rnd: int, n: int) -> Sampled:
+    """The first n prompts of round rnd (prompt_indices), G completions each from the sampler with the seed
+    step_seed(cfg, step, rnd), scored by the task's rule reward, plus DAPO's soft overlong penalty
+    (reward.overlong_penalty, part "overlong") with --overlong-buffer."""
+    cfg, tok, G = run.cfg, run.tok, run.cfg.group_size
+    examples = [run.task.example("train", i) for i in prompt_indices(cfg, step, rnd, run.dist)[:n]]
+    prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
+    t0 = time.time()
+    ro = sample(run.sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step, rnd),
+                compile=cfg.cuda_graphs and run.device.type == "cuda")
+    sample_s = time.time() - t0
+    texts = ro.texts(tok)
+    scored = [run.task.reward(examples[i // G], text, cfg.think_prefill, weights=run.weights)
+              for i, text in enumerate(texts)]
+    lengths = ro.lengths.tolist()
+    if cfg.overlong_buffer:                       # part of the reward, so it enters the advantages
+        pens = [overlong_penalty(n, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty) for n in lengths]
+        scored = [(total + pen, {**parts, "overlong": pen}) for (total, parts), pen in zip(scored, pens)]
+    return Sampled(ro, examples, texts, scored, sample_s, sum(lengths))
+
+
+def dynamic_sampling(run: Run, step: int, first: Sampled) -> tuple[Sampled, dict]:
+    """DAPO's dynamic sampling (Yu et al. 2025, arXiv 2503.14476, §3.2; verl's algorithm.filter_groups): a
+    group whose G rewards are all equal has advantage 0 and no policy gradient, so it is dropped, and further
+    rounds sample the next prompts (prompt_indices) until the step has P groups whose rewards vary. Each extra
+    round samples as many prompts as the share of varying groups so far says are missing (all P while there
+    is none), and there are at most --max-sampling-rounds of them. If they do not reach P, the step is filled
+    up with equal groups in the order sampled (verl raises an error instead): they add only the KL term.
+    Everything is a function of (seed, step) and the policy, so a resumed run samples the same.
+    first: round 0's P groups. Returns the step's P groups (varying ones first, in the order sampled) and
+    {"sampling_rounds": rounds sampled, 1 + the extra ones; "zero_std_filled": share of equal groups kept}."""
+    P, G = len(first.examples), run.cfg.group_size
+    varying, equal, n_groups, rnd, s, rounds = [], [], 0, 0, first, [first]
+    while True:
+        for g, is_equal in enumerate(zero_std_groups(s.rewards(), G).tolist()):
+            (equal if is_equal else varying).append((s, g))
+        n_groups += len(s.examples)
+        missing = P - len(varying)
+        if missing <= 0 or rnd == run.cfg.max_sampling_rounds:
+            break
+        rnd += 1
+        s = sample_round(run, step, rnd, min(P, math.ceil(missing * n_groups / len(varying))) if varying else P)
+        rounds.append(s)
+    filled = max(0, missing)
+    kept = merge_groups(varying[:P] + equal[:filled], G)
+    kept.sample_s, kept.sampled_tokens = sum(r.sample_s for r in rounds), sum(r.sampled_tokens for r in rounds)
+    return kept, {"sampling_rounds": rnd + 1, "zero_std_filled": filled / P}
+
+
+def merge_groups(picks: list[tuple[Sampled, int]], G: int) -> Sampled:
+    """The groups picks = [(round, group index), ...] as one Sampled, in that order: completions cut or
+    right-padded (pad_id, log-prob 0) to the longest one kept. sample_s and sampled_tokens are left 0."""
+    rows = [(s, slice(g * G, (g + 1) * G)) for s, g in picks]
+    N = max(int(s.ro.lengths[r].max()) for s, r in rows)
+
+    def cat(name: str, fill=None) -> torch.Tensor:          # (len(picks) * G, ...) from each round's rows
+        parts = [getattr(s.ro, name)[r] for s, r in rows]
+        if fill is not None:                                # (G, N_round) -> (G, N)
+            parts = [torch.nn.functional.pad(t[:, :N], (0, N - min(N, t.size(1))), value=fill) for t in parts]
+        return torch.cat(parts)
+    pad_id = picks[0][0].ro.pad_id
+    ro = Rollouts([s.ro.prompts[g] for s, g in picks], G, cat("tokens", pad_id), cat("logprobs", 0.0),
+                  cat("lengths"), cat("stopped"), pad_id)
+    return Sampled(ro, [s.examples[g] for s, g in picks], [t for s, r in rows for t in s.texts[r]],
+                   [x for s, r in rows for x in s.scored[r]], 0.0, 0)
 
 
 def group_micro_batches(cfg, P: int) -> list[tuple[slice, slice]]:
@@ -322,24 +448,32 @@ def batch_logprobs(run: Run, model, batch: RolloutBatch) -> torch.Tensor:
 def policy_update(run: Run, batch: RolloutBatch) -> dict:
     """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
     steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py), on every
-    rank: the normaliser and the gradients are sums over ranks."""
+    rank: the normaliser and the gradients are sums over ranks. The first update also returns "entropy", the
+    policy's mean token entropy over the sampled completion tokens of the micro-batches that enter the loss
+    (nats, at the sampling temperature: the first sign of entropy collapse), from the LM head's chunks."""
     cfg, dist, mask = run.cfg, run.dist, batch.loss_mask
     ref_logp = batch_logprobs(run, run.reference, batch) if run.reference is not None else None
     old_logp = batch_logprobs(run, run.forward, batch) if cfg.num_iterations > 1 else None  # mu = 1: detached current
     norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
-    stats, grad_norm, loss_sum, tokens = {}, 0.0, 0.0, 0.0
-    for _ in range(cfg.num_iterations):
+    stats, grad_norm, loss_sum, tokens, entropy_sum, entropy_tokens = {}, 0.0, 0.0, 0.0, 0.0, 0.0
+    for iteration in range(cfg.num_iterations):
         for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
             if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
                 continue                                                     # e.g. all rows truncated and masked
-            w = micro_batch_width(batch, b)
+            w, first = micro_batch_width(batch, b), iteration == 0
             with autocast(run.device, run.dtype):
-                logp = group_token_logprobs(run.forward, batch.prompt_ids[p], batch.prompt_mask[p],
-                                            batch.completion_ids[b, :w], batch.completion_mask[b, :w], cfg.temperature)
+                scored = group_token_logprobs(run.forward, batch.prompt_ids[p], batch.prompt_mask[p],
+                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w],
+                                              cfg.temperature, with_entropy=first)
+            logp, entropy = scored if first else (scored, None)
+            if first:
+                entropy_sum += entropy.sum().item()                          # 0 outside the completions
+                entropy_tokens += batch.completion_mask[b, :w].sum().item()
             loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b, :w],
                                 None if ref_logp is None else ref_logp[b, :w], batch.advantages[b], mask[b, :w],
                                 normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
-                                clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta)
+                                clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta,
+                                importance_sampling=cfg.importance_sampling_level, clip_delta=cfg.clip_delta)
             loss.backward()
             loss_sum += loss.item()
             n = m.pop("completion_tokens")
@@ -351,7 +485,7 @@ def policy_update(run: Run, batch: RolloutBatch) -> dict:
         run.optimizer.step()
         run.optimizer.zero_grad()              # no gradients held while the next step samples
     return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
-            "grad_norm": grad_norm}
+            "entropy": entropy_sum / max(entropy_tokens, 1.0), "grad_norm": grad_norm}
 
 
 def dump_rollouts(run: Run, step: int, batch: RolloutBatch):
@@ -499,7 +633,9 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
 # the flags whose change turns a resumed run into another run (the data, the objective, the sampling)
 RUN_DEFINING = ("stage", "model", "task", "data", "template", "think_prefill", "group_size", "prompts_per_step",
                 "max_new_tokens", "temperature", "top_p", "beta", "clip_eps", "clip_eps_high", "num_iterations",
-                "loss_agg", "scale_rewards", "reward_weights", "mask_truncated", "seed")
+                "loss_agg", "scale_rewards", "reward_weights", "mask_truncated", "seed", "clip_delta",
+                "importance_sampling_level", "overlong_buffer", "overlong_penalty", "dynamic_sampling",
+                "max_sampling_rounds")
 
 
 def check_resumed_config(cfg: TrainConfig, saved: dict, ckpt: Path):
@@ -612,10 +748,11 @@ def lr_at(step: int, cfg: TrainConfig) -> float:
     return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
 
 
-def step_seed(cfg: TrainConfig, step: int) -> int:
-    """Sampling seed of a step: a function of (seed, step) only, so a resumed run samples what the
-    uninterrupted one did without restoring any generator state."""
-    return (cfg.seed * 1_000_003 + step) % 2**31
+def step_seed(cfg: TrainConfig, step: int, rnd: int = 0) -> int:
+    """Sampling seed of a step's sampling round rnd (dynamic sampling's rounds; 0 otherwise): a function of
+    (seed, step, round) only, so a resumed run samples what the uninterrupted one did without restoring any
+    generator state."""
+    return (cfg.seed * 1_000_003 + step + rnd * EXTRA_ROUND_OFFSET) % 2**31
 
 
 def micro_batches(B: int, size: int):

@@ -192,14 +192,19 @@ def test_loss_normalizer_counts_and_adds_up_over_parts():
 
 # ---- clipping -------------------------------------------------------------------------------------
 
-def token_grad(rho, A, eps_low=0.2, eps_high=None):
-    """Gradient of the loss w.r.t. logp for one token with the given ratio and advantage (beta = 0)."""
-    old = torch.tensor([[ln(0.5)]])
+def token_loss_and_grad(rho, A, eps_low=0.2, eps_high=None, **kw):
+    """Loss and its gradient w.r.t. logp for one token with the given ratio and advantage (beta = 0)."""
+    old = torch.tensor([[ln(0.5)]], dtype=torch.float64)
     logp = (old + ln(rho)).requires_grad_()
-    loss, _ = grpo_loss(logp, old, None, torch.tensor([A]), torch.tensor([[True]]), normalizer=1.0,
-                        clip_eps_low=eps_low, clip_eps_high=eps_high, beta=0.0)
+    loss, _ = grpo_loss(logp, old, None, torch.tensor([A], dtype=torch.float64), torch.tensor([[True]]),
+                        normalizer=1.0, clip_eps_low=eps_low, clip_eps_high=eps_high, beta=0.0, **kw)
     loss.backward()
-    return logp.grad.item()
+    return loss.item(), logp.grad.item()
+
+
+def token_grad(rho, A, eps_low=0.2, eps_high=None, **kw):
+    """Gradient of the loss w.r.t. logp for one token with the given ratio and advantage (beta = 0)."""
+    return token_loss_and_grad(rho, A, eps_low, eps_high, **kw)[1]
 
 
 def test_clipped_tokens_get_no_gradient():
@@ -212,6 +217,128 @@ def test_clipped_tokens_get_no_gradient():
     # the other side of each bound is not clipped: the gradient is d(-rho A)/dlogp = -rho A
     assert token_grad(rho=0.7, A=+1.0) == pytest.approx(-0.7)
     assert token_grad(rho=1.3, A=-1.0) == pytest.approx(1.3)
+
+
+# ---- GSPO: one ratio per sequence -----------------------------------------------------------------
+
+def gspo_batch():
+    """Row 0: A = +1, |o| = 2, pi / pi_old = 0.6/0.4 (1.5) and 0.4/0.6 (2/3): s_0 = (1.5 * 2/3)^(1/2) = 1.
+    Row 1: A = -2, |o| = 3, pi / pi_old = 0.2/0.4, 0.5/0.5, 0.1/0.2: s_1 = (1/2 * 1 * 1/2)^(1/3) = 0.62996052,
+    below 1 - 0.2, and A < 0, so the whole sequence is clipped: min(s A, 0.8 A) = min(-1.25992, -1.6) = -1.6.
+    Per token (GRPO) the same rows give: row 0 min(1.5, 1.2) = 1.2 (clipped) and 2/3; row 1 -1.6 (clipped),
+    -2 and -1.6 (clipped). Padding holds garbage (5.0, 7.0) that must not enter s_i."""
+    logp = torch.tensor([[ln(.6), ln(.4), 5.0], [ln(.2), ln(.5), ln(.1)]], dtype=torch.float64)
+    old = torch.tensor([[ln(.4), ln(.6), 7.0], [ln(.4), ln(.5), ln(.2)]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, False], [True, True, True]])
+    return logp, old, torch.tensor([1.0, -2.0], dtype=torch.float64), mask
+
+
+def test_gspo_ratio_and_clipping_by_hand():
+    logp, old, A, mask = gspo_batch()
+    x = logp.clone().requires_grad_()
+    loss, m = grpo_loss(x, old, None, A, mask, normalizer=2.0, beta=0.0, importance_sampling="sequence")
+    loss.backward()
+    # 1/2 [(-1 - 1)/2 + (1.6 + 1.6 + 1.6)/3] = 1/2 (-1 + 1.6); 1e-6: the weights 1/|o_i| are float32
+    assert loss.item() == pytest.approx(0.3, abs=1e-6)
+    # row 0 unclipped: d/dlogp_t of -1/2 * 1/2 * s_0 A = -1/4 s_0 = -1/4 at each token; row 1 clipped: 0
+    torch.testing.assert_close(x.grad, torch.tensor([[-0.25, -0.25, 0.0], [0.0, 0.0, 0.0]], dtype=torch.float64))
+    s1 = 0.5 ** (2 / 3)
+    assert m["ratio_token_mean"] == pytest.approx((1 + 1 + 3 * s1) / 5)
+    assert m["clipped_low_frac"] == pytest.approx(3 / 5) and m["clipped_high_frac"] == 0.0
+    # the same rows per token: 1/2 [(-1.2 - 2/3)/2 + (1.6 + 2 + 1.6)/3] = 0.4; gradient only at the unclipped
+    # tokens: row 0 token 1, -1/4 * 2/3; row 1 token 1, -1/2 * 1/3 * (-2) * 1
+    x = logp.clone().requires_grad_()
+    loss, _ = grpo_loss(x, old, None, A, mask, normalizer=2.0, beta=0.0)
+    loss.backward()
+    assert loss.item() == pytest.approx(0.4, abs=1e-6)
+    torch.testing.assert_close(x.grad, torch.tensor([[0.0, -1 / 6, 0.0], [0.0, 1 / 3, 0.0]], dtype=torch.float64))
+
+
+def test_gspo_clip_range_of_the_paper():
+    """eps 3e-4 / 4e-4 (GSPO §5.1), A = +1 in both rows. Row 0: log-ratios 2e-4, 4e-4, s = e^3e-4 < 1 + 4e-4:
+    kept, gradient -1/4 s per token. Row 1: log-ratios 1e-3, 0, s = e^5e-4 > 1 + 4e-4: clipped, no gradient,
+    though its first token alone (e^1e-3) and the second (1) straddle the range."""
+    old = torch.full((2, 2), ln(0.3), dtype=torch.float64)
+    x = (old + torch.tensor([[2e-4, 4e-4], [1e-3, 0.0]], dtype=torch.float64)).requires_grad_()
+    loss, m = grpo_loss(x, old, None, torch.tensor([1.0, 1.0], dtype=torch.float64), torch.ones(2, 2, dtype=torch.bool),
+                        normalizer=2.0, beta=0.0, clip_eps_low=3e-4, clip_eps_high=4e-4, importance_sampling="sequence")
+    loss.backward()
+    s0 = math.exp(3e-4)
+    assert loss.item() == pytest.approx(-(s0 + 1.0004) / 2, abs=1e-9)
+    torch.testing.assert_close(x.grad, torch.tensor([[-s0 / 4, -s0 / 4], [0.0, 0.0]], dtype=torch.float64))
+    assert m["clipped_high_frac"] == pytest.approx(1 / 2)
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.2])
+def test_gspo_token_form_equals_the_sequence_objective(eps):
+    """sg[s_i] pi_t / sg[pi_t] per token, averaged per sequence, is GSPO's -1/G sum_i min(s_i A_i, clip(s_i) A_i)
+    with s_i = exp(mean_t log pi_t/pi_old_t) differentiated as a whole: the same value and gradient."""
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([1, 4, 3, 5, 2, 5])
+    mask = completion_mask_from_lengths(1, lengths, 6)[:, 1:]                         # (6, 5)
+    logp = torch.log(torch.rand(6, 5, generator=g, dtype=torch.float64)) * mask
+    old = logp + 0.15 * torch.randn(6, 5, generator=g, dtype=torch.float64) * mask
+    A = torch.tensor([1.0, -1.0, 0.5, -0.5, 2.0, -2.0], dtype=torch.float64)
+    x = logp.clone().requires_grad_()
+    loss, m = grpo_loss(x, old, None, A, mask, normalizer=6.0, beta=0.0, clip_eps_low=eps,
+                        importance_sampling="sequence")
+    got = torch.autograd.grad(loss, x)[0]
+    y = logp.clone().requires_grad_()
+    s = torch.exp(((y - old) * mask).sum(1) / lengths)                               # (6,) with grad
+    want_loss = -torch.minimum(s * A, s.clamp(1 - eps, 1 + eps) * A).sum() / 6
+    want = torch.autograd.grad(want_loss, y)[0]
+    assert loss.item() == pytest.approx(want_loss.item(), abs=1e-6)      # grpo_loss's 1/|o_i| is float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-9)
+    if eps == 0.05:                                   # the clipped branch is exercised too
+        assert m["clipped_low_frac"] + m["clipped_high_frac"] > 0
+
+
+def test_gspo_on_policy_is_grpo():
+    """mu = 1 (old_logp None): s_i = 1, so the loss and its gradient are GRPO's, bit for bit."""
+    torch.manual_seed(0)
+    model, (ids, attn, cmask) = TinyLM(), rollout_batch()
+    A = group_advantages(torch.tensor([1., 0, 0, 0.5, 0.5, 1]), 3)
+    grads = []
+    for level in ("token", "sequence"):
+        logp = token_logprobs(model, ids, attn, cmask)
+        loss, _ = grpo_loss(logp, None, None, A, cmask, normalizer=6.0, beta=0.0, importance_sampling=level)
+        grads.append(param_grads(model, loss))
+    for a, b in zip(*grads):
+        assert torch.equal(a, b)
+
+
+# ---- two-sided clipping (INTELLECT-2) --------------------------------------------------------------
+
+def test_two_sided_clip_caps_negative_advantages_by_hand():
+    # A = -1, rho = 5: GRPO's loss is -min(5 * -1, 1.2 * -1) = 5 with gradient -rho A = 5; with delta = 4 it is
+    # -min(min(5, 4) * -1, -1.2) = 4, and no gradient
+    assert token_loss_and_grad(5.0, -1.0) == pytest.approx((5.0, 5.0))
+    assert token_loss_and_grad(5.0, -1.0, clip_delta=4.0) == pytest.approx((4.0, 0.0))
+    # below delta nothing changes: rho = 3 -> loss 3, gradient 3
+    assert token_loss_and_grad(3.0, -1.0, clip_delta=4.0) == pytest.approx((3.0, 3.0))
+    # A > 0: delta > 1 + eps_high leaves it alone: rho = 5 -> -min(4, 1.2) = -1.2 (clipped, as without delta);
+    # rho = 1.1 -> -1.1, gradient -1.1
+    assert token_loss_and_grad(5.0, 1.0, clip_delta=4.0) == pytest.approx((-1.2, 0.0))
+    assert token_loss_and_grad(1.1, 1.0, clip_delta=4.0) == pytest.approx((-1.1, -1.1))
+    old = torch.full((1, 3), ln(0.1))
+    _, m = grpo_loss(old + torch.log(torch.tensor([[5.0, 3.0, 5.0]])), old, None, torch.tensor([-1.0]),
+                     torch.ones(1, 3, dtype=torch.bool), normalizer=1.0, beta=0.0, clip_delta=4.0)
+    assert m["clipped_delta_frac"] == pytest.approx(2 / 3)
+
+
+def test_two_sided_clip_equals_verl_dual_clip():
+    """verl's dual-clip PPO (clip_ratio_c = c, its compute_policy_loss_vanilla) writes the same thing another way:
+    loss = max(-rho A, -clip(rho) A), and for A < 0 at most -c A. With c = delta > 1 + eps_high the two agree
+    for every ratio and advantage, in value and gradient (README's table says where they still differ)."""
+    for a in (-2.0, -0.3, 0.3, 2.0):
+        for r in (0.1, 0.5, 0.79, 1.0, 1.1, 1.3, 2.0, 2.99, 3.01, 3.5, 10.0):
+            y = torch.tensor(math.log(r), dtype=torch.float64, requires_grad=True)
+            ratio = y.exp()
+            verl = torch.maximum(-a * ratio, -a * ratio.clamp(0.8, 1.2))
+            if a < 0:
+                verl = torch.minimum(verl, torch.tensor(-a * 3.0, dtype=torch.float64))
+            verl.backward()
+            assert token_loss_and_grad(r, a, clip_delta=3.0) == pytest.approx((verl.item(), y.grad.item())), (a, r)
 
 
 # ---- gradients on a tiny model --------------------------------------------------------------------
@@ -278,6 +405,36 @@ def test_micro_batches_match_one_batch(loss_agg):
     assert abs(local - full_loss) > 1e-3
 
 
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
+@pytest.mark.parametrize("variant", [dict(importance_sampling="sequence"), dict(clip_delta=1.5),
+                                     dict(importance_sampling="sequence", clip_delta=1.5, clip_eps_high=0.28)])
+def test_micro_batches_match_one_batch_for_each_variant(loss_agg, variant):
+    """GSPO's per-sequence ratio and the two-sided clip need nothing outside a sequence's micro-batch: any
+    split of the rows gives the one-batch loss and gradient (float64 log-probs, so only the loss is tested,
+    not a model's float32 rounding), and the variant does change the loss."""
+    g = torch.Generator().manual_seed(5)
+    mask = completion_mask_from_lengths(1, torch.tensor([2, 5, 3, 1, 4, 5]), 6)[:, 1:]           # (6, 5)
+    logp = torch.log(torch.rand(6, 5, generator=g, dtype=torch.float64)) * mask
+    old = logp + 0.3 * torch.randn(6, 5, generator=g, dtype=torch.float64) * mask               # off-policy
+    ref = logp + 0.2 * torch.randn(6, 5, generator=g, dtype=torch.float64) * mask
+    A = group_advantages(torch.tensor([1., 0, 0, 0.2, 0.9, 1]), 3).double()
+    norm = loss_normalizer(mask, loss_agg, max_len=6)
+
+    def step(splits, **kw):
+        x = logp.clone().requires_grad_()
+        total = sum(grpo_loss(x[a:b], old[a:b], ref[a:b], A[a:b], mask[a:b], normalizer=norm, loss_agg=loss_agg,
+                              **kw)[0] for a, b in splits)
+        total.backward()
+        return total.item(), x.grad
+
+    full_loss, full_grad = step([(0, 6)], **variant)
+    for splits in ([(0, 1), (1, 4), (4, 6)], [(0, 5), (5, 6)], [(i, i + 1) for i in range(6)]):
+        loss, grad = step(splits, **variant)
+        assert loss == pytest.approx(full_loss, rel=1e-12, abs=1e-14)
+        torch.testing.assert_close(grad, full_grad, rtol=1e-12, atol=1e-14)
+    assert abs(full_loss - step([(0, 6)])[0]) > 1e-4
+
+
 @pytest.mark.parametrize("scale", ["group", "none", "batch"])
 def test_equal_reward_group_gets_no_policy_gradient(scale):
     logp0 = torch.log(torch.rand(6, 5, generator=torch.Generator().manual_seed(1)))
@@ -309,6 +466,55 @@ def test_token_logprobs_match_full_log_softmax(temperature, chunk_size, vocab_sl
     # the temperature matters: scoring at T = 1 would give other numbers
     if temperature != 1.0:
         assert (got - naive_token_logprobs(model, ids, attn, cmask, 1.0)).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("temperature, chunk_size", [(1.0, 512), (0.7, 2), (1.3, 1)])
+def test_entropy_matches_categorical(temperature, chunk_size):
+    """with_entropy: H_t of softmax(logits / T) at every completion token, equal to torch.distributions'
+    Categorical entropy; the log-probs and their gradients are those without it; any split of the rows
+    (micro-batches) gives the same entropies."""
+    torch.manual_seed(0)
+    model, (ids, attn, cmask) = TinyLM(), rollout_batch()
+    logp, entropy = token_logprobs(model, ids, attn, cmask, temperature, chunk_size, with_entropy=True)
+    with torch.no_grad():
+        logits = model(ids, attention_mask=attn).float() / temperature                     # (B, T, V)
+    want = torch.zeros(ids.shape)
+    want[:, 1:] = torch.where(cmask[:, 1:], torch.distributions.Categorical(logits=logits[:, :-1]).entropy(), 0.0)
+    torch.testing.assert_close(entropy, want)
+    assert (entropy[cmask] > 0).all() and not entropy.requires_grad
+    plain = token_logprobs(model, ids, attn, cmask, temperature, chunk_size)
+    assert torch.equal(logp, plain)
+    for g, e in zip(param_grads(model, (logp * torch.arange(9.0)).sum()),
+                    param_grads(model, (plain * torch.arange(9.0)).sum())):
+        assert torch.equal(g, e)
+    parts = [token_logprobs(model, ids[a:b], attn[a:b], cmask[a:b], temperature, chunk_size, with_entropy=True)[1]
+             for a, b in ((0, 1), (1, 4), (4, 6))]
+    torch.testing.assert_close(torch.cat(parts), entropy)
+
+
+def tiny_groups():
+    """model.py's tiny model, and 2 prompts (one left-padded) x G = 3 completions of lengths 5, 2, 3, 5, 1, 4:
+    (model, prompt_ids (2, 4), prompt_mask (2, 4), completion_ids (6, 5), completion_mask (6, 5))."""
+    import model as model_py
+    model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=1)
+    prompt_ids = torch.tensor([[0, 5, 6, 7], [9, 8, 7, 6]])
+    prompt_mask = torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]).bool()
+    completion_ids = torch.randint(1, model.cfg.vocab_size, (6, 5), generator=torch.Generator().manual_seed(0))
+    completion_mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 3, 5, 1, 4])[:, None]
+    return model, prompt_ids, prompt_mask, completion_ids, completion_mask
+
+
+def test_group_entropy_equals_the_concatenated_rows():
+    """group_token_logprobs' entropies (each prompt run once) are token_logprobs' on the concatenated rows."""
+    model, prompt_ids, prompt_mask, completion_ids, completion_mask = tiny_groups()
+    _, got = group_token_logprobs(model, prompt_ids, prompt_mask, completion_ids, completion_mask, 0.8, chunk_size=3,
+                                  with_entropy=True)
+    ids = torch.cat((prompt_ids.repeat_interleave(3, 0), completion_ids), 1)
+    attn = torch.cat((prompt_mask.repeat_interleave(3, 0), completion_mask), 1)
+    cmask = torch.cat((torch.zeros(6, 4, dtype=torch.bool), completion_mask), 1)
+    _, want = token_logprobs(model, ids, attn, cmask, 0.8, with_entropy=True)
+    torch.testing.assert_close(got, want[:, 4:], rtol=1e-5, atol=1e-5)
+    assert (got[completion_mask] > 0).all() and (got[~completion_mask] == 0).all()
 
 
 def test_token_logprobs_never_keeps_full_vocab_logits_for_backward():
@@ -382,11 +588,7 @@ def test_group_token_logprobs_equals_scoring_the_concatenated_rows():
 def test_checkpointed_blocks_give_the_same_log_probs_and_gradients():
     """model.checkpoint_blocks (activation checkpointing) recomputes each block in backward, the shared
     prompt cache included: same values and gradients, and far fewer tensors kept for backward."""
-    import model as model_py
-    model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=1)
-    prompt_ids, prompt_mask = torch.tensor([[0, 5, 6, 7], [9, 8, 7, 6]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]).bool()
-    completion_ids = torch.randint(1, model.cfg.vocab_size, (6, 5), generator=torch.Generator().manual_seed(0))
-    completion_mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 3, 5, 1, 4])[:, None]
+    model, prompt_ids, prompt_mask, completion_ids, completion_mask = tiny_groups()
     weights = torch.randn(6, 5, generator=torch.Generator().manual_seed(1))
     out = {}
     for ckpt in (False, True):
@@ -405,11 +607,7 @@ def test_prompt_pass_gradients_do_not_wait_for_the_prompt():
     """Each weight's gradient from the completions reaches .grad as soon as its layer is done, and the
     prompt pass adds its own part afterwards (a second accumulation), instead of autograd holding the
     completions' part of every weight until the prompt pass, last in backward, is done."""
-    import model as model_py
-    model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=1)
-    prompt_ids, prompt_mask = torch.tensor([[0, 5, 6, 7], [9, 8, 7, 6]]), torch.tensor([[0, 1, 1, 1], [1, 1, 1, 1]]).bool()
-    completion_ids = torch.randint(1, model.cfg.vocab_size, (6, 5), generator=torch.Generator().manual_seed(0))
-    completion_mask = torch.arange(5)[None, :] < torch.tensor([5, 2, 3, 5, 1, 4])[:, None]
+    model, prompt_ids, prompt_mask, completion_ids, completion_mask = tiny_groups()
     for ckpt in (False, True):
         model.checkpoint_blocks, events = ckpt, []
         hooks = [p.register_post_accumulate_grad_hook(lambda p, n=n: events.append(n))

@@ -181,5 +181,28 @@ def test_bad_flags_fail_before_any_work():
         P.make_config("huge")
     with pytest.raises(ValueError, match="--group-size 1"):
         P.make_config(group_size=1)
+    with pytest.raises(ValueError, match="--clip-delta 1.1"):
+        P.make_config(clip_delta=1.1)
     assert P.parse_config(["--preset", "tiny", "--reasoning-steps", "5"]).reasoning_steps == 5
     assert P.parse_config(["--preset", "tiny"]).model == "tiny"
+
+
+def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
+    """The objective's flags (GRPO_FLAGS) go to every GRPO stage's train.py run, and not to the SFT stages."""
+    cfg = P.parse_config(["--preset", "tiny", "--out", str(tmp_path), "--dynamic-sampling", "--max-sampling-rounds",
+                          "2", "--importance-sampling-level", "sequence", "--clip-delta", "3", "--overlong-buffer", "4",
+                          "--num-iterations", "2", "--loss-agg", "token_mean"])
+    seen = []
+
+    def fake_train(tc, task=None):                   # records the config; leaves a checkpoint to report
+        seen.append(tc)
+        (P.Path(tc.out_dir) / "checkpoints" / "step_1").mkdir(parents=True)
+        (P.Path(tc.out_dir) / "checkpoints" / "step_1" / "trainer_state.pt").write_bytes(b"")
+    monkeypatch.setattr(train, "train", fake_train)
+    P.run_train(cfg, tmp_path / "grpo", "grpo", "tiny")
+    P.run_train(cfg, tmp_path / "sft", "sft", "tiny", data="sft.jsonl")
+    grpo, sft = seen
+    assert {k: getattr(grpo, k) for k in P.GRPO_FLAGS} == {k: getattr(cfg, k) for k in P.GRPO_FLAGS}
+    assert (grpo.dynamic_sampling, grpo.max_sampling_rounds, grpo.importance_sampling_level, grpo.clip_delta,
+            grpo.overlong_buffer, grpo.num_iterations, grpo.loss_agg) == (True, 2, "sequence", 3.0, 4, 2, "token_mean")
+    assert {k: getattr(sft, k) for k in P.GRPO_FLAGS} == {k: getattr(train.TrainConfig(), k) for k in P.GRPO_FLAGS}

@@ -22,7 +22,7 @@ import reward as reward_mod
 
 from reward import (TEMPLATES, Example, accuracy_reward, canonical_answer, code_reward, countdown_reward,
                     extract_answer, extract_code, format_reward, grade, language_consistency_reward, load_task,
-                    math_equal, render_prompt, sandbox_mode, tags_reward)
+                    math_equal, overlong_penalty, render_prompt, sandbox_mode, tags_reward)
 from reward import main as reward_main
 
 # -----------------------------------------------------------------------------
@@ -1062,3 +1062,27 @@ def test_code_has_no_network():
 ])
 def test_tags_reward(text, prefilled, expected):
     assert tags_reward(text, prefilled) == expected
+
+
+# -----------------------------------------------------------------------------
+# DAPO's soft overlong punishment (eq. 13), L_max = 10, L_cache = 4: 0 up to 6 tokens, then -1/4 per token
+
+
+@pytest.mark.parametrize("length, expected", [
+    (0, 0.0), (5, 0.0),
+    (6, 0.0),                       # |y| = L_max - L_cache: the last length without penalty
+    (7, -0.25), (8, -0.5), (9, -0.75),
+    (10, -1.0),                     # |y| = L_max: the whole penalty (a completion cut at the limit)
+    (11, -1.0), (50, -1.0),         # past L_max (not produced by a sampler capped at L_max)
+])
+def test_overlong_penalty_at_the_boundaries(length, expected):
+    assert overlong_penalty(length, max_len=10, buffer=4) == expected
+    assert overlong_penalty(length, max_len=10, buffer=4, factor=0.5) == expected / 2
+
+
+def test_overlong_penalty_whole_budget_and_bad_buffer():
+    # L_cache = L_max: the penalty grows from the first token, -|y| / L_max
+    assert [overlong_penalty(n, 4, 4) for n in range(6)] == [0.0, -0.25, -0.5, -0.75, -1.0, -1.0]
+    for buffer in (0, 11):
+        with pytest.raises(AssertionError):
+            overlong_penalty(5, 10, buffer)

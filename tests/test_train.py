@@ -42,6 +42,28 @@ def letters(monkeypatch):
     monkeypatch.setattr(T, "load_task", lambda spec, seed=0: LetterTask())
 
 
+class HalfEqualTask(LetterTask):
+    """LetterTask, except that prompts with an even index ("train question 4") score 0.5 whatever the
+    completion: their groups have zero reward variance, the others' vary."""
+
+    def reward(self, example, completion, think_prefilled=False, weights=None):
+        if int(example.prompt.rsplit(" ", 1)[1]) % 2 == 0:
+            return 0.5, {"accuracy": 0.5, "format": 0.0}
+        return super().reward(example, completion, think_prefilled, weights)
+
+
+class EqualTask(LetterTask):
+    """Every completion scores 0.5: every group has zero reward variance."""
+
+    def reward(self, example, completion, think_prefilled=False, weights=None):
+        return 0.5, {"accuracy": 0.5, "format": 0.0}
+
+
+@pytest.fixture
+def half_equal(monkeypatch):
+    monkeypatch.setattr(T, "load_task", lambda spec, seed=0: HalfEqualTask())
+
+
 def config(tmp_path, **kw):
     base = dict(model="tiny", task="letters", out_dir=str(tmp_path / "out"), dtype="float32", group_size=4,
                 prompts_per_step=2, max_new_tokens=8, steps=2, eval_prompts=0, save_every=0, lr=1e-3,
@@ -95,18 +117,80 @@ def test_micro_batches_trimmed_to_their_longest_row_change_nothing(tmp_path, let
     assert max(lengths[:4]) < batch.completion_ids.size(1) == max(lengths)
     mask = torch.arange(batch.completion_ids.size(1))[None, :] < torch.tensor(lengths)[:, None]
     batch.lengths, batch.completion_mask, batch.loss_mask = lengths, mask, mask
-    grads = []
-    for mb in (8, 4):                                                # one micro-batch; one per group
+    assert_micro_batches_change_nothing(cfg, tok, policy, batch, (8, 4))      # one micro-batch; one per group
+
+
+def assert_micro_batches_change_nothing(cfg, tok, policy, batch, sizes, lr=0.0):
+    """policy_update's gradients (each optimiser step's, as the optimiser sees them; SGD with lr) with each
+    micro-batch size are equal (float32 sums in another order aside), and not all zero."""
+    grads = {}
+    for mb in sizes:
         model = copy.deepcopy(policy).requires_grad_(True)
         ref = copy.deepcopy(policy).requires_grad_(False)
-        opt = torch.optim.SGD(model.parameters(), lr=0.0)
+        opt = torch.optim.SGD(model.parameters(), lr=lr)
         step = opt.step                    # the gradients, as the optimiser sees them (zero_grad follows)
-        opt.step = lambda: grads.append([p.grad.clone() for p in model.parameters()]) or step()
+        opt.step = lambda mb=mb: grads.setdefault(mb, []).extend(p.grad.clone() for p in model.parameters()) or step()
         T.policy_update(T.Run(T.TrainConfig(**{**vars(cfg), "micro_batch_size": mb}), tok, model, opt, reference=ref),
                         batch)
-    assert sum(g.abs().sum() for g in grads[0]) > 0
-    for a, b in zip(*grads):
-        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert sum(g.abs().sum() for g in grads[sizes[0]]) > 0
+    for mb in sizes[1:]:
+        for a, b in zip(grads[sizes[0]], grads[mb]):
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_micro_batches_change_nothing_under_every_variant(tmp_path):
+    """A dynamic-sampling batch with the overlong penalty, updated twice (mu = 2, the second off-policy: SGD
+    with lr 1 moved the weights) with GSPO's ratio and the two-sided clip: one micro-batch, or one per group,
+    give the same gradients at both updates."""
+    cfg = config(tmp_path, prompts_per_step=4, beta=0.04, dynamic_sampling=True, overlong_buffer=4, num_iterations=2,
+                 importance_sampling_level="sequence", clip_delta=1.5)
+    policy, tok = load_pretrained("tiny", device="cpu")
+    batch = T.collect_rollouts(T.Run(cfg, tok, policy, task=HalfEqualTask()), 0)
+    assert "sampling_rounds" in batch.sampling
+    assert_micro_batches_change_nothing(cfg, tok, policy, batch, (16, 4), lr=1.0)
+
+
+def rollouts(tmp_path, task, step=0, **kw):
+    """collect_rollouts of one step on the tiny model: 4 prompts x G = 4, 8 new tokens."""
+    cfg = config(tmp_path, prompts_per_step=4, **kw)
+    policy, tok = load_pretrained("tiny", device="cpu")
+    return T.collect_rollouts(T.Run(cfg, tok, policy, task=task), step)
+
+
+def test_dynamic_sampling_ends_with_p_groups_that_vary(tmp_path):
+    """Round 0 of step 1 takes prompts 4..7: 4 and 6 score 0.5 in every row (dropped), 5 and 7 vary. Two are
+    missing and half of the groups so far varied, so round 1 samples 2 / (1/2) = 4 prompts, round 0's indices
+    shifted by the odd EXTRA_ROUND_OFFSET (odd, even, odd, even): 2 more vary, and the step has its 4."""
+    batch = rollouts(tmp_path, HalfEqualTask(), step=1, dynamic_sampling=True)
+    off = T.EXTRA_ROUND_OFFSET
+    assert [ex.prompt for ex in batch.examples] == [f"train question {i}" for i in (5, 7, off + 4, off + 6)]
+    assert batch.sampling == {"sampling_rounds": 2, "zero_std_filled": 0.0}
+    assert batch.zero_std_groups == 0.5                     # the first round's share, as without dynamic sampling
+    assert not T.zero_std_groups(batch.rewards, 4).any()
+    assert batch.completion_ids.size(0) == 16 and batch.completion_mask.sum().item() == sum(batch.lengths)
+    assert batch.sampled_tokens > sum(batch.lengths)        # the dropped groups' tokens were sampled too
+    # the same seed gives the same step; the groups kept are the very rows round 0 and round 1 sampled
+    again = rollouts(tmp_path, HalfEqualTask(), step=1, dynamic_sampling=True)
+    assert again.texts == batch.texts and torch.equal(again.completion_ids, batch.completion_ids)
+    plain = rollouts(tmp_path, HalfEqualTask(), step=1)
+    assert plain.texts[4:8] == batch.texts[:4] and plain.texts[12:16] == batch.texts[4:8]
+    assert "sampling_rounds" not in plain.sampling and plain.zero_std_groups == 0.5
+
+
+def test_dynamic_sampling_stops_at_the_cap_and_fills_with_equal_groups(tmp_path):
+    batch = rollouts(tmp_path, EqualTask(), dynamic_sampling=True, max_sampling_rounds=2)
+    assert batch.sampling == {"sampling_rounds": 3, "zero_std_filled": 1.0}
+    assert [ex.prompt for ex in batch.examples] == [f"train question {i}" for i in range(4)]   # round 0's, in order
+    assert (batch.advantages == 0).all() and batch.zero_std_groups == 1.0
+
+
+def test_overlong_penalty_enters_the_reward(tmp_path):
+    """--overlong-buffer 8 = --max-new-tokens: each completion of n tokens loses n / 8 of reward (DAPO eq. 13
+    with L_cache = L_max), logged as the part "overlong"."""
+    batch = rollouts(tmp_path, LetterTask(), overlong_buffer=8, overlong_penalty=0.5)
+    for (total, parts), n in zip(batch.scored, batch.lengths):
+        assert parts["overlong"] == -0.5 * n / 8 and total == pytest.approx(parts["accuracy"] - 0.5 * n / 8)
+    assert batch.rewards.tolist() == pytest.approx([total for total, _ in batch.scored])
 
 
 def test_sync_weights_refills_the_sampler_with_the_current_policy():
@@ -214,6 +298,23 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, letters):
     assert all(torch.equal(p, q) for p, q in zip(wa.parameters(), wb.parameters()))
 
 
+def test_resume_reproduces_a_run_with_every_variant(tmp_path, half_equal):
+    """Dynamic sampling (its extra rounds' prompts and seeds are functions of the step), GSPO with mu = 2, the
+    two-sided clip and the overlong penalty: a run resumed after step 2 logs what the uninterrupted one does."""
+    kw = dict(save_every=2, beta=0.04, dynamic_sampling=True, importance_sampling_level="sequence", num_iterations=2,
+              clip_delta=2.0, overlong_buffer=4, prompts_per_step=4)
+    T.train(config(tmp_path / "a", steps=4, **kw))
+    T.train(config(tmp_path / "b", steps=2, **kw))
+    T.train(config(tmp_path / "b", steps=4, resume=True, **kw))
+    a, b = (metric_lines(tmp_path / x / "out" / "metrics.jsonl") for x in "ab")
+    assert a == b and len(a) == 4
+    for r in a:     # (the overlong penalty makes some even prompts' groups vary: zero_std_groups <= 0.5)
+        assert r["sampling_rounds"] >= 2 and 0 < r["zero_std_groups"] <= 0.5 and r["overlong"] <= 0
+        assert r["entropy"] > 0 and "clipped_delta_frac" in r
+    wa, wb = (load_pretrained(tmp_path / x / "out" / "checkpoints" / "step_4", device="cpu")[0] for x in "ab")
+    assert all(torch.equal(p, q) for p, q in zip(wa.parameters(), wb.parameters()))
+
+
 def test_resume_refuses_other_run_defining_flags(tmp_path, letters, capsys):
     """--resume with another --group-size is another run: refused, naming the flag, before any work, unless
     --allow-config-change. Stale temporary checkpoint directories (a kill during a save) are removed; a
@@ -304,7 +405,7 @@ def test_rollouts_and_metrics_are_written(tmp_path, letters):
     assert len(rows) == 8 and {"prompt", "completion", "reward", "accuracy", "advantage"} <= set(rows[0])
     m = metric_lines(out / "metrics.jsonl")[-1]
     for key in ("reward", "accuracy", "format", "len_mean", "len_max", "truncated", "kl_token_mean",
-                "clipped_low_frac", "zero_std_groups", "grad_norm"):
+                "clipped_low_frac", "zero_std_groups", "grad_norm", "entropy"):
         assert key in m, key
 
 
@@ -322,6 +423,12 @@ def test_rollouts_and_metrics_are_written(tmp_path, letters):
     (["--keep-checkpoints", "-1"], "--keep-checkpoints -1: must be >= 0"),
     (["--eval-k", "0"], "--eval-k 0"),
     (["--top-p", "0"], "--top-p 0"),
+    (["--clip-delta", "1.2"], "--clip-delta 1.2: must be > 1 + the upper clip epsilon = 1.2"),
+    (["--clip-delta", "1.25", "--clip-eps-high", "0.28"], "= 1.28"),
+    (["--importance-sampling-level", "seq"], "expected token or sequence"),
+    (["--overlong-buffer", "100", "--max-new-tokens", "48"], "--overlong-buffer 100"),
+    (["--overlong-penalty", "-1"], "--overlong-penalty -1.0 >= 0"),
+    (["--max-sampling-rounds", "-1"], "--max-sampling-rounds -1: must be >= 0"),
 ])
 def test_contradictory_flags(argv, message, capsys):
     with pytest.raises(SystemExit):
@@ -431,5 +538,7 @@ def test_help_lists_the_documented_flags(capsys):
                  "--clip-eps", "--clip-eps-high", "--num-iterations", "--loss-agg", "--scale-rewards",
                  "--ref-reset-every", "--reward-weights", "--mask-truncated", "--micro-batch-size", "--steps",
                  "--dtype", "--device", "--compile", "--seed", "--out-dir", "--resume", "--eval-every",
-                 "--eval-prompts", "--eval-k", "--save-every", "--stage", "--data", "--epochs"):
+                 "--eval-prompts", "--eval-k", "--save-every", "--stage", "--data", "--epochs", "--clip-delta",
+                 "--importance-sampling-level", "--dynamic-sampling", "--max-sampling-rounds", "--overlong-buffer",
+                 "--overlong-penalty"):
         assert flag in text, flag

@@ -105,7 +105,7 @@ class TrainConfig:
     max_sampling_rounds: int = flag(3, "dynamic sampling: extra generation rounds per step at most (verl's "
                                        "max_num_gen_batches counts the first one too)")
     # optimisation
-    lr: float = flag(2e-5, "AdamW learning rate (constant after warmup)")
+    lr: float = flag(5e-5, "AdamW learning rate (constant after warmup)")
     warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
     weight_decay: float = flag(0.0, "AdamW weight decay")
     grad_clip: float = flag(1.0, "max global grad norm (0 = off)")

@@ -107,6 +107,8 @@ class TrainConfig:
     # optimisation
     lr: float = flag(5e-5, "AdamW learning rate (constant after warmup)")
     warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
+    lr_schedule: str = flag("constant", "learning rate after the warmup: constant (R1) or linear (falls to 0 at the last "
+                                        "step, as transformers' Trainer, hence TRL, does by default)")
     weight_decay: float = flag(0.0, "AdamW weight decay")
     grad_clip: float = flag(1.0, "max global grad norm (0 = off)")
     activation_checkpointing: bool = flag(True, "keep only each block's input for backward and recompute the block "
@@ -187,6 +189,8 @@ def validate(cfg: TrainConfig):
                          f"{cfg.max_new_tokens}], and --overlong-penalty {cfg.overlong_penalty} >= 0")
     if cfg.loss_agg not in LOSS_AGGS:
         raise ValueError(f"--loss-agg {cfg.loss_agg}: expected one of {LOSS_AGGS}")
+    if cfg.lr_schedule not in ("constant", "linear"):
+        raise ValueError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
     if cfg.scale_rewards not in ("group", "batch", "none"):
         raise ValueError(f"--scale-rewards {cfg.scale_rewards}: expected group, batch or none")
     if cfg.dtype not in ("auto", "bfloat16", "float32", "float16"):
@@ -539,7 +543,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
     for step in bar:
         t0 = time.time()
         for g in run.optimizer.param_groups:
-            g["lr"] = lr_at(step, cfg)
+            g["lr"] = lr_at(step, total_steps, cfg)
         if cfg.stage == "grpo":
             if cfg.ref_reset_every and step and step % cfg.ref_reset_every == 0:
                 sync_weights(run.reference, run.policy)     # R1: the reference follows the policy periodically
@@ -549,7 +553,7 @@ def train(cfg: TrainConfig, task=None) -> dict:
         else:
             m = sft_step(run, step, pairs, steps_per_epoch)
             bar.set_postfix(loss=f"{m['loss']:.4f}")
-        m = {"step": step + 1, **m, "lr": lr_at(step, cfg), "step_s": time.time() - t0}
+        m = {"step": step + 1, **m, "lr": lr_at(step, total_steps, cfg), "step_s": time.time() - t0}
         last = m
         done = step + 1 == total_steps
         if dist.rank == 0:
@@ -743,9 +747,15 @@ def run_eval(run: Run, step: int, tag: str) -> dict | None:
 # Helpers of the step: learning rate, seeds, micro-batches, dtypes
 
 
-def lr_at(step: int, cfg: TrainConfig) -> float:
-    """Linear warmup over --warmup-steps optimiser steps, then constant (R1 trains at a constant lr)."""
-    return cfg.lr * min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else cfg.lr
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """The learning rate of step (0-based) of total_steps: a linear warmup over --warmup-steps, then constant
+    (R1 trains at a constant lr) or, with --lr-schedule linear, lr * (total_steps - step) / (total_steps -
+    warmup_steps): 1/(total - warmup) of it at the last step (transformers' get_linear_schedule_with_warmup)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "linear":
+        return cfg.lr * (total_steps - step) / max(1, total_steps - cfg.warmup_steps)
+    return cfg.lr
 
 
 def step_seed(cfg: TrainConfig, step: int, rnd: int = 0) -> int:

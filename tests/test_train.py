@@ -542,3 +542,15 @@ def test_help_lists_the_documented_flags(capsys):
                  "--importance-sampling-level", "--dynamic-sampling", "--max-sampling-rounds", "--overlong-buffer",
                  "--overlong-penalty"):
         assert flag in text, flag
+
+
+def test_lr_schedules_by_hand():
+    """--lr-schedule constant (R1) and linear (transformers' get_linear_schedule_with_warmup), hand-computed."""
+    cfg = T.TrainConfig(lr=1.0, warmup_steps=2, lr_schedule="linear")
+    assert [T.lr_at(s, 10, cfg) for s in range(10)] == [0.5, 1.0, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8]
+    cfg = T.TrainConfig(lr=2.0, lr_schedule="linear")
+    assert T.lr_at(0, 20, cfg) == 2.0 and T.lr_at(19, 20, cfg) == 2.0 / 20
+    cfg = T.TrainConfig(lr=2.0, warmup_steps=4)
+    assert [T.lr_at(s, 6, cfg) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
+    with pytest.raises(ValueError, match="lr-schedule"):
+        T.validate(T.TrainConfig(lr_schedule="cosine"))

@@ -107,7 +107,7 @@ class TrainConfig:
     # optimisation
     lr: float = flag(5e-5, "AdamW learning rate (constant after warmup)")
     warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
-    lr_schedule: str = flag("constant", "learning rate after the warmup: constant (R1) or linear (falls to 0 at the last "
+    lr_schedule: str = flag("linear", "learning rate after the warmup: constant (R1) or linear (falls to 0 at the last "
                                         "step, as transformers' Trainer, hence TRL, does by default)")
     weight_decay: float = flag(0.0, "AdamW weight decay")
     grad_clip: float = flag(1.0, "max global grad norm (0 = off)")

@@ -2,6 +2,7 @@
 re-run skips finished stages without training or sampling, a stage interrupted after its first
 checkpoint resumes from it; the pieces (program-written solutions, rewrite, filters, the judge, the
 mixed task, the layer-dropped student) checked on their own."""
+import importlib.util
 import json
 
 import pytest
@@ -48,6 +49,10 @@ def test_every_stage_writes_its_outputs_and_the_report(tiny_run):
     assert json.loads((P.stage_dir(cfg, 5) / "student_init" / "config.json").read_text())["num_hidden_layers"] == 1
     report = (P.Path(cfg.out) / "report.md").read_text()
     assert all(f"| {n} {name} |" in report for n, name in enumerate(P.STAGES)) and "Recipe (stages 1-4) vs R1-Zero" in report
+    # the GRPO stages' curves, drawn when matplotlib is installed (tests/requirements.txt installs it)
+    has_plt = importlib.util.find_spec("matplotlib") is not None
+    assert ("![GRPO stages](curves.png)" in report) == has_plt
+    assert (P.Path(cfg.out) / "curves.png").exists() == has_plt
 
 
 def test_rerun_skips_finished_stages(tiny_run, monkeypatch):

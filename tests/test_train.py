@@ -67,7 +67,9 @@ def half_equal(monkeypatch):
 def config(tmp_path, **kw):
     base = dict(model="tiny", task="letters", out_dir=str(tmp_path / "out"), dtype="float32", group_size=4,
                 prompts_per_step=2, max_new_tokens=8, steps=2, eval_prompts=0, save_every=0, lr=1e-3,
-                micro_batch_size=3, rollouts_every=1, seed=0)
+                micro_batch_size=3, rollouts_every=1, seed=0, lr_schedule="constant")
+    # lr_schedule constant: the tests below "kill" a run by giving it fewer --steps, which under the linear
+    # schedule is another run (its lr depends on --steps); test_resume_under_the_linear_schedule kills one for real
     cfg = T.TrainConfig(**{**base, **kw})
     T.validate(cfg)
     return cfg
@@ -550,7 +552,27 @@ def test_lr_schedules_by_hand():
     assert [T.lr_at(s, 10, cfg) for s in range(10)] == [0.5, 1.0, 1.0, 7 / 8, 6 / 8, 5 / 8, 4 / 8, 3 / 8, 2 / 8, 1 / 8]
     cfg = T.TrainConfig(lr=2.0, lr_schedule="linear")
     assert T.lr_at(0, 20, cfg) == 2.0 and T.lr_at(19, 20, cfg) == 2.0 / 20
-    cfg = T.TrainConfig(lr=2.0, warmup_steps=4)
+    cfg = T.TrainConfig(lr=2.0, warmup_steps=4, lr_schedule="constant")
     assert [T.lr_at(s, 6, cfg) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
     with pytest.raises(ValueError, match="lr-schedule"):
         T.validate(T.TrainConfig(lr_schedule="cosine"))
+
+
+def test_resume_under_the_linear_schedule(tmp_path, letters, monkeypatch):
+    """The linear schedule depends on --steps, so a run is killed for real (mid-run, after its step-2
+    checkpoint) and resumed with the same flags: it reproduces the uninterrupted run, lr included."""
+    T.train(config(tmp_path / "a", steps=4, save_every=2, lr_schedule="linear"))
+    real = T.grpo_step
+
+    def killed_at_step_3(run, step):
+        if step == 2:
+            raise KeyboardInterrupt
+        return real(run, step)
+    monkeypatch.setattr(T, "grpo_step", killed_at_step_3)
+    with pytest.raises(KeyboardInterrupt):
+        T.train(config(tmp_path / "b", steps=4, save_every=2, lr_schedule="linear"))
+    monkeypatch.setattr(T, "grpo_step", real)
+    T.train(config(tmp_path / "b", steps=4, save_every=2, lr_schedule="linear", resume=True))
+    a, b = metric_lines(tmp_path / "a" / "out" / "metrics.jsonl"), metric_lines(tmp_path / "b" / "out" / "metrics.jsonl")
+    assert [r for r in a if r["step"] in (3, 4)] == [r for r in b if r["step"] in (3, 4)]
+    assert [r["lr"] for r in a] == [1e-3, 0.75e-3, 0.5e-3, 0.25e-3]

@@ -94,7 +94,7 @@ def main():
         if rc != 0:
             print(f"run {d} failed (exit {rc}); its log: {d / 'log.txt'}", flush=True)
             continue
-        if not (d / "wall_seconds").exists():  # a resumed run's wall-clock would be only its last part: keep the first
+        if not (d / "wall_seconds").exists():  # a run that was interrupted records only its resumed part
             (d / "wall_seconds").write_text(f"{time.time() - t0:.1f}\n")
         print(table([(seed, dtype, d)], args.threshold).split("\n")[2], flush=True)
     print(table(runs, args.threshold))

@@ -404,11 +404,11 @@ class MixedTask:
     """Stage 4's task, with reward.Task's interface (example, size, reward, extract). Train prompt i is a
     general one when i % general_every == general_every - 1, else the reasoning task's prompt i; the
     test split is the reasoning task's. Every completion gets all of PARTS (train.py averages them):
-    reasoning prompts score accuracy, format, tags, language by rule and preference 0; general prompts
-    score format, tags, language by rule, accuracy 0, and preference = the mean of the judge's helpful
-    (asked about the summary after </think>, or the whole response if there is none) and harmless
-    (asked about the whole response) probabilities. total = sum(weight * part)."""
-    PARTS = ("accuracy", "format", "tags", "language", "preference")
+    reasoning prompts score accuracy, format, tags, language, answer by rule and preference 0; general
+    prompts score format, tags, language by rule, accuracy and answer 0, and preference = the mean of the
+    judge's helpful (asked about the summary after </think>, or the whole response if there is none) and
+    harmless (asked about the whole response) probabilities. total = sum(weight * part)."""
+    PARTS = ("accuracy", "format", "tags", "language", "answer", "preference")
 
     def __init__(self, reasoning, general_prompts: list[str], judge: Judge, general_every: int):
         self.reasoning, self.general, self.judge, self.every = reasoning, list(general_prompts), judge, general_every
@@ -432,7 +432,7 @@ class MixedTask:
         if isinstance(example, GeneralExample):
             parts = {"accuracy": 0.0, "format": format_reward(completion, think_prefilled),
                      "tags": tags_reward(completion, think_prefilled),
-                     "language": language_consistency_reward(completion),
+                     "language": language_consistency_reward(completion), "answer": 0.0,
                      "preference": self.preference(example.prompt, completion)}
         else:
             parts = {**self.reasoning.reward(example, completion, think_prefilled)[1], "preference": 0.0}

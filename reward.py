@@ -1737,7 +1737,7 @@ def _split_of(key: str) -> str:
     return "test" if h % 100 < TEST_PERCENT else "train"
 
 
-DEFAULT_WEIGHTS = {"accuracy": 1.0, "format": 1.0, "tags": 0.0, "language": 0.0}
+DEFAULT_WEIGHTS = {"accuracy": 1.0, "format": 1.0, "tags": 0.0, "language": 0.0, "answer": 0.0}
 
 
 class Task:
@@ -1785,7 +1785,8 @@ class Task:
     def reward(self, example: Example, completion: str, think_prefilled: bool = False,
                weights: dict[str, float] | None = None) -> tuple[float, dict[str, float]]:
         """(total, parts): parts are accuracy (0/1, or the passed fraction for code), format (0/1), tags
-        (tags_reward, weight 0 by default) and language (language_consistency_reward, weight 0 by default);
+        (tags_reward, weight 0 by default), language (language_consistency_reward, weight 0 by default) and
+        answer (answer_accuracy: the answer read wherever it is, tags or not; weight 0 by default);
         total = sum(weights[k] * parts[k]), weights defaulting to DEFAULT_WEIGHTS. Raises ValueError for an
         unknown weight name.
         No answer, no credit: format, tags and language pay only when the completion's answer (read leniently,
@@ -1803,7 +1804,8 @@ class Task:
         parts = {"accuracy": self._accuracy(example, completion),
                  "format": format_reward(completion, think_prefilled) if formed else 0.0,
                  "tags": tags_reward(completion, think_prefilled) if formed else 0.0,
-                 "language": language_consistency_reward(completion) if formed else 0.0}
+                 "language": language_consistency_reward(completion) if formed else 0.0,
+                 "answer": self.answer_accuracy(example, completion)}
         return sum(w[k] * parts[k] for k in parts), parts
 
     def answer_accuracy(self, example: Example, completion: str) -> float:

@@ -147,14 +147,16 @@ def test_mixed_task_parts_and_what_the_judge_sees():
     general = mixed.example("train", 3)
     w = dict(accuracy=1, format=1, language=0.5, preference=2)
     total, parts = mixed.reward(general, "<think>SECRET plan</think>\n<answer>Hi there!</answer>", weights=w)
-    assert parts == {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "preference": pytest.approx(0.6)}
+    assert parts == {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 0.0,
+                     "preference": pytest.approx(0.6)}
     assert total == pytest.approx(1 + 0.5 + 2 * 0.6)
     helpful, harmless = judge.asked
     assert "Hi there!" in helpful and "SECRET" not in helpful and "<answer>" not in helpful   # the summary only
     assert "SECRET" in harmless                                                               # the whole response
     ex = mixed.example("train", 0)
     total, parts = mixed.reward(ex, f"<think>ok</think> <answer>{ex.answer}</answer>", weights=w)
-    assert parts == {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0, "preference": 0.0} and total == 2.5
+    assert parts == {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 1.0,
+                     "preference": 0.0} and total == 2.5
     assert len(judge.asked) == 2                                      # rule-scored: the judge is not asked
 
 

@@ -582,10 +582,10 @@ def test_task_reward_parts_and_weights():
     task = load_task("arith")
     ex = task.example("train", 0)
     good = f"<think>add them</think> <answer>{ex.answer}</answer>"
-    assert task.reward(ex, good) == (2.0, {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0})
-    assert task.reward(ex, f"<answer>{ex.answer}", weights={"tags": 1.0}) == (0.0, {"accuracy": 0.0, "format": 0.0, "tags": 0.0, "language": 0.0})  # noqa: E501 (an answer tag never closed: no answer)
-    assert task.reward(ex, f"so {ex.answer} <answer>", weights={"tags": 1.0}) == (0.0, {"accuracy": 0.0, "format": 0.0, "tags": 0.0, "language": 0.0})  # noqa: E501
-    assert task.reward(ex, f"so {ex.answer} </think>", weights={"tags": 1.0}) == (0.25, {"accuracy": 0.0, "format": 0.0, "tags": 0.25, "language": 1.0})  # noqa: E501
+    assert task.reward(ex, good) == (2.0, {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 1.0})
+    assert task.reward(ex, f"<answer>{ex.answer}", weights={"tags": 1.0}) == (0.0, {"accuracy": 0.0, "format": 0.0, "tags": 0.0, "language": 0.0, "answer": 1.0})  # noqa: E501 (an answer tag never closed: no answer in tags, but the last number is right)
+    assert task.reward(ex, f"so {ex.answer} <answer>", weights={"tags": 1.0}) == (0.0, {"accuracy": 0.0, "format": 0.0, "tags": 0.0, "language": 0.0, "answer": 1.0})  # noqa: E501
+    assert task.reward(ex, f"so {ex.answer} </think>", weights={"tags": 1.0}) == (0.25, {"accuracy": 0.0, "format": 0.0, "tags": 0.25, "language": 1.0, "answer": 1.0})  # noqa: E501
     assert task.reward(ex, f"<answer>{ex.answer}</answer>")[0] == 1.0
     assert task.reward(ex, good, weights={"format": 0.5, "language": 1.0})[0] == 2.5
     assert task.reward(ex, f"reason</think><answer>{ex.answer}</answer>", think_prefilled=True)[0] == 2.0
@@ -617,7 +617,7 @@ def test_well_formed_wrong_answers_keep_format_credit():
     task = load_task("arith")
     ex = Example("Compute 3 + 5", "8")
     assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True)[1] == \
-        {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0}
+        {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 0.0}
     assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.0   # cut off: nothing is trusted
     assert task.reward(ex, "3 plus 5 is 8 </think>", True)[1]["tags"] == 0.5           # no tag: the last number
     assert task.reward(ex, "three plus five is eight </think>", True)[1]["tags"] == 0.0
@@ -625,7 +625,20 @@ def test_well_formed_wrong_answers_keep_format_credit():
     ex = Example("Using the numbers [1, 2, 3] ...", "(1 + 2) * 3")
     assert cd.reward(ex, "x </think> <answer> 3 * (2 + 1) </answer>", True)[1]["format"] == 1.0
     assert cd.reward(ex, "x </think> <answer> 3 * 2 + 1 </answer>", True)[1] == \
-        {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0}
+        {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 0.0}
+
+
+def test_answer_part_pays_a_right_answer_wherever_it_is():
+    """The answer part (weight 0.1 in train.py's default) is answer_accuracy: the last number, tags or not."""
+    task = load_task("arith")
+    ex = Example("Compute 3 + 5", "8")
+    w = {"accuracy": 1.0, "format": 1.0, "tags": 0.5, "answer": 0.1}
+    assert task.reward(ex, "3 + 5 = 8</think>", True, weights=w) == \
+        (pytest.approx(0.5 * 0.5 + 0.1), {"accuracy": 0.0, "format": 0.0, "tags": 0.5, "language": 1.0, "answer": 1.0})
+    assert task.reward(ex, "3 + 5 = 9</think>", True, weights=w)[0] == 0.5 * 0.5
+    assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True, weights=w)[0] == 1.0 + 0.5 * 1.0
+    assert task.reward(ex, "7 </think> <answer>8</answer>", True, weights=w)[0] == pytest.approx(1 + 1 + 0.5 + 0.1)
+    assert task.reward(ex, "the sum is eight", True, weights=w)[0] == 0.0
 
 
 def test_math_file_task_well_formed(tmp_path):

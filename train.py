@@ -11,7 +11,8 @@ One GRPO step (DeepSeekMath Algorithm 1, with mu = --num-iterations):
   1. take P prompts of the task (--prompts-per-step), render them with the template (reward.py)
   2. sample G completions per prompt from the current policy (sample.py; a bf16 copy on CPU/CUDA)
   3. score them with the rule rewards (reward.py; --overlong-buffer adds DAPO's soft length penalty) ->
-     group advantages (grpo.py); --dynamic-sampling first replaces the groups whose G rewards are all
+     advantages: reward minus its group's mean, over the batch's std (grpo.py; --scale-rewards group is
+     DeepSeekMath's per-group std); --dynamic-sampling first replaces the groups whose G rewards are all
      equal with those of further prompts (DAPO §3.2)
   4. reference log-probs from the frozen reference model (the initial policy, or the policy at the
      last --ref-reset-every step, as R1 resets it)
@@ -28,8 +29,11 @@ caches, torchrun/FSDP), which changes no number.
 
 Choices that differ from the paper's scale, each a flag: a small model, short completions, few prompts
 per step, 20 steps at a learning rate of 5e-5 falling linearly to 0 (R1: constant; a 135M model at 2e-5
-learned in some seeds and not others, and at a constant 5e-5 fell back after converging: README), and bf16
-autocast on the CPU too (fp32 master weights; log-softmax and loss in fp32).
+learned in some seeds and not others, and at a constant 5e-5 fell back after converging: README), advantages
+over the batch's std rather than each group's (Lite PPO; a group where only a small reward part varies
+otherwise gets full-size advantages: README), and bf16 autocast on the CPU too (fp32 master weights;
+log-softmax and loss in fp32). The reward adds two parts to R1's accuracy + format: tags (partial credit per
+tag) and answer (the answer right wherever it is written), both reward.py's, weights in --reward-weights.
 """
 import argparse
 import contextlib
@@ -90,10 +94,12 @@ class TrainConfig:
                                                    "--num-iterations 1 (the ratio is then 1)")
     num_iterations: int = flag(1, "mu: policy updates per batch of rollouts (1 = on-policy, as R1)")
     loss_agg: str = flag("seq_mean_token_mean", "loss aggregation: " + ", ".join(LOSS_AGGS))
-    scale_rewards: str = flag("group", "advantage scale: group (GRPO), batch, none (Dr. GRPO)")
+    scale_rewards: str = flag("batch", "advantage scale: group (GRPO: each group's std), batch (group mean, batch "
+                                       "std: Lite PPO, arXiv 2508.08221; README: why the default), none (Dr. GRPO)")
     ref_reset_every: int = flag(0, "copy the policy into the reference model every N steps (0 = never)")
-    reward_weights: str = flag("accuracy=1,format=1,tags=0.5", "reward = sum of weight*part, e.g. "
-                                                               "accuracy=1,format=0.5,language=0.1")
+    reward_weights: str = flag("accuracy=1,format=1,tags=0.5,answer=0.1",
+                               "reward = sum of weight*part; parts: accuracy, format, tags, language, answer "
+                               "(reward.Task.reward); README: why these")
     mask_truncated: bool = flag(False, "exclude completions that hit --max-new-tokens from the loss (DAPO §3.4, "
                                        "overlong filtering)")
     overlong_buffer: int = flag(0, "DAPO soft overlong punishment (arXiv 2503.14476 §3.4, eq. 13): over the last N "

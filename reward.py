@@ -1750,7 +1750,7 @@ class Task:
                  answer_accuracy=None):
         self.name, self.seed, self._accuracy, self._extract, self._draw = name, seed, accuracy, extract, draw
         self._well_formed = well_formed or (lambda example, completion: True)
-        self._answer_accuracy = answer_accuracy or accuracy
+        self._answer_accuracy = answer_accuracy            # None: the accuracy itself
         self._splits = {}
         for split, examples in (splits or {}).items():  # a fixed per-seed order, so i = 0, 1, ... is shuffled
             order = list(examples)
@@ -1801,11 +1801,12 @@ class Task:
             raise ValueError(f"unknown reward weights {sorted(set(w) - set(DEFAULT_WEIGHTS))}; "
                              f"known: {list(DEFAULT_WEIGHTS)}")
         formed = self._well_formed(example, completion)
-        parts = {"accuracy": self._accuracy(example, completion),
+        accuracy = self._accuracy(example, completion)
+        parts = {"accuracy": accuracy,
                  "format": format_reward(completion, think_prefilled) if formed else 0.0,
                  "tags": tags_reward(completion, think_prefilled) if formed else 0.0,
                  "language": language_consistency_reward(completion) if formed else 0.0,
-                 "answer": self.answer_accuracy(example, completion)}
+                 "answer": self._answer_accuracy(example, completion) if self._answer_accuracy else accuracy}
         return sum(w[k] * parts[k] for k in parts), parts
 
     def answer_accuracy(self, example: Example, completion: str) -> float:
@@ -1813,7 +1814,7 @@ class Task:
         in the completion; math: extract_answer(strict=False); countdown: the free-form answer; code: the same
         as accuracy). Returns a float in [0, 1]; never raises on model output. What the model knows, apart from
         whether it learned the tags."""
-        return self._answer_accuracy(example, completion)
+        return (self._answer_accuracy or self._accuracy)(example, completion)
 
     def extract(self, completion: str) -> str | None:
         """The answer for majority voting (cons@k), in a form where equal answers are equal strings."""
@@ -2028,8 +2029,10 @@ def load_task(spec: str, seed: int = 0) -> Task:
         else:
             splits = {s: [ex for ex in train if _split_of(ex.prompt) == s] for s in ("train", "test")}
         strict = opts["extract"] == "strict"
+        # code reads its program one way only: answer_accuracy is accuracy, not the tests run a second time
+        lenient = None if name == "code" else functools.partial(accuracy, strict=False)
         return Task(spec, seed, functools.partial(accuracy, strict=strict), functools.partial(extract, strict=strict),
-                    splits=splits, well_formed=well_formed, answer_accuracy=functools.partial(accuracy, strict=False))
+                    splits=splits, well_formed=well_formed, answer_accuracy=lenient)
     raise ValueError(f"unknown task {spec!r}; known tasks: {KNOWN_TASKS}")
 
 

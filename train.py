@@ -113,7 +113,7 @@ class TrainConfig:
     max_sampling_rounds: int = flag(3, "dynamic sampling: extra generation rounds per step at most (verl's "
                                        "max_num_gen_batches counts the first one too)")
     # optimisation
-    lr: float = flag(5e-5, "AdamW learning rate (constant after warmup)")
+    lr: float = flag(5e-5, "AdamW peak learning rate (reached after the warmup; then --lr-schedule)")
     warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
     lr_schedule: str = flag("linear", "learning rate after the warmup: constant (R1) or linear (falls to 0 at the last "
                                         "step, as transformers' Trainer, hence TRL, does by default)")
@@ -501,12 +501,13 @@ def policy_update(run: Run, batch: RolloutBatch) -> dict:
 
 
 def dump_rollouts(run: Run, step: int, batch: RolloutBatch):
-    """OUT/rollouts/step_N.jsonl: this rank's rows of the step, to read what RL is doing."""
+    """OUT/rollouts/step_N.jsonl: this rank's rows of the step, to read what RL is doing: the prompt, its "gold"
+    answer, the completion, its reward and each reward part by name (one of them is "answer")."""
     (run.out_dir / "rollouts").mkdir(exist_ok=True)
     with open(run.out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
         for i, text in enumerate(batch.texts):
             ex = batch.examples[i // run.cfg.group_size]
-            f.write(json.dumps({"prompt": ex.prompt, "answer": ex.answer, "completion": text,
+            f.write(json.dumps({"prompt": ex.prompt, "gold": ex.answer, "completion": text,
                                 "reward": batch.scored[i][0], **batch.scored[i][1],
                                 "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
                                 "truncated": not bool(batch.stopped[i])}) + "\n")

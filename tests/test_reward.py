@@ -745,6 +745,16 @@ def test_math_and_code_files(tmp_path):
     assert task.extract("<answer>```py\nx = 1\n```</answer>") == "x = 1"
 
 
+def test_code_task_runs_the_tests_once_per_completion(tmp_path, monkeypatch):
+    """The answer part of a code task is its accuracy: the sandbox runs each completion's program once."""
+    c = write_jsonl(tmp_path / "c.jsonl", [{"prompt": "write f", "tests": ["assert f(1) == 2"]}])
+    task = load_task(f"code:{c},test={c}")
+    calls = []
+    monkeypatch.setattr(reward_mod, "code_reward", lambda completion, tests, **kw: calls.append(completion) or 1.0)
+    total, parts = task.reward(task.example("train", 0), "<answer>```python\ndef f(x):\n    return x + 1\n```</answer>")
+    assert len(calls) == 1 and parts["accuracy"] == parts["answer"] == 1.0
+
+
 MATH500_ROW = {"problem": "Find all $x$ with $x^2 = 9$.", "solution": "So $x = \\pm 3$, i.e. $\\boxed{3, -3}$.",
                "answer": "3, -3", "subject": "Algebra", "level": 2, "unique_id": "test/algebra/1.json"}
 

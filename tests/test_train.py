@@ -289,6 +289,18 @@ def test_sft_memorises_a_few_examples(tmp_path):
     assert got == [c for _, c in pairs]
 
 
+def test_rollouts_file_keeps_the_gold_answer_and_the_reward_parts(tmp_path):
+    """OUT/rollouts/: the gold answer is "gold", so the reward part called answer does not overwrite it."""
+    T.train(config(tmp_path, task="arith", steps=1))
+    rows = [json.loads(line) for line in (tmp_path / "out" / "rollouts" / "step_000001.jsonl").read_text().splitlines()]
+    assert len(rows) == 2 * 4
+    weights = T.parse_weights(T.TrainConfig().reward_weights)
+    for r in rows:
+        a, b = r["prompt"].removeprefix("Compute ").split(" + ")
+        assert r["gold"] == str(int(a) + int(b)) and r["answer"] in (0.0, 1.0)
+        assert r["reward"] == pytest.approx(sum(w * r[k] for k, w in weights.items()))
+
+
 def test_resume_reproduces_the_uninterrupted_run(tmp_path, letters):
     T.train(config(tmp_path / "a", steps=4, save_every=2, beta=0.04))
     T.train(config(tmp_path / "b", steps=2, save_every=2, beta=0.04))          # "killed" after step 2

@@ -15,7 +15,8 @@ How a batch is sampled:
      Every CHECK_EVERY steps (one host sync; on CUDA a sync per step would stall the queue) the loop
      ends if every row has finished, and drops finished rows from the batch (compaction) once at least
      a quarter of it has finished. Not under compile=True, which replays the decode step from CUDA graphs
-     (CUDAGraphStep) and needs a fixed batch size.
+     (CUDAGraphStep) and needs a fixed batch size. A float32 model on the CPU decodes with its weights packed
+     for MKL's GEMM (packed_linears), the same numbers up to rounding.
   3. Randomness: each row draws its max_new_tokens uniforms u up front from its own torch.Generator,
      seeded from (seed, the prompt's token ids, which occurrence of that prompt in the batch it is,
      the row's index within its group). A token is drawn by inverse CDF, the first token whose
@@ -32,6 +33,7 @@ speculative decoding, paged attention, repetition penalties, beam search.
 """
 import argparse
 import collections
+import contextlib
 import hashlib
 import math
 from dataclasses import dataclass
@@ -40,6 +42,7 @@ import torch
 
 CHECK_EVERY = 8        # decode steps between checks for finished rows (each check is a host sync)
 COMPACT_AT = 0.75      # compact the batch when live rows <= this fraction of the rows in it
+PACKED_WEIGHTS = True  # float32 on a CPU with MKL: decode matmuls from packed weights (packed_linears)
 
 
 @dataclass
@@ -150,6 +153,43 @@ def sample_token(logits, u, temperature: float = 1.0, top_p: float = 1.0, top_k:
     return tok, (z.gather(1, tok[:, None]) - m - total.log())[:, 0]
 
 
+class PackedLinear:
+    """An nn.Linear's forward through MKL's packed sgemm (cblas_sgemm_pack / _compute, torch.ops.mkl._mkl_linear,
+    the kernel torch.compile's CPU backend uses for frozen float32 linears). MKL reorders the weight once for a
+    given number of rows M and every later call with M rows skips that reorder; with other M it falls back to
+    the plain kernel, so the weight is packed again when M changes (the batch was compacted). The numbers
+    are F.linear's up to rounding (tests/test_sample.py::test_packed_linear_is_the_linear_map)."""
+
+    def __init__(self, linear: torch.nn.Linear):
+        self.linear, self.rows, self.packed = linear, None, None
+
+    def __call__(self, x):
+        w = self.linear.weight
+        x2 = x.reshape(-1, x.size(-1))
+        M = x2.size(0)
+        if M != self.rows:
+            self.rows, self.packed = M, torch.ops.mkl._mkl_reorder_linear_weight(w, M)
+        return torch.ops.mkl._mkl_linear(x2, self.packed, w, self.linear.bias, M).view(*x.shape[:-1], w.size(0))
+
+
+@contextlib.contextmanager
+def packed_linears(model):
+    """A speed measure, apart from the algorithm: inside the block, every nn.Linear of a float32 model on a
+    CPU with MKL runs as PackedLinear; elsewhere (bf16, CUDA, no MKL, PACKED_WEIGHTS False) a no-op. The packed
+    copies (as many bytes as the weights) live only inside the block, so weights changed by an optimiser step
+    in between are packed afresh. Measured: benchmarks/README.md, "CPU: the sampler's decode step"."""
+    w = model.embed_tokens.weight
+    on = PACKED_WEIGHTS and w.is_cpu and w.dtype == torch.float32 and torch.backends.mkl.is_available()
+    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)] if on else []
+    for m in linears:
+        m.forward = PackedLinear(m)
+    try:
+        yield
+    finally:
+        for m in linears:
+            del m.forward
+
+
 @torch.inference_mode()
 def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int, temperature: float = 1.0,
            top_p: float = 1.0, top_k: int = 0, stop_token_ids=(), pad_id: int = 0, seed: int = 0,
@@ -201,23 +241,24 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
     stopped = torch.zeros(B, dtype=torch.bool, device=device)
     live, done = torch.arange(B, device=device), torch.zeros(B, dtype=torch.bool, device=device)
     tok, lp = sample_token(logits, u[:, 0], temperature, top_p, top_k)
-    for t in range(N):
-        if t > 0:
-            tok, lp = step(tok, u[live, t])
-        tokens[live, t] = tok.masked_fill(done, pad_id)
-        logprobs[live, t] = lp.masked_fill(done, 0.0)
-        ends = ~done & torch.isin(tok, stop_ids)                                # (b,) rows ending now
-        lengths[live] = torch.where(ends, t + 1, lengths[live])
-        stopped[live] |= ends
-        done = done | ends
-        if len(stop_ids) and (t + 1) % CHECK_EVERY == 0 and t < N - 1:
-            n_live = int((~done).sum())                                         # host sync
-            if n_live == 0:
-                break
-            if not compile and n_live <= COMPACT_AT * len(live):
-                keep = (~done).nonzero()[:, 0]
-                cache.select_rows(keep)
-                live, done, tok = live[keep], done[keep], tok[keep]
+    with packed_linears(model):                                                  # float32 CPU: MKL-packed weights
+        for t in range(N):
+            if t > 0:
+                tok, lp = step(tok, u[live, t])
+            tokens[live, t] = tok.masked_fill(done, pad_id)
+            logprobs[live, t] = lp.masked_fill(done, 0.0)
+            ends = ~done & torch.isin(tok, stop_ids)                                # (b,) rows ending now
+            lengths[live] = torch.where(ends, t + 1, lengths[live])
+            stopped[live] |= ends
+            done = done | ends
+            if len(stop_ids) and (t + 1) % CHECK_EVERY == 0 and t < N - 1:
+                n_live = int((~done).sum())                                         # host sync
+                if n_live == 0:
+                    break
+                if not compile and n_live <= COMPACT_AT * len(live):
+                    keep = (~done).nonzero()[:, 0]
+                    cache.select_rows(keep)
+                    live, done, tok = live[keep], done[keep], tok[keep]
     n = int(lengths.max())
     with torch.inference_mode(False):   # ordinary tensors out: autograd refuses to save inference tensors
         out = [t.clone() for t in (tokens[:, :n], logprobs[:, :n], lengths, stopped)]

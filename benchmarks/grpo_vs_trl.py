@@ -91,6 +91,7 @@ MEASURES = {   # name -> what running without it means (--without NAME,NAME; ben
     "fused_adamw": "torch's default (foreach) AdamW instead of the fused one",
     "unpadded_blocks": "the per-token layers run on the padded (B, T) batch (model.UNPADDED_BLOCKS off)",
     "shared_prompt_pass": "each row scored as prompt + completion (grpo.token_logprobs), the prompt G times",
+    "packed_weights": "float32 sampling decodes through F.linear, not MKL-packed weights (sample.PACKED_WEIGHTS off)",
 }
 
 
@@ -112,6 +113,9 @@ def disable_measure(name: str, T):
         T.torch.optim.AdamW = AdamW
     elif name == "unpadded_blocks":
         model.UNPADDED_BLOCKS = False
+    elif name == "packed_weights":
+        import sample
+        sample.PACKED_WEIGHTS = False
     elif name == "shared_prompt_pass":
         def concatenated(policy, prompt_ids, prompt_mask, completion_ids, completion_mask, temperature=1.0):
             G, L = completion_ids.size(0) // prompt_ids.size(0), prompt_ids.size(1)

@@ -43,7 +43,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024   # Linux reports KiB
 
 
-def run_ours(model, prompts, G, N, seed):
+def run_ours(model, prompts, G, N, seed, packed=True):
+    sample_mod.PACKED_WEIGHTS = packed
     t0 = time.perf_counter()
     ro = sample(model, prompts, group_size=G, max_new_tokens=N, temperature=1.0, seed=seed)   # no stop ids
     dt = time.perf_counter() - t0
@@ -116,6 +117,8 @@ def main():
     ap.add_argument("--max-new-tokens", type=int, default=256, help="tokens per sample (stopping disabled)")
     ap.add_argument("--only", choices=["ours", "hf"], default=None, help="run one side only")
     ap.add_argument("--compaction", action="store_true", help="instead: ours with stopping, compaction on vs off")
+    ap.add_argument("--packed-weights", default="on", choices=["on", "off", "both"],
+                    help="ours in float32: MKL-packed decode weights (sample.packed_linears); both: on, off alternating")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "both"],
                     help="both sides' dtype; auto = sample.default_dtype (what this CPU runs fastest)")
     args = ap.parse_args()
@@ -134,8 +137,10 @@ def main():
     if args.only != "hf":
         for dtype in dtypes:
             m = base if dtype == torch.float32 else load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)[0]
-            configs[f"ours {dtype}"] = lambda seed, m=m: run_ours(m, prompts, G, N, seed)
-            run_ours(m, prompts, G, 8, 0)                   # warm-up
+            for packed in ([True, False] if args.packed_weights == "both" else [args.packed_weights == "on"]):
+                name = f"ours {dtype}" + ("" if packed or dtype != torch.float32 else " unpacked")
+                configs[name] = lambda seed, m=m, packed=packed: run_ours(m, prompts, G, N, seed, packed)
+                run_ours(m, prompts, G, 8, 0, packed)      # warm-up
         print(f"peak RSS, ours only: {peak_rss_mb():.0f} MB")
     if args.only != "ours":
         import transformers

@@ -4,7 +4,8 @@ time (never two torch jobs on the same cores), and prints a markdown table: held
 evaluation, the format-independent answer accuracy, and wall-clock minutes, one row per run.
 
     python benchmarks/seeds.py --out seeds                       # default run, seeds 0-4, float32 and bfloat16
-    python benchmarks/seeds.py --out seeds --dtypes float32 -- --task arith:digits=2 --steps 60
+    python benchmarks/seeds.py --out hard --seeds 0,1,2 --dtypes float32 --min-gain 0.3 -- --task arith:digits=2 \
+        --max-new-tokens 96 --steps 40 --eval-every 10   # the harder task (README, "Beyond the trivial task")
     python benchmarks/seeds.py --out seeds --report              # only the table, from the runs already there
 
 Everything after "--" goes to train.py as is. A run whose metrics.jsonl already has its last evaluation is
@@ -42,8 +43,10 @@ def finished(d: Path, steps: int) -> bool:
     return steps in read_run(d)["evals"]
 
 
-def table(runs: list[tuple[int, str, Path]], threshold: float) -> str:
-    """Markdown: seed, dtype, pass@1 at each eval step, answer_acc at the first and last eval, minutes."""
+def table(runs: list[tuple[int, str, Path]], threshold: float, min_gain: float | None = None) -> str:
+    """Markdown: seed, dtype, pass@1 at each eval step, answer_acc at the first and last eval, minutes. Then per
+    dtype: the runs whose last pass@1 >= threshold and, with min_gain, those whose answer_acc rose by >= min_gain
+    from the first evaluation (step 0: the base model) to the last."""
     data = [(seed, dtype, read_run(d)) for seed, dtype, d in runs]
     eval_steps = sorted({s for _, _, r in data for s in r["evals"]})
     head = ["seed", "dtype"] + [f"pass@1 step {s}" for s in eval_steps] + ["answer_acc first -> last", "minutes"]
@@ -61,6 +64,11 @@ def table(runs: list[tuple[int, str, Path]], threshold: float) -> str:
         ok = sum(f >= threshold for f in finals)
         lines.append(f"\n{dtype}: final pass@1 >= {threshold} in {ok} of {len(finals)} runs"
                      + (f", mean {sum(finals) / len(finals):.3f}" if finals else ""))
+        if min_gain is not None:
+            gains = [r["evals"][last]["answer_acc"] - r["evals"][min(r["evals"])]["answer_acc"]
+                     for _, d, r in data if d == dtype and last in r["evals"] and "answer_acc" in r["evals"][last]]
+            lines.append(f"{dtype}: answer_acc gain >= {min_gain} in {sum(g >= min_gain - 1e-9 for g in gains)} of "
+                         f"{len(gains)} runs" + (f", gains {', '.join(f'{g:+.3f}' for g in gains)}" if gains else ""))
     return "\n".join(lines)
 
 
@@ -74,11 +82,14 @@ def main():
     ap.add_argument("--dtypes", default="float32,bfloat16")
     ap.add_argument("--steps", type=int, default=None, help="train.py --steps (default: train.py's)")
     ap.add_argument("--threshold", type=float, default=0.8, help="the pass@1 a run must reach to count as learned")
+    ap.add_argument("--min-gain", type=float, default=None,
+                    help="also count the runs whose answer_acc rose by at least this from step 0 to the end")
     ap.add_argument("--report", action="store_true", help="print the table of the runs already in OUT, run nothing")
     args = ap.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     from train import TrainConfig
-    steps = args.steps or TrainConfig.steps
+    given = int(extra[extra.index("--steps") + 1]) if "--steps" in extra[:-1] else None   # after "--"
+    steps = args.steps or given or TrainConfig.steps
     extra += ["--steps", str(steps)] if args.steps else []
     runs = [(int(s), dt, Path(args.out) / f"seed{s}_{dt}") for dt in args.dtypes.split(",") for s in args.seeds.split(",")]
     for seed, dtype, d in runs:
@@ -97,7 +108,7 @@ def main():
         if not (d / "wall_seconds").exists():  # a run that was interrupted records only its resumed part
             (d / "wall_seconds").write_text(f"{time.time() - t0:.1f}\n")
         print(table([(seed, dtype, d)], args.threshold).split("\n")[2], flush=True)
-    print(table(runs, args.threshold))
+    print(table(runs, args.threshold, args.min_gain))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,46 @@ def test_rows_do_not_depend_on_the_batch(tiny_on):
     assert completions(sample(tiny, [PROMPTS[2]], group_size=4, max_new_tokens=12, seed=8)) != completions(alone)
 
 
+needs_mkl = pytest.mark.skipif(not torch.backends.mkl.is_available(), reason="packed weights need MKL (x86 builds)")
+
+
+@needs_mkl
+def test_packed_linear_is_the_linear_map():
+    """PackedLinear against x @ W^T + b in float64, for the row count it packed for and after it changes
+    (the weight packed again), with and without a bias. float32 sums of K=64 products of O(1) terms: error
+    ~ K * 2^-24 * |terms| << 1e-4."""
+    g = torch.Generator().manual_seed(0)
+    for bias in (False, True):
+        lin = torch.nn.Linear(64, 48, bias=bias)
+        with torch.no_grad():
+            lin.weight.copy_(torch.randn(48, 64, generator=g))
+            if bias:
+                lin.bias.copy_(torch.randn(48, generator=g))
+        packed = sample_mod.PackedLinear(lin)
+        for shape in [(5, 1, 64), (5, 1, 64), (3, 1, 64), (7, 64)]:
+            x = torch.randn(*shape, generator=g)
+            want = x.double() @ lin.weight.double().T + (lin.bias.double() if bias else 0)
+            got = packed(x)
+            assert got.shape == want.shape and packed.rows == x.reshape(-1, 64).size(0)
+            torch.testing.assert_close(got.double(), want, rtol=0, atol=1e-4)
+
+
+@needs_mkl
+def test_packed_weights_sample_as_the_plain_path(tiny, monkeypatch):
+    """sample() with MKL-packed decode weights returns the plain path's tokens (compaction on, so the weights
+    are packed again mid-call), log-probs within float32 rounding, and leaves the model's modules as they were."""
+    kw = dict(group_size=4, max_new_tokens=30, temperature=1.0, stop_token_ids=list(range(0, 320, 8)), pad_id=1, seed=3)
+    calls = []
+    monkeypatch.setattr(sample_mod, "PackedLinear", lambda m, cls=sample_mod.PackedLinear: calls.append(m) or cls(m))
+    packed = sample(tiny, PROMPTS, **kw)
+    monkeypatch.setattr(sample_mod, "PACKED_WEIGHTS", False)
+    plain = sample(tiny, PROMPTS, **kw)
+    assert len(calls) == sum(isinstance(m, torch.nn.Linear) for m in tiny.modules())      # the path was taken
+    assert completions(packed) == completions(plain)
+    torch.testing.assert_close(packed.logprobs, plain.logprobs, rtol=0, atol=1e-4)
+    assert not any("forward" in vars(m) for m in tiny.modules())                        # restored
+
+
 @pytest.mark.parametrize("temperature, top_p", [(0.0, 1.0), (1.0, 1.0), (0.7, 0.9)])
 def test_cuda_graph_decode_equals_eager(tiny, temperature, top_p):
     """compile=True replays each decode step from CUDA graphs, one per attention width (the cache reads

@@ -1,0 +1,94 @@
+"""
+benchmarks/decode_step.py: where one decode step of the sampler spends its time on the CPU, and what packed
+weights do to its matmuls (benchmarks/README.md, "CPU: the sampler's decode step").
+
+    python benchmarks/decode_step.py profile --dtype float32    # ms per step, and the top ops (torch.profiler)
+    python benchmarks/decode_step.py matmuls                    # the step's matmuls: plain vs packed weights
+
+profile: the default model, B = 32 rows of a random 40-token prompt (prefilled once), 64 greedy decode steps
+through Transformer.forward with a KVCache; prints the median step, then the profiler's table over 8 more.
+matmuls: a (32, in) x (in, out) matmul for each linear shape of the default model, plain F.linear against
+the weight packed once (MKL for float32, oneDNN for both dtypes), microseconds per call and the sum over one
+step (30 layers x q, k, v, o, gate, up, down + the LM head). torch.set_num_threads(2).
+"""
+import argparse
+import contextlib
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from model import DEFAULT_MODEL, load_pretrained  # noqa: E402
+
+B, L = 32, 40
+SHAPES = {"q/o": (576, 576, 60), "k/v": (192, 576, 60), "gate/up": (1536, 576, 60), "down": (576, 1536, 30),
+          "lm_head": (49152, 576, 1)}   # (out, in, calls per decode step)
+
+
+def profile(dtype: torch.dtype, steps: int = 64):
+    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
+    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+
+    from torch.profiler import profile as torch_profile
+
+    def decode(n, profiled=False):        # prefill, then n steps (only they are timed and profiled)
+        cache = model.new_kv_cache(B, L + n)
+        with torch.inference_mode():
+            model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+            tok, times = ids[:, -1:], []
+            with torch_profile() if profiled else contextlib.nullcontext() as p:
+                for _ in range(n):
+                    t0 = time.perf_counter()
+                    tok = model(tok, kv_cache=cache)[:, -1].argmax(-1, keepdim=True)
+                    times.append(time.perf_counter() - t0)
+        return times, p
+    decode(8)                                                    # warm-up
+    times, _ = decode(steps)
+    print(f"{dtype}: median decode step {statistics.median(times) * 1e3:.1f} ms over {steps} steps, B={B}")
+    print(decode(8, profiled=True)[1].key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
+
+
+def timed(f, n: int) -> float:
+    for _ in range(5):
+        f()
+    t0 = time.perf_counter()
+    for _ in range(n):
+        f()
+    return (time.perf_counter() - t0) / n * 1e6
+
+
+def matmuls():
+    for dtype in (torch.float32, torch.bfloat16):
+        total = {}
+        for name, (out, inp, per_step) in SHAPES.items():
+            w, x = (torch.randn(out, inp) * 0.02).to(dtype), torch.randn(B, inp).to(dtype)
+            n = 20 if name == "lm_head" else 200
+            with torch.inference_mode():
+                res = {"plain": timed(lambda: F.linear(x, w), n)}
+                if dtype == torch.float32:
+                    mw = torch.ops.mkl._mkl_reorder_linear_weight(w, B)
+                    res["mkl_packed"] = timed(lambda: torch.ops.mkl._mkl_linear(x, mw, w, None, B), n)
+                pw = torch.ops.mkldnn._reorder_linear_weight(w, B)
+                res["onednn_packed"] = timed(lambda: torch.ops.mkldnn._linear_pointwise(x, pw, None, "none", [], ""), n)
+            for k, v in res.items():
+                total[k] = total.get(k, 0) + v * per_step
+            print(f"{dtype} {name:8s} us per call: " + ", ".join(f"{k} {v:.1f}" for k, v in res.items()), flush=True)
+        print(f"{dtype} one decode step's matmuls, ms: " + ", ".join(f"{k} {v / 1e3:.1f}" for k, v in total.items()))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["profile", "matmuls"])
+    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="profile's dtype")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    profile(getattr(torch, args.dtype)) if args.what == "profile" else matmuls()
+
+
+if __name__ == "__main__":
+    main()

@@ -155,10 +155,10 @@ def sample_token(logits, u, temperature: float = 1.0, top_p: float = 1.0, top_k:
 
 class PackedLinear:
     """An nn.Linear's forward through MKL's packed sgemm (cblas_sgemm_pack / _compute, torch.ops.mkl._mkl_linear,
-    the kernel torch.compile's CPU backend uses for frozen float32 linears). MKL reorders the weight once for a
-    given number of rows M and every later call with M rows skips that reorder; with other M it falls back to
-    the plain kernel, so the weight is packed again when M changes (the batch was compacted). The numbers
-    are F.linear's up to rounding (tests/test_sample.py::test_packed_linear_is_the_linear_map)."""
+    the kernel torch.compile's CPU backend uses for frozen float32 linears). x: (..., in_features) float32 ->
+    (..., out_features) float32. The weight is packed for one number of rows M = x's leading dims multiplied,
+    and packed again when M changes (the batch was compacted). The numbers are F.linear's up to rounding
+    (tests/test_sample.py::test_packed_linear_is_the_linear_map)."""
 
     def __init__(self, linear: torch.nn.Linear):
         self.linear, self.rows, self.packed = linear, None, None

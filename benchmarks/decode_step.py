@@ -83,11 +83,14 @@ def matmuls():
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", choices=["profile", "matmuls"])
-    ap.add_argument("--dtype", default="bfloat16", choices=["float32", "bfloat16"], help="profile's dtype")
+    ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
+                    help="profile's dtype; auto = sample.default_dtype (bfloat16 with native bf16, else float32)")
     args = ap.parse_args()
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    profile(getattr(torch, args.dtype)) if args.what == "profile" else matmuls()
+    from sample import default_dtype
+    dtype = default_dtype(torch.device("cpu")) if args.dtype == "auto" else getattr(torch, args.dtype)
+    profile(dtype) if args.what == "profile" else matmuls()
 
 
 if __name__ == "__main__":

@@ -137,7 +137,8 @@ def main():
     if args.only != "hf":
         for dtype in dtypes:
             m = base if dtype == torch.float32 else load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)[0]
-            for packed in ([True, False] if args.packed_weights == "both" else [args.packed_weights == "on"]):
+            both = args.packed_weights == "both" and dtype == torch.float32      # packing is float32 only
+            for packed in ([True, False] if both else [args.packed_weights == "on"]):
                 name = f"ours {dtype}" + ("" if packed or dtype != torch.float32 else " unpacked")
                 configs[name] = lambda seed, m=m, packed=packed: run_ours(m, prompts, G, N, seed, packed)
                 run_ours(m, prompts, G, 8, 0, packed)      # warm-up

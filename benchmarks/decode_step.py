@@ -4,12 +4,15 @@ weights do to its matmuls (benchmarks/README.md, "CPU: the sampler's decode step
 
     python benchmarks/decode_step.py profile --dtype float32    # ms per step, and the top ops (torch.profiler)
     python benchmarks/decode_step.py matmuls                    # the step's matmuls: plain vs packed weights
+    python benchmarks/decode_step.py compile --dtype bfloat16   # torch.compile (inductor, CPU) over the step
 
 profile: the default model, B = 32 rows of a random 40-token prompt (prefilled once), 64 greedy decode steps
 through Transformer.forward with a KVCache; prints the median step, then the profiler's table over 8 more.
 matmuls: a (32, in) x (in, out) matmul for each linear shape of the default model, plain F.linear against
 the weight packed once (MKL for float32, oneDNN for both dtypes), microseconds per call and the sum over one
 step (30 layers x q, k, v, o, gate, up, down + the LM head). torch.set_num_threads(2).
+compile: the profile's 64 greedy steps eagerly, then through torch.compile(dynamic=True) (inductor, CPU), printing
+the seconds since the compiled run began every 8 steps (compilation included), then a second compiled run.
 """
 import argparse
 import contextlib
@@ -52,6 +55,29 @@ def profile(dtype: torch.dtype, steps: int = 64):
     print(decode(8, profiled=True)[1].key_averages().table(sort_by="self_cpu_time_total", row_limit=20))
 
 
+def compiled(dtype: torch.dtype, steps: int = 64):
+    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
+    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+
+    def decode(fwd, label):
+        cache = model.new_kv_cache(B, L + steps)
+        with torch.inference_mode():
+            model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+            tok, times, t_start = ids[:, -1:], [], time.perf_counter()
+            for i in range(steps):
+                t0 = time.perf_counter()
+                tok = fwd(tok, cache)[:, -1].argmax(-1, keepdim=True)
+                times.append(time.perf_counter() - t0)
+                if (i + 1) % 8 == 0:
+                    print(f"{dtype} {label}: {i + 1} steps, {time.perf_counter() - t_start:.1f} s", flush=True)
+        print(f"{dtype} {label}: median step {statistics.median(times) * 1e3:.1f} ms", flush=True)
+    eager = lambda tok, cache: model(tok, kv_cache=cache)        # noqa: E731
+    decode(eager, "eager")
+    step = torch.compile(eager, dynamic=True)
+    decode(step, "compiled, first run (compilation included)")
+    decode(step, "compiled, second run")
+
+
 def timed(f, n: int) -> float:
     for _ in range(5):
         f()
@@ -82,7 +108,7 @@ def matmuls():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["profile", "matmuls"])
+    ap.add_argument("what", choices=["profile", "matmuls", "compile"])
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="profile's dtype; auto = sample.default_dtype (bfloat16 with native bf16, else float32)")
     args = ap.parse_args()
@@ -90,7 +116,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     from sample import default_dtype
     dtype = default_dtype(torch.device("cpu")) if args.dtype == "auto" else getattr(torch, args.dtype)
-    profile(dtype) if args.what == "profile" else matmuls()
+    {"profile": lambda: profile(dtype), "matmuls": matmuls, "compile": lambda: compiled(dtype)}[args.what]()
 
 
 if __name__ == "__main__":

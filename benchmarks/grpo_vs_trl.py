@@ -35,15 +35,18 @@ default, off on both sides with --no-activation-checkpointing.
 How it measures: each side runs in its own process (the script re-invokes itself with --side ours|trl),
 so peak RSS (VmHWM of /proc/self/status, read at the end of the run: model loading, the reference model,
 all steps and, for ours, the final checkpoint save that train() always writes, included; the log also gives
-ours before that save) is that side's alone. Each side runs
---warmup + --steps steps; the warm-up steps are dropped and the figure is the median of the rest. A step
+ours before that save) is that side's alone. The sides alternate, --rounds processes each (ours, trl, ours, trl, ...), so that
+drift of the machine falls on both; each process runs --warmup + --steps steps, the warm-up steps are
+dropped and the figure is the median of the rest over all rounds. A step
 is a full GRPO step: sampling, rewards, reference log-probs, loss, backward, optimiser step. Ours is
 train.train(TrainConfig(...)) with evaluation off, its `step_s` read from metrics.jsonl (start-up and
 model loading excluded); TRL's is the wall-clock time between the trainer's on_step_end callbacks (the
 first measured from on_train_begin, after the trainer and both models are built). Completion lengths
 (stop token included, as both count them) are reported per side, since rows stop early on both.
 
-Output: per-step lines from each side, then
+Output: per-step lines from each side, each process's figures, a roofline line (step_bound: a lower bound
+on a GRPO step's seconds from its FLOPs and bytes at this machine's measured rates, and each side's fraction
+of it), then
     ours_mean_completion_len=... trl_mean_completion_len=...
     ours_peak_rss_gib=... trl_peak_rss_gib=...
     ours_s_per_step=... trl_s_per_step=... ratio=...          (ratio = trl / ours; > 1: ours is faster)
@@ -51,6 +54,7 @@ Other work on the machine makes both figures meaningless: run it on an otherwise
 """
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -287,9 +291,44 @@ def run_side(side: str, argv: list[str]) -> dict:
     return result
 
 
+def step_bound(args, completion_len: float) -> tuple[str, float]:
+    """A lower bound on one GRPO step's seconds at this machine's measured copy bandwidth and matmul rate
+    (sample_vs_hf.machine_rates), from the step's work at the measured mean completion length n:
+      sampling, n decode steps: each reads the weights once (bytes) and does 2 x params FLOPs per row,
+        whichever takes longer at the machine's rates;
+      update, per token (each prompt once, each completion): 2 x params FLOPs for the reference model's
+        forward, 6 x params for the policy's forward and backward, 2 x params more with activation
+        checkpointing (the recomputed forward).
+    Attention's FLOPs (small at these lengths) and the optimiser's are left out: a bound, not an estimate."""
+    import torch
+    from model import Tokenizer, resolve_model_path
+    from reward import render_prompt
+    from sample_vs_hf import machine_rates
+    from safetensors import safe_open
+    dtype = getattr(torch, side_dtype(args))
+    path = resolve_model_path(args.model)
+    with safe_open(str(path / "model.safetensors"), "pt") as f:
+        params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())   # a tied LM head counted once
+    tok = Tokenizer(path)
+    task, examples = task_examples(args, 1)
+    prompt_len = sum(len(tok.encode(render_prompt(ex, "chat", tok, think_prefilled=args.think_prefill)))
+                     for ex in examples) / len(examples)
+    rows, size = args.prompts * args.G, torch.finfo(dtype).bits // 8
+    bandwidth, rate = machine_rates(dtype)
+    decode = completion_len * max(params * size / bandwidth, 2 * params * rows / rate)
+    tokens = args.prompts * prompt_len + rows * completion_len
+    update = tokens * params * (2 + 6 + (2 if args.activation_checkpointing else 0)) / rate
+    return (f"roofline ({dtype}, {args.threads} threads): {params / 1e6:.0f}M parameters, {rows} rows x "
+            f"{completion_len:.1f} tokens after prompts of {prompt_len:.1f}; copy {bandwidth / 1e9:.1f} GB/s, "
+            f"matmul {rate / 1e9:.0f} GFLOP/s; bound {decode:.2f} s sampling + {update:.2f} s update = "
+            f"{decode + update:.2f} s per step"), decode + update
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=3, help="timed steps per side (the median is reported)")
+    ap.add_argument("--steps", type=int, default=2, help="timed steps per side and round (the median over all rounds "
+                    "is reported)")
+    ap.add_argument("--rounds", type=int, default=2, help="processes per side, alternating: ours, trl, ours, trl, ...")
     ap.add_argument("--warmup", type=int, default=1, help="untimed steps per side before the timed ones")
     ap.add_argument("--max-new-tokens", type=int, default=128, help="completion length limit, tokens")
     ap.add_argument("--prompts", type=int, default=4, help="prompts per step")
@@ -329,22 +368,29 @@ def main():
           f"{args.prompts} prompts x G={args.G}, max {args.max_new_tokens} new tokens, "
           f"{args.warmup} warm-up + {args.steps} timed steps per side", flush=True)
     sides = [args.only] if args.only else ["ours", "trl"]
-    res = {side: run_side(side, argv) for side in sides}
+    res = {side: [] for side in sides}
+    for r in range(args.rounds):                  # ours, trl, ours, trl, ...: drift of the machine cancels
+        for side in sides:
+            res[side].append(run_side(side, argv))
 
     med, length, rss = {}, {}, {}
-    for side, r in res.items():
-        timed = r["step_s"][args.warmup:]
+    for side, runs in res.items():
+        timed = [s for r in runs for s in r["step_s"][args.warmup:]]
         med[side] = statistics.median(timed)
-        lens = r["len_mean"][args.warmup:] or r["len_mean"]
+        lens = [x for r in runs for x in (r["len_mean"][args.warmup:] or r["len_mean"])]
         length[side] = sum(lens) / len(lens) if lens else float("nan")
-        rss[side] = r["peak_rss_gib"]
-        print(f"{side}: dtype {r['dtype']}, threads {r['threads']}, step seconds "
-              f"{' '.join(f'{s:.2f}' for s in r['step_s'])} (first {args.warmup} = warm-up), "
-              f"mean completion length per step {' '.join(f'{x:.1f}' for x in r['len_mean'])}, peak RSS "
-              f"{r['peak_rss_gib']:.2f} GiB" + (f" ({r['peak_rss_gib_before_save']:.2f} GiB before the final checkpoint "
-                                               "save)" if r.get("peak_rss_gib_before_save") else ""), flush=True)
+        rss[side] = max(r["peak_rss_gib"] for r in runs)
+        for i, r in enumerate(runs):
+            print(f"{side} run {i}: dtype {r['dtype']}, threads {r['threads']}, step seconds "
+                  f"{' '.join(f'{s:.2f}' for s in r['step_s'])} (first {args.warmup} = warm-up), "
+                  f"mean completion length per step {' '.join(f'{x:.1f}' for x in r['len_mean'])}, peak RSS "
+                  f"{r['peak_rss_gib']:.2f} GiB" + (f" ({r['peak_rss_gib_before_save']:.2f} GiB before the final "
+                                                   "checkpoint save)" if r.get("peak_rss_gib_before_save") else ""),
+                  flush=True)
     nan = float("nan")
     o, t = med.get("ours", nan), med.get("trl", nan)
+    line, bound = step_bound(args, length.get("ours", length.get("trl", nan)))
+    print(line + f"; ours {bound / o:.1%}, TRL {bound / t:.1%} of it")
     print(f"ours_mean_completion_len={length.get('ours', nan):.1f} trl_mean_completion_len={length.get('trl', nan):.1f}")
     print(f"ours_peak_rss_gib={rss.get('ours', nan):.2f} trl_peak_rss_gib={rss.get('trl', nan):.2f}")
     print(f"ours_s_per_step={o:.2f} trl_s_per_step={t:.2f} ratio={t / o:.2f}")

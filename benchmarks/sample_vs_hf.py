@@ -10,9 +10,11 @@ Workload (issue 3): the default model (SmolLM2-135M-Instruct), 4 chat prompts, G
 top-k 0, torch.set_num_threads(2). Both sides run in the dtype this CPU suits (--dtype auto:
 sample.default_dtype, bfloat16 with native bf16 matmuls, else float32, where bf16 is emulated and slow;
 --dtype float32|bfloat16|both to pin it); configurations alternate (ours, hf, ours, hf, ...) after one
-short untimed warm-up each, and each figure is the median of --runs runs. tokens/s = 4 * 8 * 256 / wall-clock seconds of one call
-(prefill included). A roofline line gives one decode step's bytes (weights, and keys/values at the mean length) and FLOPs,
-this machine's copy bandwidth and matmul rate (a quick probe), and the tokens/s each allows. The last
+short untimed warm-up each, and each figure is the median of --runs runs. transformers runs in each of
+--hf-configs (its default, a static cache, eager attention) and its fastest is the one compared.
+tokens/s = 4 * 8 * 256 / wall-clock seconds of one call (prefill included). A roofline line gives one
+decode step's bytes (weights, and keys/values at the mean length) and FLOPs, this machine's copy bandwidth
+and matmul rate (a quick probe), and the tokens/s each allows. The last
 line compares each side in its best dtype:
     sample_tokens_per_s=... hf_tokens_per_s=... ratio=...
 Peak RSS is the process's (ru_maxrss), read once before transformers is loaded (ours alone) and at the end.
@@ -52,7 +54,7 @@ def run_ours(model, prompts, G, N, seed, packed=True):
     return ro.lengths.sum().item() / dt
 
 
-def run_hf(model, prompts, G, N, pad_id, seed):
+def run_hf(model, prompts, G, N, pad_id, seed, cache=None):
     L = max(map(len, prompts))
     ids = torch.tensor([[pad_id] * (L - len(p)) + p for p in prompts])
     mask = torch.tensor([[0] * (L - len(p)) + [1] * len(p) for p in prompts])
@@ -60,7 +62,8 @@ def run_hf(model, prompts, G, N, pad_id, seed):
     t0 = time.perf_counter()
     with torch.inference_mode():
         out = model.generate(input_ids=ids, attention_mask=mask, do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-                             num_return_sequences=G, max_new_tokens=N, min_new_tokens=N, pad_token_id=pad_id)
+                             num_return_sequences=G, max_new_tokens=N, min_new_tokens=N, pad_token_id=pad_id,
+                             cache_implementation=cache)
     dt = time.perf_counter() - t0
     assert out.shape == (len(prompts) * G, L + N)
     return len(prompts) * G * N / dt
@@ -85,24 +88,31 @@ def compaction(prompts, tok, G, N, runs):
     print(f"compaction_on_s={on:.1f} compaction_off_s={off:.1f} speedup={off / on:.2f}")
 
 
+def machine_rates(dtype) -> tuple[float, float]:
+    """This machine's copy bandwidth (bytes read + written per second, 256 MB float32 buffers) and matmul rate
+    (FLOP/s of a 1024^3 matmul in dtype) at the current thread count: a quick probe, best of 5 each."""
+    x = torch.empty(2**26, dtype=torch.float32)                         # 256 MB
+    y = torch.empty_like(x)
+    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
+    y.copy_(x), a @ b                                                    # warm-up
+    copy, mm = [], []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        y.copy_(x)
+        copy.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        a @ b
+        mm.append(time.perf_counter() - t0)
+    return 2 * x.numel() * 4 / min(copy), 2 * 1024**3 / min(mm)
+
+
 def roofline(model, dtype, rows: int, seq_mean: float, threads: int) -> tuple[str, float]:
     """One decode step's bytes and FLOPs over this machine's measured copy bandwidth and matmul rate."""
     cfg, size = model.cfg, torch.finfo(dtype).bits // 8
     params = sum(p.numel() for p in model.parameters())                 # tied LM head counted once
     kv = rows * seq_mean * 2 * cfg.n_kv_head * cfg.head_dim * cfg.n_layer * size
     step_bytes, step_flops = params * size + kv, 2 * params * rows
-    x = torch.empty(2**26, dtype=torch.float32)                         # 256 MB
-    y = torch.empty_like(x)
-    a, b = torch.randn(1024, 1024, dtype=dtype), torch.randn(1024, 1024, dtype=dtype)
-    y.copy_(x), a @ b                                                    # warm-up
-    t0 = time.perf_counter()
-    for _ in range(5):
-        y.copy_(x)
-    bandwidth = 5 * 2 * x.numel() * 4 / (time.perf_counter() - t0)     # bytes read + written per second
-    t0 = time.perf_counter()
-    for _ in range(5):
-        a @ b
-    rate = 5 * 2 * 1024**3 / (time.perf_counter() - t0)
+    bandwidth, rate = machine_rates(dtype)
     mem_bound, compute_bound = rows * bandwidth / step_bytes, rows * rate / step_flops
     return (f"roofline ({dtype}, {threads} threads): step {step_bytes / 1e6:.0f} MB, {step_flops / 1e9:.1f} GFLOP; "
             f"copy {bandwidth / 1e9:.1f} GB/s, matmul {rate / 1e9:.0f} GFLOP/s; bounds {mem_bound:.0f} tokens/s "
@@ -119,9 +129,16 @@ def main():
     ap.add_argument("--compaction", action="store_true", help="instead: ours with stopping, compaction on vs off")
     ap.add_argument("--packed-weights", default="on", choices=["on", "off", "both"],
                     help="ours in float32: MKL-packed decode weights (sample.packed_linears); both: on, off alternating")
+    ap.add_argument("--hf-configs", default="default,static,eager",
+                    help="transformers configurations, comma-separated: default (sdpa attention, dynamic cache), "
+                         "static (cache_implementation='static'), eager (attn_implementation='eager'); the fastest "
+                         "is the ratio's")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16", "both"],
                     help="both sides' dtype; auto = sample.default_dtype (what this CPU runs fastest)")
     args = ap.parse_args()
+    bad = set(args.hf_configs.split(",")) - {"default", "static", "eager"}
+    if bad:
+        ap.error(f"--hf-configs: unknown {sorted(bad)}; expected default, static, eager")
     torch.set_num_threads(args.threads)
     G, N = args.G, args.max_new_tokens
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {DEFAULT_MODEL}, 4 prompts x G={G} x {N} tokens")
@@ -147,9 +164,14 @@ def main():
         import transformers
         print(f"transformers {transformers.__version__}")
         for dtype in dtypes:
-            hf = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path(DEFAULT_MODEL), dtype=dtype).eval()
-            configs[f"hf {dtype}"] = lambda seed, hf=hf: run_hf(hf, prompts, G, N, tok.pad_id, seed)
-            run_hf(hf, prompts, G, 8, tok.pad_id, 0)        # warm-up
+            for hf_config in args.hf_configs.split(","):
+                attn = "eager" if hf_config == "eager" else "sdpa"
+                cache = "static" if hf_config == "static" else None
+                hf = transformers.AutoModelForCausalLM.from_pretrained(
+                    resolve_model_path(DEFAULT_MODEL), dtype=dtype, attn_implementation=attn).eval()
+                name = f"hf {dtype}" + ("" if hf_config == "default" else f" {hf_config}")
+                configs[name] = lambda seed, hf=hf, cache=cache: run_hf(hf, prompts, G, N, tok.pad_id, seed, cache)
+                run_hf(hf, prompts, G, 8, tok.pad_id, 0, cache)        # warm-up
 
     configs = dict(sorted(configs.items(), key=lambda kv: kv[0].split(" ")[1]))   # ours, hf, ours, hf per dtype
     results = {name: [] for name in configs}

@@ -5,7 +5,8 @@ evaluation, the format-independent answer accuracy, and wall-clock minutes, one 
 
     python benchmarks/seeds.py --out seeds                       # default run, seeds 0-4, float32 and bfloat16
     python benchmarks/seeds.py --out hard --seeds 0,1,2 --dtypes float32 --min-gain 0.3 -- --task arith:digits=2 \
-        --max-new-tokens 96 --steps 40 --eval-every 10   # the harder task (README, "Beyond the trivial task")
+        --max-new-tokens 96 --steps 50 --eval-every 10 --eval-prompts 96 --temperature 0.7 \
+        --reward-weights accuracy=1,format=0.1,tags=0.05,answer=0.5   # the harder task (README, "Beyond the trivial task")
     python benchmarks/seeds.py --out seeds --report              # only the table, from the runs already there
 
 Everything after "--" goes to train.py as is. A run whose metrics.jsonl already has its last evaluation is

@@ -3,7 +3,7 @@ benchmarks/grpo_vs_trl.py: one GRPO step of train.py against TRL's GRPOTrainer, 
 
     pip install trl                                   # dev-only: the benchmark's other side, not a runtime dependency
     python -c "import torch; print(torch.__version__)"   # check that installing trl left torch as it was
-    python benchmarks/grpo_vs_trl.py 2>&1 | tee grpo_vs_trl.log   # ~10 minutes on 2 cores (TRL is most of it)
+    python benchmarks/grpo_vs_trl.py 2>&1 | tee grpo_vs_trl.log   # 2 processes per side, alternating (TRL is most of the time)
     python benchmarks/grpo_vs_trl.py --max-new-tokens 8 --steps 1  # a quick check that both sides run
     python benchmarks/grpo_vs_trl.py --only ours      # just train.py, to iterate on speed
     python benchmarks/grpo_vs_trl.py --only ours --default-kernel-caches   # without train.cap_kernel_caches
@@ -310,7 +310,7 @@ def step_bound(args, completion_len: float) -> tuple[str, float]:
     with safe_open(str(path / "model.safetensors"), "pt") as f:
         params = sum(math.prod(f.get_slice(k).get_shape()) for k in f.keys())   # a tied LM head counted once
     tok = Tokenizer(path)
-    task, examples = task_examples(args, 1)
+    _, examples = task_examples(args, 1)
     prompt_len = sum(len(tok.encode(render_prompt(ex, "chat", tok, think_prefilled=args.think_prefill)))
                      for ex in examples) / len(examples)
     rows, size = args.prompts * args.G, torch.finfo(dtype).bits // 8

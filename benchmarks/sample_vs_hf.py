@@ -164,11 +164,14 @@ def main():
         import transformers
         print(f"transformers {transformers.__version__}")
         for dtype in dtypes:
+            loaded = {}                                    # attention implementation -> model (default, static share)
             for hf_config in args.hf_configs.split(","):
                 attn = "eager" if hf_config == "eager" else "sdpa"
                 cache = "static" if hf_config == "static" else None
-                hf = transformers.AutoModelForCausalLM.from_pretrained(
-                    resolve_model_path(DEFAULT_MODEL), dtype=dtype, attn_implementation=attn).eval()
+                if attn not in loaded:
+                    loaded[attn] = transformers.AutoModelForCausalLM.from_pretrained(
+                        resolve_model_path(DEFAULT_MODEL), dtype=dtype, attn_implementation=attn).eval()
+                hf = loaded[attn]
                 name = f"hf {dtype}" + ("" if hf_config == "default" else f" {hf_config}")
                 try:
                     run_hf(hf, prompts, G, 8, tok.pad_id, 0, cache)        # warm-up

@@ -116,6 +116,7 @@ class PipelineConfig:
     r1zero_steps: int = flag(0, "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)")
     r1zero_weights: str = flag(TRAIN.reward_weights, "stage 0 reward weights (train.py's default)")
     # the GRPO objective and its variants: train.py's flags, for stages 0, 2 and 4 alike
+    temperature: float = train_flag("temperature")
     clip_eps: float = train_flag("clip_eps")
     clip_eps_high: float = train_flag("clip_eps_high")
     clip_delta: float = train_flag("clip_delta")
@@ -677,29 +678,32 @@ def zero_std_share(d: Path) -> str:
 
 def report(cfg, results: dict) -> str:
     """OUT/report.md: one row per evaluated model (the base model, then each finished stage)."""
-    rows = ["| stage | steps | zero-std groups | pass@1 ± se | cons@k | language | format | mean len | wall s "
-            "| eval s |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+    rows = ["| stage | steps | zero-std groups | pass@1 ± se | answer_acc | cons@k | language | format | mean len "
+            "| wall s | eval s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         e, d = r["eval"], Path(cfg.out) / "base" if name == "base" else stage_dir(cfg, int(name.split()[0]))
         wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
         rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(d)} | "
-                    f"{e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | "
+                    f"{e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | {e.get('answer_acc', float('nan')):.3f} | "
                     f"{e['cons@k']:.3f} | {e['language']:.3f} | {e['format']:.3f} | {e['mean_len']:.1f} | {wall} | "
                     f"{e['eval_s']:.0f} |")
     lines = [f"# r1 pipeline report ({cfg.model}, task {cfg.task}, template {cfg.template})", "",
              f"Held-out: {cfg.eval_prompts} test prompts x k={cfg.eval_k} samples (temperature 0.6, top-p 0.95, seed "
              f"{cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row. wall s excludes evaluation.",
              "", *rows]
-    zero, final = results.get("0 r1zero"), results.get("4 all_scenario_rl")
-    if zero and final:
-        a, b = final["eval"], zero["eval"]
+    zero = results.get("0 r1zero")
+    last = "4 all_scenario_rl" if "4 all_scenario_rl" in results else "2 reasoning_rl"   # the recipe's last RL stage
+    if zero and last in results:
+        a, b = results[last]["eval"], zero["eval"]
         se = math.hypot(a["pass@1_se"], b["pass@1_se"])
-        recipe_s = sum(results[k]["wall_s"] for k in results if k[0] in "1234")
-        rl = sum(results[k]["steps"] for k in ("2 reasoning_rl", "4 all_scenario_rl") if k in results)
-        lines += ["", f"Recipe (stages 1-4) vs R1-Zero: pass@1 {a['pass@1']:.3f} vs {b['pass@1']:.3f} (difference "
-                  f"{a['pass@1'] - b['pass@1']:+.3f} ± {se:.3f}); GRPO steps {rl} vs {zero['steps']}; wall time "
-                  f"{recipe_s:.0f} s vs {zero['wall_s']:.0f} s."]
+        recipe_s = sum(results[k]["wall_s"] for k in results if k[0] in "1234" and k <= last)
+        rl = sum(results[k]["steps"] for k in ("2 reasoning_rl", "4 all_scenario_rl") if k in results and k <= last)
+        nan = float("nan")
+        lines += ["", f"Recipe (stages 1-{last[0]}) vs R1-Zero: pass@1 {a['pass@1']:.3f} vs {b['pass@1']:.3f} "
+                  f"(difference {a['pass@1'] - b['pass@1']:+.3f} ± {se:.3f}), answer_acc "
+                  f"{a.get('answer_acc', nan):.3f} vs {b.get('answer_acc', nan):.3f}; GRPO steps {rl} vs "
+                  f"{zero['steps']}; wall time {recipe_s:.0f} s vs {zero['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"
 
 

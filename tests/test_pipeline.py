@@ -48,7 +48,7 @@ def test_every_stage_writes_its_outputs_and_the_report(tiny_run):
     assert all(0 < r["preference"] < 1 for r in m)
     assert json.loads((P.stage_dir(cfg, 5) / "student_init" / "config.json").read_text())["num_hidden_layers"] == 1
     report = (P.Path(cfg.out) / "report.md").read_text()
-    assert all(f"| {n} {name} |" in report for n, name in enumerate(P.STAGES)) and "Recipe (stages 1-4) vs R1-Zero" in report
+    assert all(f"| {n} {name} |" in report for n, name in enumerate(P.STAGES)) and "Recipe (stages 1-4) vs R1-Zero" in report and "| answer_acc |" in report
     # the GRPO stages' curves, drawn when matplotlib is installed (tests/requirements.txt installs it)
     has_plt = importlib.util.find_spec("matplotlib") is not None
     assert ("![GRPO stages](curves.png)" in report) == has_plt
@@ -198,7 +198,7 @@ def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
     """The objective's flags (GRPO_FLAGS) go to every GRPO stage's train.py run, and not to the SFT stages."""
     cfg = P.parse_config(["--preset", "tiny", "--out", str(tmp_path), "--dynamic-sampling", "--max-sampling-rounds",
                           "2", "--importance-sampling-level", "sequence", "--clip-delta", "3", "--overlong-buffer", "4",
-                          "--num-iterations", "2", "--loss-agg", "token_mean"])
+                          "--num-iterations", "2", "--loss-agg", "token_mean", "--temperature", "0.7"])
     seen = []
 
     def fake_train(tc, task=None):                   # records the config; leaves a checkpoint to report
@@ -211,5 +211,6 @@ def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
     grpo, sft = seen
     assert {k: getattr(grpo, k) for k in P.GRPO_FLAGS} == {k: getattr(cfg, k) for k in P.GRPO_FLAGS}
     assert (grpo.dynamic_sampling, grpo.max_sampling_rounds, grpo.importance_sampling_level, grpo.clip_delta,
-            grpo.overlong_buffer, grpo.num_iterations, grpo.loss_agg) == (True, 2, "sequence", 3.0, 4, 2, "token_mean")
+            grpo.overlong_buffer, grpo.num_iterations, grpo.loss_agg, grpo.temperature) == (
+        True, 2, "sequence", 3.0, 4, 2, "token_mean", 0.7)
     assert {k: getattr(sft, k) for k in P.GRPO_FLAGS} == {k: getattr(train.TrainConfig(), k) for k in P.GRPO_FLAGS}

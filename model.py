@@ -257,11 +257,12 @@ def matmul_attention(q, k, v, mask):
     exist at once, hence MATMUL_ATTENTION_MAX. In decoding, k is a slice of the cache (rows T_max apart),
     on which CPU bf16 matmuls are slower than on a copy: hence k.contiguous() there.
 
-    CUDA decode steps (T = 1) use it too, although SDPA is faster there (bf16, B=512, S=352, Qwen2.5-1.5B's
-    heads: 67-73 us per layer against 236-249 us here; 51.9k against 46.3k tokens/s end to end with CUDA
-    graphs; benchmarks/cuda_check.py, NVIDIA H200, torch 2.11): with SDPA the tokens of a decode step
-    replayed from a CUDA graph differed from the eager step's (bf16, B=512), with this they are equal bit
-    for bit, which sample(compile=True) promises (benchmarks/README.md, GPU)."""
+    CUDA decode steps (T = 1) use it too, although SDPA is faster there (bf16, B=512, S=384, Qwen2.5-1.5B's
+    heads: 64 us per layer against 103 us here; NVIDIA H200, torch 2.11): SDPA's kernel for grouped-query
+    heads (cuDNN) is not deterministic, so one eager call already differs from the next, and graphs could
+    not equal eager, which sample(compile=True) promises; this is equal bit for bit. Folding the query heads
+    under their kv head makes SDPA (cuDNN) deterministic but no faster (99 us; 45.1k against 45.0k tokens/s
+    end to end with graphs). benchmarks/cuda_attention*.py, results/cuda_check_h200_run3.log."""
     B, nh, T, hs = q.shape
     nkv, S = k.shape[1], k.shape[2]
     k = k.contiguous() if k.is_cpu else k

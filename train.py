@@ -1107,7 +1107,7 @@ class Dist:
 def init_distributed(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     """Under torchrun (WORLD_SIZE > 1): a process group (NCCL on CUDA, gloo on CPU) and this rank's
     device. Otherwise rank 0 of 1 and no torch.distributed at all. Raises ValueError when the step's
-    prompts do not split evenly over the ranks."""
+    prompts do not split evenly over the ranks, or a rank's LOCAL_RANK names a CUDA device the node lacks."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist(), pick_device(cfg.device)
@@ -1116,7 +1116,11 @@ def init_distributed(cfg: TrainConfig) -> tuple[Dist, torch.device]:
         raise ValueError(f"--prompts-per-step {cfg.prompts_per_step} does not split over {world} ranks")
     device = pick_device(cfg.device)
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {local}: this node has {torch.cuda.device_count()} CUDA device(s); run "
+                             "torchrun with --nproc-per-node at most that, or pass --device cpu (gloo)")
+        device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")

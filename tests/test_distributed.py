@@ -1,6 +1,6 @@
-"""train.py under torch.distributed on CPU (gloo): 2 ranks x half the batch give the same update as
-1 rank x the whole batch, replicated or sharded (FSDP2), and a 2-process torchrun run completes,
-checkpoints once and resumes, also with --fsdp and from a sharded run into a single process."""
+"""train.py under torch.distributed on CPU (gloo; --device cpu, also where CUDA is present): 2 ranks x half
+the batch give the same update as 1 rank x the whole batch, replicated or sharded (FSDP2), and a 2-process
+torchrun run completes, checkpoints once and resumes, also with --fsdp and from a sharded run into a single process."""
 import json
 import os
 import socket
@@ -89,8 +89,8 @@ def test_torchrun_run_checkpoints_once_and_resumes(tmp_path):
     def torchrun(*flags, nproc=2):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
                str(free_port()), str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype", "float32",
-               "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4", "--eval-prompts", "2",
-               "--eval-k", "2", "--save-every", "1", "--threads", "1", *flags]
+               "--device", "cpu", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4",
+               "--eval-prompts", "2", "--eval-k", "2", "--save-every", "1", "--threads", "1", *flags]
         env = {**os.environ, "OMP_NUM_THREADS": "1"}
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -113,8 +113,8 @@ def test_torchrun_fsdp_run_checkpoints_and_resumes_on_one_process(tmp_path):
     def run(*flags, nproc):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
                str(free_port()), str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype", "bfloat16",
-               "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "16", "--eval-prompts", "2",
-               "--eval-k", "2", "--eval-every", "1", "--save-every", "1", "--threads", "1", *flags]
+               "--device", "cpu", "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "16", "--threads",
+               "1", "--eval-prompts", "2", "--eval-k", "2", "--eval-every", "1", "--save-every", "1", *flags]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
                            cwd=tmp_path)
         assert r.returncode == 0, r.stderr[-3000:]
@@ -130,3 +130,13 @@ def test_torchrun_fsdp_run_checkpoints_and_resumes_on_one_process(tmp_path):
     assert state["reference"] is not None and "embed_tokens.weight" in state["optimizer"]["state"]
     run("--steps", "3", "--resume", "--ref-reset-every", "1", "--reward-weights", "language=1", nproc=1)
     assert [p.name for p in T.list_checkpoints(out)] == ["step_2", "step_3"]
+
+
+def test_torchrun_with_more_ranks_than_gpus_is_refused(monkeypatch):
+    """A rank whose LOCAL_RANK names a GPU the node lacks gets a message, not CUDA's 'invalid device ordinal'."""
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(T, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    with pytest.raises(ValueError, match="LOCAL_RANK 1: this node has 1 CUDA device"):
+        T.init_distributed(T.TrainConfig(prompts_per_step=2))

@@ -697,8 +697,9 @@ def report(cfg, results: dict) -> str:
     if zero and last in results:
         a, b = results[last]["eval"], zero["eval"]
         se = math.hypot(a["pass@1_se"], b["pass@1_se"])
-        recipe_s = sum(results[k]["wall_s"] for k in results if k[0] in "1234" and k <= last)
-        rl = sum(results[k]["steps"] for k in ("2 reasoning_rl", "4 all_scenario_rl") if k in results and k <= last)
+        recipe = [k for k in results if k != "base" and 1 <= int(k[0]) <= int(last[0])]   # stages 1..last
+        recipe_s = sum(results[k]["wall_s"] for k in recipe)
+        rl = sum(results[k]["steps"] for k in recipe if k in ("2 reasoning_rl", "4 all_scenario_rl"))
         nan = float("nan")
         lines += ["", f"Recipe (stages 1-{last[0]}) vs R1-Zero: pass@1 {a['pass@1']:.3f} vs {b['pass@1']:.3f} "
                   f"(difference {a['pass@1'] - b['pass@1']:+.3f} ± {se:.3f}), answer_acc "

@@ -8,7 +8,8 @@ tokenizer, and Hugging Face checkpoint loading and saving.
 What is here, top to bottom:
   1. ModelConfig: the shape of the network, read from a Hugging Face config.json (strict).
   2. Transformer: RMSNorm, RoPE (rotate-half layout, Llama-3 frequency scaling), grouped-query
-     attention (SDPA, or two matmuls where that is faster or exact: use_matmul_attention), SwiGLU
+     attention (SDPA; decode steps with the query heads folded under their kv head, grouped_sdpa; two
+     matmuls where that is faster or exact: use_matmul_attention), SwiGLU
      MLP; padded batches run their per-token layers on the real tokens only. Module names are the
      checkpoint's own (minus the leading "model."), so loading is a rename-free copy.
   3. KVCache: one preallocated buffer per run, with a per-row padding mask so prompts of different
@@ -217,6 +218,8 @@ def attend(q, k, v, mask, kv_cache, layer: int, where):
         k, v = kv_cache.update(layer, k, v)                                   # (B, nkv, S, hs), S = keys so far
     if use_matmul_attention(q, k, v, mask):
         y = matmul_attention(q, k, v, mask)
+    elif mask is not None and q.size(2) == 1:                                 # a decode step
+        y = grouped_sdpa(q, k, v, mask)
     else:   # mask is None only for an unpadded, uncached batch, where plain causal attention is exact
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=mask is None,
                                            enable_gqa=q.size(1) != k.size(1))
@@ -226,14 +229,28 @@ def attend(q, k, v, mask, kv_cache, layer: int, where):
 
 def use_matmul_attention(q, k, v, mask) -> bool:
     """The one place that picks the attention kernel (matmul_attention's docstring has the measurements):
-    two matmuls for masked attention on the CPU in bf16, where SDPA is slow for short rows, and for CUDA
-    decode steps (T = 1), where they keep the CUDA-graph decode equal to the eager one; SDPA otherwise, and
-    whenever the (B, nh, T, S) scores would exceed MATMUL_ATTENTION_MAX elements."""
+    two matmuls for masked attention on the CPU in bf16 over several queries (GRPO's batches), where SDPA is
+    slow for short rows, and for CUDA decode steps (T = 1), where they keep the CUDA-graph decode equal to the
+    eager one; otherwise SDPA (attend: grouped_sdpa for a CPU decode step), and SDPA whenever the
+    (B, nh, T, S) scores would exceed MATMUL_ATTENTION_MAX elements."""
     dev = q.device.type     # q, k are float32 here under autocast (RoPE's cos, sin are); the matmuls are not
     low = (torch.get_autocast_dtype(dev) if torch.is_autocast_enabled(dev) else v.dtype) != torch.float32
     B, nh, T = q.shape[:3]
     small = B * nh * T * k.size(2) <= MATMUL_ATTENTION_MAX
-    return mask is not None and small and ((dev == "cpu" and low) or (dev == "cuda" and T == 1))
+    return mask is not None and small and ((dev == "cpu" and low and T > 1) or (dev == "cuda" and T == 1))
+
+
+def grouped_sdpa(q, k, v, mask):
+    """SDPA for one query per row (a decode step) with grouped-query heads, the nh/nkv query heads of each kv
+    head folded into the query axis: q (B, nh, 1, hs) -> (B, nkv, nh/nkv, hs), so the kernel reads each kv
+    head's keys and values once for its nh/nkv queries rather than once per query head (enable_gqa). k, v:
+    (B, nkv, S, hs); mask (B, 1, 1, S) bool, the same for every query head. Returns (B, nh, 1, hs), SDPA's
+    numbers (tests/test_model.py). On the CPU a decode step of the default model takes 18% less time in
+    float32 and 10-15% in bf16 than with SDPA's enable_gqa or matmul_attention (benchmarks/README.md)."""
+    B, nh, T, hs = q.shape
+    nkv = k.size(1)
+    y = F.scaled_dot_product_attention(q.view(B, nkv, nh // nkv, hs), k, v, attn_mask=mask)
+    return y.view(B, nh, T, hs)
 
 
 def pad(t: torch.Tensor, where: torch.Tensor, B: int, T: int) -> torch.Tensor:
@@ -250,12 +267,12 @@ def matmul_attention(q, k, v, mask):
     where a query may see a key. Returns (B, nh, T, hs). The same numbers as SDPA (tests/test_model.py);
     the scores and softmax are float32.
 
-    Attention uses it on the CPU in bf16, where SDPA's kernels are slow for these short rows: per layer,
-    a decode step (B=32, T=1, S=300) takes 5.5 ms with SDPA against 1.1 ms here, a GRPO micro-batch
-    (B=8, T=128, S=188) 23 ms against 11 ms forward and backward; in float32 SDPA is as fast or faster
-    (benchmarks/attention.py, AMD EPYC Zen 4, 2 cores). The price is memory: the (B, nh, T, S) scores
-    exist at once, hence MATMUL_ATTENTION_MAX. In decoding, k is a slice of the cache (rows T_max apart),
-    on which CPU bf16 matmuls are slower than on a copy: hence k.contiguous() there.
+    Attention uses it on the CPU in bf16 for several queries per row (GRPO's micro-batches), where SDPA's
+    backward is slow for these short rows: a micro-batch (B=8, T=128, S=188) takes 31.7 ms with SDPA against
+    18.5 ms here per layer, forward and backward (benchmarks/attention.py, Intel Xeon, 2 cores); in float32
+    SDPA is as fast or faster. CPU decode steps use grouped_sdpa instead (faster than both). The price is
+    memory: the (B, nh, T, S) scores exist at once, hence MATMUL_ATTENTION_MAX. When k is a slice of a
+    cache (rows T_max apart), CPU bf16 matmuls are slower on it than on a copy: hence k.contiguous() there.
 
     CUDA decode steps (T = 1) use it too, although SDPA is faster there (bf16, B=512, S=384, Qwen2.5-1.5B's
     heads: 64 us per layer against 103 us here; NVIDIA H200, torch 2.11): SDPA's kernel for grouped-query

@@ -3,14 +3,15 @@ benchmarks/attention.py: model.matmul_attention against torch's SDPA on the CPU,
 
     python benchmarks/attention.py          # ~10 seconds on 2 cores
 
-Why it exists: model.py's Attention uses matmul_attention for masked CPU batches (every decode step, and
-GRPO's micro-batches) and SDPA elsewhere; this prints what that choice buys. Shapes are the default
+Why it exists: model.py's Attention uses grouped_sdpa (SDPA with the query heads folded under their kv head) for
+CPU decode steps, matmul_attention for GRPO's masked CPU batches in bf16, and SDPA elsewhere; this prints what
+those choices buy. Shapes are the default
 model's (SmolLM2-135M: 9 query heads, 3 kv heads, head size 64), bf16 and float32, torch.set_num_threads(2):
     decode   B=32 rows, T=1 query, S=300 keys (a slice of a longer cache, as in sample.py), no grad
     grpo     B=8 rows (one group), T=128 completion queries, S=188 keys (60 prompt + 128), causal and a
              padded tail, forward alone and forward + backward
 Each figure is the median of --runs calls after one untimed call, in milliseconds per layer:
-    shape=... dtype=... grad=... sdpa_ms=... matmul_ms=... ratio=...
+    shape=... dtype=... grad=... sdpa_ms=... matmul_ms=... ratio=... [grouped_ms=... (decode only)]
 """
 import argparse
 import statistics
@@ -22,7 +23,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from model import matmul_attention  # noqa: E402
+from model import grouped_sdpa, matmul_attention  # noqa: E402
 
 NH, NKV, HS = 9, 3, 64
 
@@ -70,8 +71,12 @@ def main():
                                        **({"rtol": 2e-2, "atol": 2e-2} if dtype == torch.bfloat16 else {}))
             for grad in grads:
                 a, b = timed(sdpa, q, k, v, mask, grad, args.runs), timed(matmul_attention, q, k, v, mask, grad, args.runs)
-                print(f"shape={name} B={B} T={T} S={S} dtype={str(dtype).removeprefix('torch.')} grad={grad} "
-                      f"sdpa_ms={a:.2f} matmul_ms={b:.2f} ratio={a / b:.2f}")
+                line = (f"shape={name} B={B} T={T} S={S} dtype={str(dtype).removeprefix('torch.')} grad={grad} "
+                        f"sdpa_ms={a:.2f} matmul_ms={b:.2f} ratio={a / b:.2f}")
+                if T == 1:
+                    torch.testing.assert_close(grouped_sdpa(q, k, v, mask), sdpa(q, k, v, mask))
+                    line += f" grouped_ms={timed(grouped_sdpa, q, k, v, mask, grad, args.runs):.2f}"
+                print(line)
 
 
 if __name__ == "__main__":

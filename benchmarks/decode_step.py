@@ -1,10 +1,12 @@
 """
 benchmarks/decode_step.py: where one decode step of the sampler spends its time on the CPU, and what packed
-weights do to its matmuls (benchmarks/README.md, "CPU: the sampler's decode step").
+weights do to its matmuls, and which attention kernel a decode step should use (benchmarks/README.md, "CPU: the
+sampler's decode step").
 
     python benchmarks/decode_step.py profile --dtype float32    # ms per step, and the top ops (torch.profiler)
     python benchmarks/decode_step.py matmuls                    # the step's matmuls: plain vs packed weights
     python benchmarks/decode_step.py compile --dtype bfloat16   # torch.compile (inductor, CPU) over the step
+    python benchmarks/decode_step.py attention --dtype float32  # the step with each attention kernel
 
 profile: the default model, B = 32 rows of a random 40-token prompt (prefilled once), 64 greedy decode steps
 through Transformer.forward with a KVCache; prints the median step, then the profiler's table over 8 more.
@@ -13,6 +15,10 @@ the weight packed once (MKL for float32, oneDNN for both dtypes), microseconds p
 step (30 layers x q, k, v, o, gate, up, down + the LM head). torch.set_num_threads(2).
 compile: the profile's 64 greedy steps eagerly, then through torch.compile(dynamic=True) (inductor, CPU), printing
 the seconds since the compiled run began every 8 steps (compilation included), then a second compiled run.
+attention: the sampler's decode steps (packed weights as sample() has them, sampling at temperature 1) over keys
+40 .. 200, with model.attend's decode-step kernel replaced by each of grouped_sdpa (what model.py uses), SDPA
+with enable_gqa and matmul_attention; each kernel has its own cache and rows, and they take turns step by step
+(machine drift hits all alike); each of --rounds rounds prints each kernel's median step in ms.
 """
 import argparse
 import contextlib
@@ -78,6 +84,43 @@ def compiled(dtype: torch.dtype, steps: int = 64):
     decode(step, "compiled, second run")
 
 
+def attention_kernels(dtype: torch.dtype, rounds: int, steps: int = 160):
+    import model as M
+    from sample import packed_linears, sample_token
+    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
+    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+    kernels = {"grouped_sdpa": M.grouped_sdpa, "matmul_attention": M.matmul_attention,
+               "sdpa_enable_gqa": lambda q, k, v, mask: F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+                                                                                     enable_gqa=True)}
+    use_matmul, grouped = M.use_matmul_attention, M.grouped_sdpa
+    results = {name: [] for name in kernels}
+    try:
+        M.use_matmul_attention = lambda q, k, v, mask: use_matmul(q, k, v, mask) and q.size(2) > 1   # decode: grouped
+        for r in range(rounds):
+            with torch.inference_mode(), packed_linears(model):
+                state = {}
+                for name in kernels:            # one cache and one batch of rows per kernel, prefilled alike
+                    cache = model.new_kv_cache(B, L + steps)
+                    model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+                    state[name] = [cache, ids[:, -1], []]
+                u = torch.rand(B, generator=torch.Generator().manual_seed(r))
+                for _ in range(steps):          # the kernels take turns step by step, so drift hits all alike
+                    for name, kernel in kernels.items():
+                        M.grouped_sdpa = kernel             # attend calls it for every masked one-query step
+                        cache, tok, times = state[name]
+                        t0 = time.perf_counter()
+                        state[name][1], _ = sample_token(model(tok[:, None], kv_cache=cache)[:, -1], u)
+                        times.append(time.perf_counter() - t0)
+            for name in kernels:
+                results[name].append(statistics.median(state[name][2]) * 1e3)
+            print(f"round {r} {dtype}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in results.items()), flush=True)
+    finally:
+        M.use_matmul_attention, M.grouped_sdpa = use_matmul, grouped
+    base = statistics.median(results["grouped_sdpa"])
+    print(f"{dtype} median decode step over rounds, B={B}, keys {L}..{L + steps}: " + ", ".join(
+        f"{n} {statistics.median(v):.1f} ms ({statistics.median(v) / base - 1:+.0%})" for n, v in results.items()))
+
+
 def timed(f, n: int) -> float:
     for _ in range(5):
         f()
@@ -108,15 +151,17 @@ def matmuls():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["profile", "matmuls", "compile"])
+    ap.add_argument("what", choices=["profile", "matmuls", "compile", "attention"])
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="profile's dtype; auto = sample.default_dtype (bfloat16 with native bf16, else float32)")
+    ap.add_argument("--rounds", type=int, default=4, help="attention: rounds of the kernels in turn")
     args = ap.parse_args()
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     from sample import default_dtype
     dtype = default_dtype(torch.device("cpu")) if args.dtype == "auto" else getattr(torch, args.dtype)
-    {"profile": lambda: profile(dtype), "matmuls": matmuls, "compile": lambda: compiled(dtype)}[args.what]()
+    {"profile": lambda: profile(dtype), "matmuls": matmuls, "compile": lambda: compiled(dtype),
+     "attention": lambda: attention_kernels(dtype, args.rounds)}[args.what]()
 
 
 if __name__ == "__main__":

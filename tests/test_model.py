@@ -113,6 +113,26 @@ def test_matmul_attention_matches_sdpa(T):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grouped_sdpa_is_attention(dtype):
+    """model.grouped_sdpa (every CPU decode step) against attention written out in float64, each query head
+    h reading kv head h // (nh/nkv): keys a slice of a longer cache, padding keys in row 1. Tolerance: the
+    float64 reference of bf16-rounded inputs, to bf16's output rounding (2^-8 relative) in bf16."""
+    from model import grouped_sdpa
+    g = torch.Generator().manual_seed(0)
+    B, nh, nkv, S, hs = 2, 6, 2, 9, 8
+    q = torch.randn(B, nh, 1, hs, generator=g).to(dtype)
+    k, v = (torch.randn(B, nkv, S + 4, hs, generator=g).to(dtype)[:, :, :S] for _ in range(2))
+    mask = (torch.arange(S) >= torch.tensor([0, 3])[:, None])[:, None, None]               # (B, 1, 1, S)
+    kk, vv = (t.double().repeat_interleave(nh // nkv, 1) for t in (k, v))                  # (B, nh, S, hs)
+    scores = (q.double() @ kk.transpose(-1, -2) / hs ** 0.5).masked_fill(~mask, float("-inf"))
+    want = scores.softmax(-1) @ vv
+    got = grouped_sdpa(q, k, v, mask)
+    assert got.shape == (B, nh, 1, hs) and got.dtype == dtype
+    tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=2**-7, atol=2**-7)
+    torch.testing.assert_close(got.double(), want, **tol)
+
+
 def test_padded_batch_gradients_equal_rows_alone():
     """A padded batch runs its blocks on the real tokens only (Transformer.forward): its real positions'
     outputs and its weight gradients equal those of each row run alone, without padding or mask. Rows

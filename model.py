@@ -245,8 +245,9 @@ def grouped_sdpa(q, k, v, mask):
     head folded into the query axis: q (B, nh, 1, hs) -> (B, nkv, nh/nkv, hs), so the kernel reads each kv
     head's keys and values once for its nh/nkv queries rather than once per query head (enable_gqa). k, v:
     (B, nkv, S, hs); mask (B, 1, 1, S) bool, the same for every query head. Returns (B, nh, 1, hs), SDPA's
-    numbers (tests/test_model.py). On the CPU a decode step of the default model takes 18% less time in
-    float32 and 10-15% in bf16 than with SDPA's enable_gqa or matmul_attention (benchmarks/README.md)."""
+    numbers (tests/test_model.py). On the CPU a decode step of the default model (B=32) takes 6-8% less
+    time with it than with SDPA's enable_gqa or matmul_attention, in float32 and bf16 (benchmarks/README.md,
+    "CPU: the decode step's attention")."""
     B, nh, T, hs = q.shape
     nkv = k.size(1)
     y = F.scaled_dot_product_attention(q.view(B, nkv, nh // nkv, hs), k, v, attn_mask=mask)
@@ -268,11 +269,13 @@ def matmul_attention(q, k, v, mask):
     the scores and softmax are float32.
 
     Attention uses it on the CPU in bf16 for several queries per row (GRPO's micro-batches), where SDPA's
-    backward is slow for these short rows: a micro-batch (B=8, T=128, S=188) takes 31.7 ms with SDPA against
-    18.5 ms here per layer, forward and backward (benchmarks/attention.py, Intel Xeon, 2 cores); in float32
-    SDPA is as fast or faster. CPU decode steps use grouped_sdpa instead (faster than both). The price is
-    memory: the (B, nh, T, S) scores exist at once, hence MATMUL_ATTENTION_MAX. When k is a slice of a
-    cache (rows T_max apart), CPU bf16 matmuls are slower on it than on a copy: hence k.contiguous() there.
+    backward is slow for these short rows: a micro-batch (B=8, T=128, S=188) takes 19.1 ms with SDPA against
+    10.9 ms here per layer, forward and backward (benchmarks/attention.py, Intel Xeon, 2 cores,
+    results/attention_xeon.log); in float32 SDPA is as fast or faster. CPU decode steps use grouped_sdpa
+    (B=32, S=300: 0.60 ms per layer against SDPA's 0.71 / 0.95 and 0.91 / 1.04 here, bf16 / float32).
+    The price is memory: the (B, nh, T, S) scores exist at once, hence MATMUL_ATTENTION_MAX. When k is a
+    slice of a cache (rows T_max apart), CPU bf16 matmuls are slower on it than on a copy: hence
+    k.contiguous() there.
 
     CUDA decode steps (T = 1) use it too, although SDPA is faster there (bf16, B=512, S=384, Qwen2.5-1.5B's
     heads: 64 us per layer against 103 us here; NVIDIA H200, torch 2.11): SDPA's kernel for grouped-query

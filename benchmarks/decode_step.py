@@ -7,6 +7,7 @@ sampler's decode step").
     python benchmarks/decode_step.py matmuls                    # the step's matmuls: plain vs packed weights
     python benchmarks/decode_step.py compile --dtype bfloat16   # torch.compile (inductor, CPU) over the step
     python benchmarks/decode_step.py attention --dtype float32  # the step with each attention kernel
+    python benchmarks/decode_step.py breakdown --dtype float32  # the step's wall-clock by component
 
 profile: the default model, B = 32 rows of a random 40-token prompt (prefilled once), 64 greedy decode steps
 through Transformer.forward with a KVCache; prints the median step, then the profiler's table over 8 more.
@@ -19,6 +20,9 @@ attention: the sampler's decode steps (packed weights as sample() has them, samp
 40 .. 200, with model.attend's decode-step kernel replaced by each of grouped_sdpa (what model.py uses), SDPA
 with enable_gqa and matmul_attention; each kernel has its own cache and rows, and they take turns step by step
 (machine drift hits all alike); each of --rounds rounds prints each kernel's median step in ms.
+breakdown: the same decode steps as sample() runs them, with a wall-clock timer around each component (the
+transformer's linears, the LM head, attention, RMSNorm, RoPE, KV cache writes, sample_token; the rest is the
+residual adds, SiLU, embedding, masks and Python), --rounds runs of 160 steps: ms per step and share of it.
 """
 import argparse
 import contextlib
@@ -121,6 +125,50 @@ def attention_kernels(dtype: torch.dtype, rounds: int, steps: int = 160):
         f"{n} {statistics.median(v):.1f} ms ({statistics.median(v) / base - 1:+.0%})" for n, v in results.items()))
 
 
+def breakdown(dtype: torch.dtype, rounds: int, steps: int = 160):
+    import model as M
+    import sample as S
+    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
+    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+    spent = {}
+
+    def timer(fn, key):
+        def timed_fn(*args, **kwargs):
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            spent[key] = spent.get(key, 0.0) + time.perf_counter() - t0
+            return out
+        return timed_fn
+    places = [(M, "grouped_sdpa"), (M, "apply_rope"), (M.RMSNorm, "forward"), (M.KVCache, "update"),
+              (S, "sample_token")]
+    saved = [(obj, name, getattr(obj, name)) for obj, name in places]
+    for (obj, name, fn), key in zip(saved, ["attention", "RoPE", "RMSNorm", "KV cache writes", "sampling"]):
+        setattr(obj, name, timer(fn, key))
+    try:
+        for r in range(rounds):
+            with torch.inference_mode(), S.packed_linears(model):
+                for m in model.modules():       # after packed_linears, which sets each linear's forward
+                    if isinstance(m, torch.nn.Linear):
+                        m.forward = timer(m.forward, "LM head" if m is model.lm_head else "linears")
+                cache = model.new_kv_cache(B, L + steps)
+                model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+                tok, u = ids[:, -1], torch.rand(B, generator=torch.Generator().manual_seed(r))
+                spent.clear()
+                t0 = time.perf_counter()
+                for _ in range(steps):
+                    tok, _ = S.sample_token(model(tok[:, None], kv_cache=cache)[:, -1], u)
+                total = time.perf_counter() - t0
+            for m in model.modules():
+                m.__dict__.pop("forward", None)         # the timers (packed_linears drops its own)
+            spent["rest"] = total - sum(spent.values())
+            parts = ", ".join(f"{k} {v / steps * 1e3:.1f} ({v / total:.0%})" for k, v in spent.items())
+            print(f"round {r} {dtype}: {total / steps * 1e3:.1f} ms per step (keys {L}..{L + steps}, B={B}): {parts}",
+                  flush=True)
+    finally:
+        for obj, name, fn in saved:
+            setattr(obj, name, fn)
+
+
 def timed(f, n: int) -> float:
     for _ in range(5):
         f()
@@ -151,17 +199,18 @@ def matmuls():
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["profile", "matmuls", "compile", "attention"])
+    ap.add_argument("what", choices=["profile", "matmuls", "compile", "attention", "breakdown"])
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="profile's dtype; auto = sample.default_dtype (bfloat16 with native bf16, else float32)")
-    ap.add_argument("--rounds", type=int, default=4, help="attention: rounds of the kernels in turn")
+    ap.add_argument("--rounds", type=int, default=4, help="attention: rounds of the kernels in turn; breakdown: runs")
     args = ap.parse_args()
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     from sample import default_dtype
     dtype = default_dtype(torch.device("cpu")) if args.dtype == "auto" else getattr(torch, args.dtype)
     {"profile": lambda: profile(dtype), "matmuls": matmuls, "compile": lambda: compiled(dtype),
-     "attention": lambda: attention_kernels(dtype, args.rounds)}[args.what]()
+     "attention": lambda: attention_kernels(dtype, args.rounds),
+     "breakdown": lambda: breakdown(dtype, args.rounds)}[args.what]()
 
 
 if __name__ == "__main__":

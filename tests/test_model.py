@@ -95,7 +95,7 @@ def test_padded_row_equals_unpadded_row(device):
 
 @pytest.mark.parametrize("T", [1, 5])
 def test_matmul_attention_matches_sdpa(T):
-    """model.matmul_attention (every decode step, T = 1, and GRPO's masked CPU batches) against torch's
+    """model.matmul_attention (CUDA decode steps, T = 1, and GRPO's masked CPU batches in bf16) against torch's
     SDPA, values and gradients: grouped-query heads, keys a slice of a longer cache, padding keys in row 1,
     a prefix of cached keys before T causal ones."""
     from model import matmul_attention

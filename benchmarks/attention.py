@@ -5,8 +5,8 @@ benchmarks/attention.py: model.matmul_attention against torch's SDPA on the CPU,
 
 Why it exists: model.py's Attention uses grouped_sdpa (SDPA with the query heads folded under their kv head) for
 CPU decode steps, matmul_attention for GRPO's masked CPU batches in bf16, and SDPA elsewhere; this prints what
-those choices buy. Shapes are the default
-model's (SmolLM2-135M: 9 query heads, 3 kv heads, head size 64), bf16 and float32, torch.set_num_threads(2):
+those choices buy. Shapes are the default model's (SmolLM2-135M: 9 query heads, 3 kv heads, head size 64),
+bf16 and float32, torch.set_num_threads(2):
     decode   B=32 rows, T=1 query, S=300 keys (a slice of a longer cache, as in sample.py), no grad
     grpo     B=8 rows (one group), T=128 completion queries, S=188 keys (60 prompt + 128), causal and a
              padded tail, forward alone and forward + backward

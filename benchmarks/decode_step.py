@@ -42,16 +42,27 @@ SHAPES = {"q/o": (576, 576, 60), "k/v": (192, 576, 60), "gate/up": (1536, 576, 6
           "lm_head": (49152, 576, 1)}   # (out, in, calls per decode step)
 
 
-def profile(dtype: torch.dtype, steps: int = 64):
+def load(dtype: torch.dtype):
+    """The default model in dtype on the CPU, and B random prompts of L tokens, ids (B, L) int64 (seed 0)."""
     model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
-    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+    return model, torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+
+
+def prefilled(model, ids, steps: int):
+    """A KVCache with room for `steps` decode steps after the prompts ids (B, L), prefilled with them."""
+    cache = model.new_kv_cache(B, L + steps)
+    model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+    return cache
+
+
+def profile(dtype: torch.dtype, steps: int = 64):
+    model, ids = load(dtype)
 
     from torch.profiler import profile as torch_profile
 
     def decode(n, profiled=False):        # prefill, then n steps (only they are timed and profiled)
-        cache = model.new_kv_cache(B, L + n)
         with torch.inference_mode():
-            model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+            cache = prefilled(model, ids, n)
             tok, times = ids[:, -1:], []
             with torch_profile() if profiled else contextlib.nullcontext() as p:
                 for _ in range(n):
@@ -66,13 +77,11 @@ def profile(dtype: torch.dtype, steps: int = 64):
 
 
 def compiled(dtype: torch.dtype, steps: int = 64):
-    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
-    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+    model, ids = load(dtype)
 
     def decode(fwd, label):
-        cache = model.new_kv_cache(B, L + steps)
         with torch.inference_mode():
-            model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+            cache = prefilled(model, ids, steps)
             tok, times, t_start = ids[:, -1:], [], time.perf_counter()
             for i in range(steps):
                 t0 = time.perf_counter()
@@ -91,26 +100,22 @@ def compiled(dtype: torch.dtype, steps: int = 64):
 def attention_kernels(dtype: torch.dtype, rounds: int, steps: int = 160):
     import model as M
     from sample import packed_linears, sample_token
-    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
-    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+    model, ids = load(dtype)
     kernels = {"grouped_sdpa": M.grouped_sdpa, "matmul_attention": M.matmul_attention,
                "sdpa_enable_gqa": lambda q, k, v, mask: F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
                                                                                      enable_gqa=True)}
-    use_matmul, grouped = M.use_matmul_attention, M.grouped_sdpa
+    grouped = M.grouped_sdpa
     results = {name: [] for name in kernels}
     try:
-        M.use_matmul_attention = lambda q, k, v, mask: use_matmul(q, k, v, mask) and q.size(2) > 1   # decode: grouped
         for r in range(rounds):
             with torch.inference_mode(), packed_linears(model):
                 state = {}
                 for name in kernels:            # one cache and one batch of rows per kernel, prefilled alike
-                    cache = model.new_kv_cache(B, L + steps)
-                    model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
-                    state[name] = [cache, ids[:, -1], []]
+                    state[name] = [prefilled(model, ids, steps), ids[:, -1], []]
                 u = torch.rand(B, generator=torch.Generator().manual_seed(r))
                 for _ in range(steps):          # the kernels take turns step by step, so drift hits all alike
                     for name, kernel in kernels.items():
-                        M.grouped_sdpa = kernel             # attend calls it for every masked one-query step
+                        M.grouped_sdpa = kernel             # attend calls it for every CPU decode step
                         cache, tok, times = state[name]
                         t0 = time.perf_counter()
                         state[name][1], _ = sample_token(model(tok[:, None], kv_cache=cache)[:, -1], u)
@@ -119,7 +124,7 @@ def attention_kernels(dtype: torch.dtype, rounds: int, steps: int = 160):
                 results[name].append(statistics.median(state[name][2]) * 1e3)
             print(f"round {r} {dtype}: " + ", ".join(f"{n} {v[-1]:.1f} ms" for n, v in results.items()), flush=True)
     finally:
-        M.use_matmul_attention, M.grouped_sdpa = use_matmul, grouped
+        M.grouped_sdpa = grouped
     base = statistics.median(results["grouped_sdpa"])
     print(f"{dtype} median decode step over rounds, B={B}, keys {L}..{L + steps}: " + ", ".join(
         f"{n} {statistics.median(v):.1f} ms ({statistics.median(v) / base - 1:+.0%})" for n, v in results.items()))
@@ -128,8 +133,7 @@ def attention_kernels(dtype: torch.dtype, rounds: int, steps: int = 160):
 def breakdown(dtype: torch.dtype, rounds: int, steps: int = 160):
     import model as M
     import sample as S
-    model, _ = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=dtype)
-    ids = torch.randint(100, 10000, (B, L), generator=torch.Generator().manual_seed(0))
+    model, ids = load(dtype)
     spent = {}
 
     def timer(fn, key):
@@ -150,8 +154,7 @@ def breakdown(dtype: torch.dtype, rounds: int, steps: int = 160):
                 for m in model.modules():       # after packed_linears, which sets each linear's forward
                     if isinstance(m, torch.nn.Linear):
                         m.forward = timer(m.forward, "LM head" if m is model.lm_head else "linears")
-                cache = model.new_kv_cache(B, L + steps)
-                model(ids, attention_mask=torch.ones(B, L, dtype=torch.bool), kv_cache=cache, return_hidden=True)
+                cache = prefilled(model, ids, steps)
                 tok, u = ids[:, -1], torch.rand(B, generator=torch.Generator().manual_seed(r))
                 spent.clear()
                 t0 = time.perf_counter()

@@ -748,3 +748,4 @@ def run(cfg: PipelineConfig) -> dict:
 
 if __name__ == "__main__":
     run(parse_config())
+    train.close_distributed()

@@ -1127,6 +1127,16 @@ def init_distributed(cfg: TrainConfig) -> tuple[Dist, torch.device]:
     return Dist(dist.get_rank(), world), device
 
 
+def close_distributed():
+    """Destroys the process group, if one was made, on a run's successful end (every rank has passed the
+    last barrier). A process that exits with it alive lets gloo's worker threads outlive the interpreter:
+    an occasional "terminate called without an active exception" (SIGABRT) after the run had finished
+    (pytorch/pytorch#190489). Not called on an error: a rank still inside a collective would hang it."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
 def clip_grad_norm(model, max_norm: float) -> float:
     """Scales the gradients so their global L2 norm is at most max_norm (0 = no clipping); returns the
     norm before clipping. Under FSDP the norm is over all ranks' shards."""
@@ -1156,3 +1166,4 @@ def fsdp_shard(model, device: torch.device, world: int):
 
 if __name__ == "__main__":
     train(parse_config())
+    close_distributed()

@@ -132,6 +132,16 @@ def test_torchrun_fsdp_run_checkpoints_and_resumes_on_one_process(tmp_path):
     assert [p.name for p in T.list_checkpoints(out)] == ["step_2", "step_3"]
 
 
+def test_close_distributed_destroys_the_process_group(tmp_path):
+    """train.py and pipeline.py end by destroying the process group: a process that exits with gloo's
+    alive can abort after its run had finished (the torchrun runs above then fail now and then)."""
+    import torch.distributed as dist
+    T.close_distributed()                                   # without a group: nothing to do
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    T.close_distributed()
+    assert not dist.is_initialized()
+
+
 def test_torchrun_with_more_ranks_than_gpus_is_refused(monkeypatch):
     """A rank whose LOCAL_RANK names a GPU the node lacks gets a message, not CUDA's 'invalid device ordinal'."""
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -246,8 +246,8 @@ def grouped_sdpa(q, k, v, mask):
     head's keys and values once for its nh/nkv queries rather than once per query head (enable_gqa). k, v:
     (B, nkv, S, hs); mask (B, 1, 1, S) bool, the same for every query head. Returns (B, nh, 1, hs) in q's
     dtype, SDPA's numbers (tests/test_model.py); errors are SDPA's (mismatched shapes or dtypes). On the
-    CPU a decode step of the default model (B=32) takes 6-8% less time with it than with SDPA's enable_gqa
-    or matmul_attention, in float32 and bf16 (benchmarks/README.md, "CPU: the decode step's attention")."""
+    CPU a decode step of the default model (B=32) takes 5-8% longer with SDPA's enable_gqa or matmul_attention
+    than with it, in float32 and bf16 (benchmarks/README.md, "CPU: the decode step's attention")."""
     B, nh, T, hs = q.shape
     nkv = k.size(1)
     y = F.scaled_dot_product_attention(q.view(B, nkv, nh // nkv, hs), k, v, attn_mask=mask)

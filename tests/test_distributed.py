@@ -133,8 +133,8 @@ def test_torchrun_fsdp_run_checkpoints_and_resumes_on_one_process(tmp_path):
 
 
 def test_close_distributed_destroys_the_process_group(tmp_path):
-    """train.py and pipeline.py end by destroying the process group: a process that exits with gloo's
-    alive can abort after its run had finished (the torchrun runs above then fail now and then)."""
+    """train.py and pipeline.py end by destroying the process group: a process that exits with its gloo
+    group alive can abort after its run had finished (the torchrun runs above then fail now and then)."""
     import torch.distributed as dist
     T.close_distributed()                                   # without a group: nothing to do
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)

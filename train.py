@@ -23,9 +23,11 @@ the GRPO loss is ~0 whatever the model learns; it is not a progress signal. Watc
 held-out pass@1, completion length, KL, the policy's token entropy (falling towards 0: entropy collapse)
 and the share of groups with zero reward variance.
 
-Reading order: the config and its checks; the GRPO step (Run, grpo_step, collect_rollouts, policy_update);
-train() and its setup; SFT; checkpoints; then, under one banner, the runtime machinery (memory, kernel
-caches, torchrun/FSDP), which changes no number.
+Reading order: the GRPO step (Run, grpo_step, collect_rollouts, policy_update); train() and its setup;
+the step's helpers (learning rate, seeds, dtypes); SFT; the config (TrainConfig: every flag with its help)
+and its checks; the kernel-cache cap. The machinery a reader of the algorithm can skip has files of its
+own: checkpoint.py (atomic, checksummed, resumable checkpoints), distributed.py (torchrun, FSDP2, the
+sampler's weight copy) and metrics.py (the reader of OUT/metrics.jsonl).
 
 Choices that differ from the paper's scale, each a flag: a small model, short completions, few prompts
 per step, 20 steps at a learning rate of 5e-5 falling linearly to 0 (R1: constant; a 135M model at 2e-5
@@ -35,16 +37,16 @@ otherwise gets full-size advantages: README), and bf16 autocast on the CPU too (
 log-softmax and loss in fp32). The reward adds two parts to R1's accuracy + format: tags (partial credit per
 tag) and answer (the answer right wherever it is written), both reward.py's, weights in --reward-weights.
 """
+from __future__ import annotations      # Run and the functions below name TrainConfig, defined after them
+
 import argparse
 import contextlib
 import copy
 import dataclasses
-import hashlib
 import json
 import math
 import os
 import random
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -53,11 +55,631 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from checkpoint import check_resumed_config, list_checkpoints, restore_trainer_state, resume_state, save_checkpoint
+from distributed import Dist, clip_grad_norm, close_distributed, fsdp_shard, init_distributed, sync_weights
 from grpo import (LOSS_AGGS, group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
                   zero_std_fraction, zero_std_groups)
-from model import DEFAULT_MODEL, load_pretrained, pick_device, resolve_model_path, save_pretrained
+from metrics import read_metrics
+from model import DEFAULT_MODEL, load_pretrained, resolve_model_path
 from reward import TEMPLATES, jsonl_lines, load_task, overlong_penalty, render_prompt
 from sample import Rollouts, default_dtype, evaluate, sample
+
+# -----------------------------------------------------------------------------
+# The GRPO step (steps 1-5 of the header)
+
+
+@dataclass
+class Run:
+    """What every step uses, set up once by train() (setup_run): the config, the task and its reward
+    weights, the tokenizer and the models.
+      policy     float32 master weights: trained, saved, the source of every copy below
+      forward    what the update calls for log-probs: torch.compile(policy) with --compile, else policy
+      sampler    the policy's weights in the compute dtype for sampling, refreshed from policy before every
+                 sampling pass (sync_weights); the policy itself when that dtype is float32
+      reference  the frozen reference model of the KL term (beta > 0), else None
+    Tests build one with only the fields they need."""
+    cfg: TrainConfig
+    tok: object
+    policy: torch.nn.Module
+    optimizer: torch.optim.Optimizer | None = None
+    task: object = None
+    weights: dict = field(default_factory=dict)               # reward part -> weight (--reward-weights)
+    sampler: torch.nn.Module | None = None
+    reference: torch.nn.Module | None = None
+    forward: object = None
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+    out_dir: Path | None = None
+    dist: Dist = field(default_factory=lambda: Dist())
+    ref_is_initial: bool = True                                # the reference is still the initial model
+
+    def __post_init__(self):
+        self.sampler = self.policy if self.sampler is None else self.sampler
+        self.forward = self.policy if self.forward is None else self.forward
+
+
+def grpo_step(run: Run, step: int) -> dict:
+    """One GRPO step: rollouts and their advantages, then the update. Returns the step's metrics,
+    averaged over ranks."""
+    if run.sampler is not run.policy:
+        sync_weights(run.sampler, run.policy)
+    batch = collect_rollouts(run, step)
+    update = policy_update(run, batch)
+    if run.cfg.rollouts_every and step % run.cfg.rollouts_every == 0 and run.dist.rank == 0:
+        dump_rollouts(run, step, batch)
+    B = len(batch.texts)
+    parts = {k: sum(p[k] for _, p in batch.scored) / B for k in batch.scored[0][1]}
+    return run.dist.mean_metrics({
+        "reward": batch.rewards.mean().item(), **parts, "reward_std": batch.rewards.std(correction=0).item(),
+        "len_mean": sum(batch.lengths) / B, "len_max": max(batch.lengths),
+        "truncated": 1.0 - batch.stopped.float().mean().item(),
+        "zero_std_groups": batch.zero_std_groups, **batch.sampling, **update,
+        "sample_tok_s": batch.sampled_tokens / max(batch.sample_s, 1e-9) * run.dist.world,
+    })
+
+
+@dataclass
+class RolloutBatch:
+    """One step's rollouts, ready for the update. P prompts, B = P * G rows, groups contiguous. Under
+    --dynamic-sampling these are the groups kept; zero_std_groups and sampled_tokens count every group sampled."""
+    examples: list               # P reward.Example
+    texts: list                  # B decoded completions
+    scored: list                 # B (total, parts) from task.reward
+    rewards: torch.Tensor        # (B,) float32
+    advantages: torch.Tensor     # (B,) float32
+    prompt_ids: torch.Tensor     # (P, L) int64, left-padded
+    prompt_mask: torch.Tensor    # (P, L) bool
+    completion_ids: torch.Tensor  # (B, N) int64, padded after each row's end
+    completion_mask: torch.Tensor  # (B, N) bool: each row's tokens, stop token included
+    loss_mask: torch.Tensor      # (B, N) bool: the tokens that enter the loss (--mask-truncated drops rows)
+    lengths: list                # B completion lengths
+    stopped: torch.Tensor        # (B,) bool: ended on a stop token
+    sample_s: float              # seconds spent sampling
+    sampled_tokens: int = 0      # completion tokens sampled (every round of dynamic sampling)
+    zero_std_groups: float = 0.0  # share of groups whose G rewards were all equal, in the step's first round
+    sampling: dict = field(default_factory=dict)   # dynamic sampling's sampling_rounds and zero_std_filled
+
+
+@dataclass
+class Sampled:
+    """One round of sampling: n prompts x G completions (Rollouts' row layout) and their rule rewards."""
+    ro: Rollouts
+    examples: list               # n reward.Example
+    texts: list                  # n * G decoded completions
+    scored: list                 # n * G (total, parts), the overlong penalty included
+    sample_s: float              # seconds in sample()
+    sampled_tokens: int          # completion tokens sampled (also those of groups dynamic sampling dropped)
+
+    def rewards(self) -> torch.Tensor:
+        return torch.tensor([total for total, _ in self.scored], dtype=torch.float32)    # (n * G,)
+
+
+def collect_rollouts(run: Run, step: int) -> RolloutBatch:
+    """Steps 1-3 of the header: this rank's prompts of this step -> G completions each -> rewards ->
+    advantages (with --dynamic-sampling, of the groups kept). The data position is the step (prompt_indices)."""
+    cfg, dist = run.cfg, run.dist
+    P, G = cfg.prompts_per_step // dist.world, cfg.group_size
+    s = sample_round(run, step, 0, P)
+    zero_std, sampling = zero_std_fraction(s.rewards(), G), {}
+    if cfg.dynamic_sampling:
+        s, sampling = dynamic_sampling(run, step, s)
+    ro, rewards = s.ro, s.rewards()
+    advantages = group_advantages(rewards, G, scale=cfg.scale_rewards)
+    prompt_ids, prompt_mask = ro.prompt_batch()                               # (P, L), left-padded
+    completion_mask = ro.completion_mask()                                    # (B, N), from lengths
+    loss_mask = completion_mask & ro.stopped[:, None] if cfg.mask_truncated else completion_mask
+    dev = run.device
+    return RolloutBatch(s.examples, s.texts, s.scored, rewards, advantages.to(dev), prompt_ids.to(dev),
+                        prompt_mask.to(dev), ro.tokens.to(dev), completion_mask.to(dev), loss_mask.to(dev),
+                        ro.lengths.tolist(), ro.stopped.cpu(), s.sample_s, sampled_tokens=s.sampled_tokens,
+                        zero_std_groups=zero_std, sampling=sampling)
+
+
+EXTRA_ROUND_OFFSET = 1_000_000_007    # dynamic sampling: round r takes round 0's prompt indices + r * this (a prime)
+
+
+def prompt_indices(cfg: TrainConfig, step: int, rnd: int, dist: Dist) -> range:
+    """Train-split indices of this rank's prompts in sampling round rnd of a step: a function of (step, round,
+    rank) only, so a resumed run takes the prompts the uninterrupted one took. Round 0: step*P .. step*P+P-1,
+    split over the ranks (the data position is the step). Round r > 0 (dynamic sampling): the same range
+    shifted by r * EXTRA_ROUND_OFFSET, far past any step's, so no two (step, round) pairs share a generated
+    problem (file tasks wrap modulo their size)."""
+    P = cfg.prompts_per_step // dist.world
+    first = rnd * EXTRA_ROUND_OFFSET + step * cfg.prompts_per_step + dist.rank * P
+    return range(first, first + P)
+
+
+def sample_round(run: Run, step: int, rnd: int, n: int) -> Sampled:
+    """The first n prompts of round rnd (prompt_indices), G completions each from the sampler with the seed
+    step_seed(cfg, step, rnd), scored by the task's rule reward, plus DAPO's soft overlong penalty
+    (reward.overlong_penalty, part "overlong") with --overlong-buffer."""
+    cfg, tok, G = run.cfg, run.tok, run.cfg.group_size
+    examples = [run.task.example("train", i) for i in prompt_indices(cfg, step, rnd, run.dist)[:n]]
+    prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
+    t0 = time.time()
+    ro = sample(run.sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step, rnd),
+                compile=cfg.cuda_graphs and run.device.type == "cuda")
+    sample_s = time.time() - t0
+    texts = ro.texts(tok)
+    scored = [run.task.reward(examples[i // G], text, cfg.think_prefill, weights=run.weights)
+              for i, text in enumerate(texts)]
+    lengths = ro.lengths.tolist()
+    if cfg.overlong_buffer:                       # part of the reward, so it enters the advantages
+        pens = [overlong_penalty(n, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty) for n in lengths]
+        scored = [(total + pen, {**parts, "overlong": pen}) for (total, parts), pen in zip(scored, pens)]
+    return Sampled(ro, examples, texts, scored, sample_s, sum(lengths))
+
+
+def dynamic_sampling(run: Run, step: int, first: Sampled) -> tuple[Sampled, dict]:
+    """DAPO's dynamic sampling (Yu et al. 2025, arXiv 2503.14476, §3.2; verl's algorithm.filter_groups): a
+    group whose G rewards are all equal has advantage 0 and no policy gradient, so it is dropped, and further
+    rounds sample the next prompts (prompt_indices) until the step has P groups whose rewards vary. Each extra
+    round samples as many prompts as the share of varying groups so far says are missing (all P while there
+    is none), and there are at most --max-sampling-rounds of them. If they do not reach P, the step is filled
+    up with equal groups in the order sampled (verl raises an error instead): they add only the KL term.
+    Everything is a function of (seed, step) and the policy, so a resumed run samples the same.
+    first: round 0's P groups. Returns the step's P groups (varying ones first, in the order sampled) and
+    {"sampling_rounds": rounds sampled, 1 + the extra ones; "zero_std_filled": share of equal groups kept}."""
+    P, G = len(first.examples), run.cfg.group_size
+    varying, equal, n_groups, rnd, s, rounds = [], [], 0, 0, first, [first]
+    while True:
+        for g, is_equal in enumerate(zero_std_groups(s.rewards(), G).tolist()):
+            (equal if is_equal else varying).append((s, g))
+        n_groups += len(s.examples)
+        missing = P - len(varying)
+        if missing <= 0 or rnd == run.cfg.max_sampling_rounds:
+            break
+        rnd += 1
+        s = sample_round(run, step, rnd, min(P, math.ceil(missing * n_groups / len(varying))) if varying else P)
+        rounds.append(s)
+    filled = max(0, missing)
+    kept = merge_groups(varying[:P] + equal[:filled], G)
+    kept.sample_s, kept.sampled_tokens = sum(r.sample_s for r in rounds), sum(r.sampled_tokens for r in rounds)
+    return kept, {"sampling_rounds": rnd + 1, "zero_std_filled": filled / P}
+
+
+def merge_groups(picks: list[tuple[Sampled, int]], G: int) -> Sampled:
+    """The groups picks = [(round, group index), ...] as one Sampled, in that order: completions cut or
+    right-padded (pad_id, log-prob 0) to the longest one kept. sample_s and sampled_tokens are left 0."""
+    rows = [(s, slice(g * G, (g + 1) * G)) for s, g in picks]
+    N = max(int(s.ro.lengths[r].max()) for s, r in rows)
+
+    def cat(name: str, fill=None) -> torch.Tensor:          # (len(picks) * G, ...) from each round's rows
+        parts = [getattr(s.ro, name)[r] for s, r in rows]
+        if fill is not None:                                # (G, N_round) -> (G, N)
+            parts = [torch.nn.functional.pad(t[:, :N], (0, N - min(N, t.size(1))), value=fill) for t in parts]
+        return torch.cat(parts)
+    pad_id = picks[0][0].ro.pad_id
+    ro = Rollouts([s.ro.prompts[g] for s, g in picks], G, cat("tokens", pad_id), cat("logprobs", 0.0),
+                  cat("lengths"), cat("stopped"), pad_id)
+    return Sampled(ro, [s.examples[g] for s, g in picks], [t for s, r in rows for t in s.texts[r]],
+                   [x for s, r in rows for x in s.scored[r]], 0.0, 0)
+
+
+def group_micro_batches(cfg, P: int) -> list[tuple[slice, slice]]:
+    """(prompt rows, completion rows) per micro-batch of P prompts' groups: whole groups, about
+    --micro-batch-size rows each."""
+    G = cfg.group_size
+    per = max(1, cfg.micro_batch_size // G)
+    return [(slice(p, min(p + per, P)), slice(p * G, min(p + per, P) * G)) for p in range(0, P, per)]
+
+
+def micro_batch_width(batch: RolloutBatch, b: slice) -> int:
+    """The longest completion among rows b: columns past it are padding in every row of the micro-batch,
+    so its forward and backward run on (rows, width) instead of (rows, N)."""
+    return max(batch.lengths[b])
+
+
+def batch_logprobs(run: Run, model, batch: RolloutBatch) -> torch.Tensor:
+    """Step 4: (B, N) float32 log-probs of the completions under `model` (reference or old policy), no grad."""
+    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=run.device)
+    with torch.no_grad(), autocast(run.device, run.dtype):
+        for p, b in group_micro_batches(run.cfg, batch.prompt_ids.size(0)):
+            w = micro_batch_width(batch, b)
+            out[b, :w] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p],
+                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w],
+                                              run.cfg.temperature)
+    return out
+
+
+def policy_update(run: Run, batch: RolloutBatch) -> dict:
+    """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
+    steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py), on every
+    rank: the normaliser and the gradients are sums over ranks. The first update also returns "entropy", the
+    policy's mean token entropy over the sampled completion tokens of the micro-batches that enter the loss
+    (nats, at the sampling temperature: the first sign of entropy collapse), from the LM head's chunks."""
+    cfg, dist, mask = run.cfg, run.dist, batch.loss_mask
+    ref_logp = batch_logprobs(run, run.reference, batch) if run.reference is not None else None
+    old_logp = batch_logprobs(run, run.forward, batch) if cfg.num_iterations > 1 else None  # mu = 1: detached current
+    norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
+    stats, grad_norm, loss_sum, tokens, entropy_sum, entropy_tokens = {}, 0.0, 0.0, 0.0, 0.0, 0.0
+    for iteration in range(cfg.num_iterations):
+        for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
+            if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
+                continue                                                     # e.g. all rows truncated and masked
+            w, first = micro_batch_width(batch, b), iteration == 0
+            with autocast(run.device, run.dtype):
+                scored = group_token_logprobs(run.forward, batch.prompt_ids[p], batch.prompt_mask[p],
+                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w],
+                                              cfg.temperature, with_entropy=first)
+            logp, entropy = scored if first else (scored, None)
+            if first:
+                entropy_sum += entropy.sum().item()                          # 0 outside the completions
+                entropy_tokens += batch.completion_mask[b, :w].sum().item()
+            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b, :w],
+                                None if ref_logp is None else ref_logp[b, :w], batch.advantages[b], mask[b, :w],
+                                normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
+                                clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta,
+                                importance_sampling=cfg.importance_sampling_level, clip_delta=cfg.clip_delta)
+            loss.backward()
+            loss_sum += loss.item()
+            n = m.pop("completion_tokens")
+            tokens += n
+            for k, v in m.items():                                           # token-weighted means over micro-batches
+                stats[k] = stats.get(k, 0.0) + v * n
+        dist.sum_grads(run.policy)
+        grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
+        run.optimizer.step()
+        run.optimizer.zero_grad()              # no gradients held while the next step samples
+    return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
+            "entropy": entropy_sum / max(entropy_tokens, 1.0), "grad_norm": grad_norm}
+
+
+def dump_rollouts(run: Run, step: int, batch: RolloutBatch):
+    """OUT/rollouts/step_N.jsonl: this rank's rows of the step, to read what RL is doing: the prompt, its "gold"
+    answer, the completion, its reward and each reward part by name (one of them is "answer")."""
+    (run.out_dir / "rollouts").mkdir(exist_ok=True)
+    with open(run.out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
+        for i, text in enumerate(batch.texts):
+            ex = batch.examples[i // run.cfg.group_size]
+            f.write(json.dumps({"prompt": ex.prompt, "gold": ex.answer, "completion": text,
+                                "reward": batch.scored[i][0], **batch.scored[i][1],
+                                "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
+                                "truncated": not bool(batch.stopped[i])}) + "\n")
+
+
+# -----------------------------------------------------------------------------
+# The run: setup, then steps, evaluations and checkpoints
+
+
+def train(cfg: TrainConfig, task=None) -> dict:
+    """Runs the configured stage to completion (resuming if asked). Returns the last metrics dict,
+    with the final evaluation under "eval" when one ran. `task` overrides --task with any object that
+    has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task)."""
+    records = read_sft_data(cfg.data) if cfg.stage == "sft" else None     # bad input fails before the model loads
+    run, start_step, state = setup_run(cfg, task)
+    dist = run.dist
+    if cfg.stage == "sft":
+        pairs = sft_pairs(cfg, records, run.tok, context=run.policy.cfg.max_seq_len)
+        steps_per_epoch = math.ceil(len(pairs) / cfg.prompts_per_step)
+        total_steps = steps_per_epoch * cfg.epochs
+    else:
+        total_steps = cfg.steps
+    start_logs(run, start_step, resumed=state is not None, total_steps=total_steps)
+    if start_step >= total_steps and dist.rank == 0:
+        print(f"nothing to do: {run.out_dir} holds step {start_step}, and the run has {total_steps} steps")
+
+    last = {}
+    if start_step == 0:
+        last["eval"] = run_eval(run, 0, "start")
+    dist.barrier()                                      # the other ranks wait for rank 0's evaluation
+    bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps, desc=cfg.stage,
+               dynamic_ncols=True, disable=None if dist.rank == 0 else True)
+    for step in bar:
+        t0 = time.time()
+        for g in run.optimizer.param_groups:
+            g["lr"] = lr_at(step, total_steps, cfg)
+        if cfg.stage == "grpo":
+            if cfg.ref_reset_every and step and step % cfg.ref_reset_every == 0:
+                sync_weights(run.reference, run.policy)     # R1: the reference follows the policy periodically
+                run.ref_is_initial = False
+            m = grpo_step(run, step)
+            bar.set_postfix(reward=f"{m['reward']:.3f}", acc=f"{m['accuracy']:.3f}")
+        else:
+            m = sft_step(run, step, pairs, steps_per_epoch)
+            bar.set_postfix(loss=f"{m['loss']:.4f}")
+        m = {"step": step + 1, **m, "lr": lr_at(step, total_steps, cfg), "step_s": time.time() - t0}
+        last = m
+        done = step + 1 == total_steps
+        if dist.rank == 0:
+            tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
+            log_metrics(run, m)
+        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
+            run_eval(run, step + 1, "")                 # on every rank: refreshing the sampler may all-gather
+        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            save_checkpoint(run, step + 1)
+        dist.barrier()
+    if start_step < total_steps or not list_checkpoints(run.out_dir):
+        last["eval"] = run_eval(run, total_steps, "end")
+    dist.barrier()
+    return last
+
+
+def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
+    """Everything before the first step: processes and device, input checks (all before the model
+    loads), the checkpoint to resume from, the models and the optimizer. Returns the Run, the step to
+    start from and the resumed trainer state (None for a fresh run)."""
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    out_dir = Path(cfg.out_dir)
+    dist, device = init_distributed(cfg)
+    dist.fsdp = cfg.fsdp and dist.world > 1
+    dtype = compute_dtype(cfg.dtype, device)
+    if device.type == "cpu":
+        cap_kernel_caches()
+    # everything that can fail on bad input fails here, before the model is loaded
+    if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
+        task = load_task(cfg.task, seed=cfg.seed)
+    weights = parse_weights(cfg.reward_weights)
+    if cfg.stage == "grpo":                       # the task knows its reward parts: unknown names fail here
+        task.reward(task.example("train", 0), "", cfg.think_prefill, weights=weights)
+    if cfg.eval_prompts and task is not None:
+        task.example("test", 0)                   # an empty test split fails here, not after the model loads
+    check_writable(out_dir)
+    resolve_model_path(cfg.model)
+    state, ckpt = resume_state(out_dir, cfg.resume, dist.rank)
+    if state:
+        check_resumed_config(cfg, state["config"], ckpt)
+        if dist.rank == 0:
+            print(f"resuming from {ckpt} (step {state['step']})")
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+
+    policy, tok = load_pretrained(ckpt if state else cfg.model, device=device, dtype=torch.float32)
+    policy.requires_grad_(True).train()
+    policy.checkpoint_blocks = cfg.activation_checkpointing
+    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
+    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights)
+    sampler = (policy if dtype == torch.float32 and not dist.fsdp else
+               copy.deepcopy(policy).to(dtype).requires_grad_(False))
+    reference = None
+    if cfg.stage == "grpo" and cfg.beta > 0:
+        reference = load_reference(cfg, policy, state, device, dtype, dist)
+    if dist.fsdp:
+        fsdp_shard(policy, device, dist.world)
+    # fused: one kernel per tensor and no temporaries (with the LM head's vocabulary slices, 4% of the CPU
+    # benchmark's peak memory: benchmarks/README.md)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
+                                  fused=device.type in ("cpu", "cuda") and not dist.fsdp)
+    if state:
+        restore_trainer_state(state, policy, optimizer, dist)
+    run = Run(cfg, tok, policy, optimizer, task=task, weights=weights, sampler=sampler, reference=reference,
+              forward=torch.compile(policy) if cfg.compile else None, device=device, dtype=dtype, out_dir=out_dir,
+              dist=dist, ref_is_initial=not (state and state.get("reference") is not None))
+    return run, state["step"] if state else 0, state
+
+
+def load_reference(cfg: TrainConfig, policy, state: dict | None, device, dtype, dist: Dist):
+    """The frozen reference model: the initial model, or the one saved in the checkpoint after a
+    --ref-reset-every reset. It runs under the same autocast as the policy, so that at step 0 both compute
+    the very same numbers and the KL is exactly 0. Its blocks' Linear weights are stored in the compute
+    dtype (half the memory, no cast per forward): autocast would round them to it anyway. Embeddings and
+    norms stay float32 (a bf16 model would also round the residual stream, which autocast does not)."""
+    if state and state.get("reference") is not None:
+        reference = copy.deepcopy(policy)
+        reference.load_state_dict(state["reference"])
+    else:
+        reference, _ = load_pretrained(cfg.model, device=device, dtype=torch.float32)
+    reference = reference.requires_grad_(False).eval()
+    for module in reference.layers.modules():
+        if isinstance(module, torch.nn.Linear) and not dist.fsdp:    # FSDP2 wants one dtype per unit
+            module.to(dtype)
+    if dist.fsdp:
+        fsdp_shard(reference, device, dist.world)
+    return reference
+
+
+def start_logs(run: Run, start_step: int, resumed: bool, total_steps: int):
+    """Rank 0: OUT/config.json, metrics.jsonl cut back to the step resumed from, the config and run lines."""
+    cfg, metrics_path = run.cfg, run.out_dir / "metrics.jsonl"
+    if run.dist.rank != 0:
+        return
+    run.out_dir.mkdir(parents=True, exist_ok=True)
+    (run.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    # a fresh run starts a fresh log (a run killed before its first checkpoint left lines behind); a resumed
+    # one drops the lines logged after the checkpoint it resumes from
+    kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= start_step] if resumed else []
+    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    print("config: " + json.dumps(dataclasses.asdict(cfg)))
+    params = sum(p.numel() for p in run.policy.parameters()) / 1e6
+    print(f"device={run.device} compute_dtype={str(run.dtype).removeprefix('torch.')} "
+          f"threads={torch.get_num_threads()} ranks={run.dist.world} params={params:.1f}M steps={total_steps}")
+
+
+def check_writable(out_dir: Path):
+    """Raises ValueError unless out_dir is (or can be made) a directory this process can write in."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=out_dir):
+            pass
+    except OSError as e:
+        raise ValueError(f"--out-dir {out_dir}: not a writable directory ({e.strerror or e})") from None
+
+
+def log_metrics(run: Run, record: dict):
+    """Appends one record to OUT/metrics.jsonl."""
+    with open(run.out_dir / "metrics.jsonl", "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def run_eval(run: Run, step: int, tag: str) -> dict | None:
+    """Held-out pass@1 / cons@k of the current policy (sample.evaluate), printed and logged by rank 0."""
+    cfg = run.cfg
+    if not cfg.eval_prompts or run.task is None:
+        return None
+    if run.sampler is not run.policy:
+        sync_weights(run.sampler, run.policy)          # on every rank: under FSDP it all-gathers
+    if run.dist.rank != 0:
+        return None
+    t0 = time.time()
+    r = evaluate(run.sampler, run.tok, run.task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
+                 think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
+                 temperature=cfg.eval_temperature, top_p=0.95, seed=cfg.seed)
+    tqdm.write(eval_line(tag, step, r) + f" seconds={time.time() - t0:.1f}")
+    rec = {"step": step, "eval": {k: v for k, v in r.items() if isinstance(v, (int, float))}}
+    log_metrics(run, rec)
+    return rec["eval"]
+
+
+# -----------------------------------------------------------------------------
+# Helpers of the step: learning rate, seeds, micro-batches, dtypes
+
+
+def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
+    """The learning rate of step (0-based) of total_steps: a linear warmup over --warmup-steps, then constant
+    (R1 trains at a constant lr) or, with --lr-schedule linear, lr * (total_steps - step) / (total_steps -
+    warmup_steps): 1/(total - warmup) of it at the last step (transformers' get_linear_schedule_with_warmup)."""
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.lr_schedule == "linear":
+        return cfg.lr * (total_steps - step) / max(1, total_steps - cfg.warmup_steps)
+    return cfg.lr
+
+
+def step_seed(cfg: TrainConfig, step: int, rnd: int = 0) -> int:
+    """Sampling seed of a step's sampling round rnd (dynamic sampling's rounds; 0 otherwise): a function of
+    (seed, step, round) only, so a resumed run samples what the uninterrupted one did without restoring any
+    generator state."""
+    return (cfg.seed * 1_000_003 + step + rnd * EXTRA_ROUND_OFFSET) % 2**31
+
+
+def micro_batches(B: int, size: int):
+    return [slice(i, min(i + size, B)) for i in range(0, B, size)]
+
+
+def compute_dtype(name: str, device: torch.device) -> torch.dtype:
+    """auto -> sample.default_dtype: bfloat16 on CUDA, and on CPUs with native bf16 matmuls (faster than
+    float32 there: benchmarks/sample_vs_hf.py), else float32. Master weights and optimiser state stay
+    float32."""
+    if name == "auto":
+        return default_dtype(device)
+    return getattr(torch, name)
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """bf16/fp16 autocast for the training forward; a no-op for float32 (exact, used by the tests).
+    Without autocast's cache of weight casts: a weight used twice in one forward (the shared prompt
+    pass and the completions, grpo.group_token_logprobs) then gets two casts, and its two gradients
+    are summed in float32 by AccumulateGrad rather than in bf16 through one shared cast."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
+
+
+def eval_line(tag: str, step: int, r: dict) -> str:
+    return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
+            f"cons@{r['k']}={r['cons@k']:.3f} answer_acc={r['answer_acc']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
+
+
+# -----------------------------------------------------------------------------
+# SFT (R1's cold start and rejection-sampling stages)
+
+
+def read_sft_data(path: str) -> list[dict]:
+    """Reads a jsonl of {"prompt": str, "completion": str} or {"messages": [{"role", "content"}, ...]}
+    (the last message the assistant's). Raises ValueError naming the file and line of a bad record."""
+    records = []
+    for n, line in jsonl_lines(path):
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
+        msgs = rec.get("messages") if isinstance(rec, dict) else None
+        if isinstance(msgs, list) and msgs:
+            roles = ("system", "user", "assistant")
+            if not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in roles
+                       for m in msgs) or msgs[-1].get("role") != "assistant":
+                raise ValueError(f"{path}:{n}: 'messages' must be role/content objects ending with the assistant's")
+        elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str)
+                  and isinstance(rec.get("completion"), str)):
+            raise ValueError(f"{path}:{n}: expected {{'prompt': str, 'completion': str}} or {{'messages': [...]}}")
+        records.append(rec)
+    if not records:
+        raise ValueError(f"{path}: no examples")
+    return records
+
+
+def line_of(path: str, k: int) -> int:
+    """The line number of the k-th (0-based) non-blank line of a jsonl file, as read_sft_data counts records."""
+    return [n for n, _ in jsonl_lines(path)][k]
+
+
+def tokenize_sft(records: list[dict], tok, template: str, think_prefill: bool) -> list[tuple[list[int], list[int]]]:
+    """(prompt_ids, completion_ids) per record. A "prompt" goes through --template ("raw" keeps it as
+    is), "messages" through the chat format. completion_ids end with the stop token, so the model
+    learns to stop."""
+    from reward import Example
+    pairs = []
+    for rec in records:
+        if "messages" in rec:
+            prompt, completion = tok.render_chat(rec["messages"][:-1]), rec["messages"][-1]["content"]
+        else:
+            completion = rec["completion"]
+            prompt = rec["prompt"] if template == "raw" else render_prompt(
+                Example(prompt=rec["prompt"], answer=""), template, tok, think_prefill)
+        pairs.append((tok.encode(prompt), tok.encode(completion) + tok.stop_ids[:1]))
+    return pairs
+
+
+def sft_pairs(cfg: TrainConfig, records: list[dict], tok, context: int) -> list[tuple[list[int], list[int]]]:
+    """tokenize_sft's pairs, checked against the model: raises ValueError naming the file and line of the first
+    example whose prompt is empty under --template, else of the first one longer than the model's context."""
+    pairs = tokenize_sft(records, tok, cfg.template, cfg.think_prefill)
+    too_long = [i for i, (p, c) in enumerate(pairs) if len(p) + len(c) > context]
+    empty = [i for i, (p, _) in enumerate(pairs) if not p]
+    if empty:
+        raise ValueError(f"{cfg.data}:{line_of(cfg.data, empty[0])}: the prompt is empty under --template "
+                         f"{cfg.template}: the first completion token has nothing to be predicted from")
+    if too_long:
+        raise ValueError(f"{cfg.data}: {len(too_long)} examples are longer than the model's context of {context} "
+                         f"tokens, e.g. the one at line {line_of(cfg.data, too_long[0])}")
+    return pairs
+
+
+def sft_batch(pairs, pad_id: int, device):
+    """Right-padded [prompt | completion | pad] rows. Returns ids (B, T) int64, attention_mask and
+    completion_mask (B, T) bool (completion tokens, stop token included), built from lengths."""
+    T = max(len(p) + len(c) for p, c in pairs)
+    ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
+    attn = torch.zeros(len(pairs), T, dtype=torch.bool)
+    comp = torch.zeros_like(attn)
+    for i, (p, c) in enumerate(pairs):
+        ids[i, :len(p) + len(c)] = torch.tensor(p + c)
+        attn[i, :len(p) + len(c)] = True
+        comp[i, len(p):len(p) + len(c)] = True
+    return ids.to(device), attn.to(device), comp.to(device)
+
+
+def sft_step(run: Run, step: int, pairs: list, steps_per_epoch: int) -> dict:
+    """One SFT step: cross-entropy on completion tokens only, averaged over the step's completion tokens
+    (so micro-batching does not change the gradient). The example order is a seeded permutation per
+    epoch, so the data position is a function of the step (exact resume)."""
+    cfg, dist = run.cfg, run.dist
+    epoch, i = divmod(step, steps_per_epoch)
+    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
+    batch = [pairs[j] for j in order[i * cfg.prompts_per_step:(i + 1) * cfg.prompts_per_step]]
+    batch = batch[dist.rank::dist.world]                   # this rank's share (ranks beyond it get none)
+    ids, attn, comp = sft_batch(batch, run.tok.pad_id, run.device) if batch else (None, None, None)
+    n_tokens = dist.sum(comp.sum().item() if batch else 0)
+    loss_sum = 0.0
+    for mb in micro_batches(ids.size(0) if batch else 0, cfg.micro_batch_size):
+        with autocast(run.device, run.dtype):
+            logp = token_logprobs(run.forward, ids[mb], attn[mb], comp[mb], temperature=1.0)
+        loss = -logp.sum() / n_tokens          # padding positions are 0 in logp
+        loss.backward()
+        loss_sum += loss.item()
+    dist.sum_grads(run.policy)
+    loss_sum = dist.sum(loss_sum)
+    grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
+    run.optimizer.step()
+    run.optimizer.zero_grad()
+    return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
+
+
+# -----------------------------------------------------------------------------
+# The config: every flag, with its help, generated from one dataclass, and the checks run before any work
 
 
 def flag(default, help: str):
@@ -238,796 +860,9 @@ def parse_weights(text: str) -> dict[str, float]:
     return out
 
 
-# -----------------------------------------------------------------------------
-# The GRPO step (steps 1-5 of the header)
-
-
-@dataclass
-class Run:
-    """What every step uses, set up once by train() (setup_run): the config, the task and its reward
-    weights, the tokenizer and the models.
-      policy     float32 master weights: trained, saved, the source of every copy below
-      forward    what the update calls for log-probs: torch.compile(policy) with --compile, else policy
-      sampler    the policy's weights in the compute dtype for sampling, refreshed from policy before every
-                 sampling pass (sync_weights); the policy itself when that dtype is float32
-      reference  the frozen reference model of the KL term (beta > 0), else None
-    Tests build one with only the fields they need."""
-    cfg: TrainConfig
-    tok: object
-    policy: torch.nn.Module
-    optimizer: torch.optim.Optimizer | None = None
-    task: object = None
-    weights: dict = field(default_factory=dict)               # reward part -> weight (--reward-weights)
-    sampler: torch.nn.Module | None = None
-    reference: torch.nn.Module | None = None
-    forward: object = None
-    device: torch.device = torch.device("cpu")
-    dtype: torch.dtype = torch.float32
-    out_dir: Path | None = None
-    dist: "Dist" = field(default_factory=lambda: Dist())
-    ref_is_initial: bool = True                                # the reference is still the initial model
-
-    def __post_init__(self):
-        self.sampler = self.policy if self.sampler is None else self.sampler
-        self.forward = self.policy if self.forward is None else self.forward
-
-
-def grpo_step(run: Run, step: int) -> dict:
-    """One GRPO step: rollouts and their advantages, then the update. Returns the step's metrics,
-    averaged over ranks."""
-    if run.sampler is not run.policy:
-        sync_weights(run.sampler, run.policy)
-    batch = collect_rollouts(run, step)
-    update = policy_update(run, batch)
-    if run.cfg.rollouts_every and step % run.cfg.rollouts_every == 0 and run.dist.rank == 0:
-        dump_rollouts(run, step, batch)
-    B = len(batch.texts)
-    parts = {k: sum(p[k] for _, p in batch.scored) / B for k in batch.scored[0][1]}
-    return run.dist.mean_metrics({
-        "reward": batch.rewards.mean().item(), **parts, "reward_std": batch.rewards.std(correction=0).item(),
-        "len_mean": sum(batch.lengths) / B, "len_max": max(batch.lengths),
-        "truncated": 1.0 - batch.stopped.float().mean().item(),
-        "zero_std_groups": batch.zero_std_groups, **batch.sampling, **update,
-        "sample_tok_s": batch.sampled_tokens / max(batch.sample_s, 1e-9) * run.dist.world,
-    })
-
-
-@dataclass
-class RolloutBatch:
-    """One step's rollouts, ready for the update. P prompts, B = P * G rows, groups contiguous. Under
-    --dynamic-sampling these are the groups kept; zero_std_groups and sampled_tokens count every group sampled."""
-    examples: list               # P reward.Example
-    texts: list                  # B decoded completions
-    scored: list                 # B (total, parts) from task.reward
-    rewards: torch.Tensor        # (B,) float32
-    advantages: torch.Tensor     # (B,) float32
-    prompt_ids: torch.Tensor     # (P, L) int64, left-padded
-    prompt_mask: torch.Tensor    # (P, L) bool
-    completion_ids: torch.Tensor  # (B, N) int64, padded after each row's end
-    completion_mask: torch.Tensor  # (B, N) bool: each row's tokens, stop token included
-    loss_mask: torch.Tensor      # (B, N) bool: the tokens that enter the loss (--mask-truncated drops rows)
-    lengths: list                # B completion lengths
-    stopped: torch.Tensor        # (B,) bool: ended on a stop token
-    sample_s: float              # seconds spent sampling
-    sampled_tokens: int = 0      # completion tokens sampled (every round of dynamic sampling)
-    zero_std_groups: float = 0.0  # share of groups whose G rewards were all equal, in the step's first round
-    sampling: dict = field(default_factory=dict)   # dynamic sampling's sampling_rounds and zero_std_filled
-
-
-@dataclass
-class Sampled:
-    """One round of sampling: n prompts x G completions (Rollouts' row layout) and their rule rewards."""
-    ro: Rollouts
-    examples: list               # n reward.Example
-    texts: list                  # n * G decoded completions
-    scored: list                 # n * G (total, parts), the overlong penalty included
-    sample_s: float              # seconds in sample()
-    sampled_tokens: int          # completion tokens sampled (also those of groups dynamic sampling dropped)
-
-    def rewards(self) -> torch.Tensor:
-        return torch.tensor([total for total, _ in self.scored], dtype=torch.float32)    # (n * G,)
-
-
-def collect_rollouts(run: Run, step: int) -> RolloutBatch:
-    """Steps 1-3 of the header: this rank's prompts of this step -> G completions each -> rewards ->
-    advantages (with --dynamic-sampling, of the groups kept). The data position is the step (prompt_indices)."""
-    cfg, dist = run.cfg, run.dist
-    P, G = cfg.prompts_per_step // dist.world, cfg.group_size
-    s = sample_round(run, step, 0, P)
-    zero_std, sampling = zero_std_fraction(s.rewards(), G), {}
-    if cfg.dynamic_sampling:
-        s, sampling = dynamic_sampling(run, step, s)
-    ro, rewards = s.ro, s.rewards()
-    advantages = group_advantages(rewards, G, scale=cfg.scale_rewards)
-    prompt_ids, prompt_mask = ro.prompt_batch()                               # (P, L), left-padded
-    completion_mask = ro.completion_mask()                                    # (B, N), from lengths
-    loss_mask = completion_mask & ro.stopped[:, None] if cfg.mask_truncated else completion_mask
-    dev = run.device
-    return RolloutBatch(s.examples, s.texts, s.scored, rewards, advantages.to(dev), prompt_ids.to(dev),
-                        prompt_mask.to(dev), ro.tokens.to(dev), completion_mask.to(dev), loss_mask.to(dev),
-                        ro.lengths.tolist(), ro.stopped.cpu(), s.sample_s, sampled_tokens=s.sampled_tokens,
-                        zero_std_groups=zero_std, sampling=sampling)
-
-
-EXTRA_ROUND_OFFSET = 1_000_000_007    # dynamic sampling: round r takes round 0's prompt indices + r * this (a prime)
-
-
-def prompt_indices(cfg: TrainConfig, step: int, rnd: int, dist: "Dist") -> range:
-    """Train-split indices of this rank's prompts in sampling round rnd of a step: a function of (step, round,
-    rank) only, so a resumed run takes the prompts the uninterrupted one took. Round 0: step*P .. step*P+P-1,
-    split over the ranks (the data position is the step). Round r > 0 (dynamic sampling): the same range
-    shifted by r * EXTRA_ROUND_OFFSET, far past any step's, so no two (step, round) pairs share a generated
-    problem (file tasks wrap modulo their size)."""
-    P = cfg.prompts_per_step // dist.world
-    first = rnd * EXTRA_ROUND_OFFSET + step * cfg.prompts_per_step + dist.rank * P
-    return range(first, first + P)
-
-
-def sample_round(run: Run, step: int, rnd: int, n: int) -> Sampled:
-    """The first n prompts of round rnd (prompt_indices), G completions each from the sampler with the seed
-    step_seed(cfg, step, rnd), scored by the task's rule reward, plus DAPO's soft overlong penalty
-    (reward.overlong_penalty, part "overlong") with --overlong-buffer."""
-    cfg, tok, G = run.cfg, run.tok, run.cfg.group_size
-    examples = [run.task.example("train", i) for i in prompt_indices(cfg, step, rnd, run.dist)[:n]]
-    prompts = [tok.encode(render_prompt(ex, cfg.template, tok, cfg.think_prefill)) for ex in examples]
-    t0 = time.time()
-    ro = sample(run.sampler, prompts, group_size=G, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                top_p=cfg.top_p, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id, seed=step_seed(cfg, step, rnd),
-                compile=cfg.cuda_graphs and run.device.type == "cuda")
-    sample_s = time.time() - t0
-    texts = ro.texts(tok)
-    scored = [run.task.reward(examples[i // G], text, cfg.think_prefill, weights=run.weights)
-              for i, text in enumerate(texts)]
-    lengths = ro.lengths.tolist()
-    if cfg.overlong_buffer:                       # part of the reward, so it enters the advantages
-        pens = [overlong_penalty(n, cfg.max_new_tokens, cfg.overlong_buffer, cfg.overlong_penalty) for n in lengths]
-        scored = [(total + pen, {**parts, "overlong": pen}) for (total, parts), pen in zip(scored, pens)]
-    return Sampled(ro, examples, texts, scored, sample_s, sum(lengths))
-
-
-def dynamic_sampling(run: Run, step: int, first: Sampled) -> tuple[Sampled, dict]:
-    """DAPO's dynamic sampling (Yu et al. 2025, arXiv 2503.14476, §3.2; verl's algorithm.filter_groups): a
-    group whose G rewards are all equal has advantage 0 and no policy gradient, so it is dropped, and further
-    rounds sample the next prompts (prompt_indices) until the step has P groups whose rewards vary. Each extra
-    round samples as many prompts as the share of varying groups so far says are missing (all P while there
-    is none), and there are at most --max-sampling-rounds of them. If they do not reach P, the step is filled
-    up with equal groups in the order sampled (verl raises an error instead): they add only the KL term.
-    Everything is a function of (seed, step) and the policy, so a resumed run samples the same.
-    first: round 0's P groups. Returns the step's P groups (varying ones first, in the order sampled) and
-    {"sampling_rounds": rounds sampled, 1 + the extra ones; "zero_std_filled": share of equal groups kept}."""
-    P, G = len(first.examples), run.cfg.group_size
-    varying, equal, n_groups, rnd, s, rounds = [], [], 0, 0, first, [first]
-    while True:
-        for g, is_equal in enumerate(zero_std_groups(s.rewards(), G).tolist()):
-            (equal if is_equal else varying).append((s, g))
-        n_groups += len(s.examples)
-        missing = P - len(varying)
-        if missing <= 0 or rnd == run.cfg.max_sampling_rounds:
-            break
-        rnd += 1
-        s = sample_round(run, step, rnd, min(P, math.ceil(missing * n_groups / len(varying))) if varying else P)
-        rounds.append(s)
-    filled = max(0, missing)
-    kept = merge_groups(varying[:P] + equal[:filled], G)
-    kept.sample_s, kept.sampled_tokens = sum(r.sample_s for r in rounds), sum(r.sampled_tokens for r in rounds)
-    return kept, {"sampling_rounds": rnd + 1, "zero_std_filled": filled / P}
-
-
-def merge_groups(picks: list[tuple[Sampled, int]], G: int) -> Sampled:
-    """The groups picks = [(round, group index), ...] as one Sampled, in that order: completions cut or
-    right-padded (pad_id, log-prob 0) to the longest one kept. sample_s and sampled_tokens are left 0."""
-    rows = [(s, slice(g * G, (g + 1) * G)) for s, g in picks]
-    N = max(int(s.ro.lengths[r].max()) for s, r in rows)
-
-    def cat(name: str, fill=None) -> torch.Tensor:          # (len(picks) * G, ...) from each round's rows
-        parts = [getattr(s.ro, name)[r] for s, r in rows]
-        if fill is not None:                                # (G, N_round) -> (G, N)
-            parts = [torch.nn.functional.pad(t[:, :N], (0, N - min(N, t.size(1))), value=fill) for t in parts]
-        return torch.cat(parts)
-    pad_id = picks[0][0].ro.pad_id
-    ro = Rollouts([s.ro.prompts[g] for s, g in picks], G, cat("tokens", pad_id), cat("logprobs", 0.0),
-                  cat("lengths"), cat("stopped"), pad_id)
-    return Sampled(ro, [s.examples[g] for s, g in picks], [t for s, r in rows for t in s.texts[r]],
-                   [x for s, r in rows for x in s.scored[r]], 0.0, 0)
-
-
-def group_micro_batches(cfg, P: int) -> list[tuple[slice, slice]]:
-    """(prompt rows, completion rows) per micro-batch of P prompts' groups: whole groups, about
-    --micro-batch-size rows each."""
-    G = cfg.group_size
-    per = max(1, cfg.micro_batch_size // G)
-    return [(slice(p, min(p + per, P)), slice(p * G, min(p + per, P) * G)) for p in range(0, P, per)]
-
-
-def micro_batch_width(batch: RolloutBatch, b: slice) -> int:
-    """The longest completion among rows b: columns past it are padding in every row of the micro-batch,
-    so its forward and backward run on (rows, width) instead of (rows, N)."""
-    return max(batch.lengths[b])
-
-
-def batch_logprobs(run: Run, model, batch: RolloutBatch) -> torch.Tensor:
-    """Step 4: (B, N) float32 log-probs of the completions under `model` (reference or old policy), no grad."""
-    out = torch.zeros(batch.completion_ids.shape, dtype=torch.float32, device=run.device)
-    with torch.no_grad(), autocast(run.device, run.dtype):
-        for p, b in group_micro_batches(run.cfg, batch.prompt_ids.size(0)):
-            w = micro_batch_width(batch, b)
-            out[b, :w] = group_token_logprobs(model, batch.prompt_ids[p], batch.prompt_mask[p],
-                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w],
-                                              run.cfg.temperature)
-    return out
-
-
-def policy_update(run: Run, batch: RolloutBatch) -> dict:
-    """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
-    steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py), on every
-    rank: the normaliser and the gradients are sums over ranks. The first update also returns "entropy", the
-    policy's mean token entropy over the sampled completion tokens of the micro-batches that enter the loss
-    (nats, at the sampling temperature: the first sign of entropy collapse), from the LM head's chunks."""
-    cfg, dist, mask = run.cfg, run.dist, batch.loss_mask
-    ref_logp = batch_logprobs(run, run.reference, batch) if run.reference is not None else None
-    old_logp = batch_logprobs(run, run.forward, batch) if cfg.num_iterations > 1 else None  # mu = 1: detached current
-    norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
-    stats, grad_norm, loss_sum, tokens, entropy_sum, entropy_tokens = {}, 0.0, 0.0, 0.0, 0.0, 0.0
-    for iteration in range(cfg.num_iterations):
-        for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
-            if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
-                continue                                                     # e.g. all rows truncated and masked
-            w, first = micro_batch_width(batch, b), iteration == 0
-            with autocast(run.device, run.dtype):
-                scored = group_token_logprobs(run.forward, batch.prompt_ids[p], batch.prompt_mask[p],
-                                              batch.completion_ids[b, :w], batch.completion_mask[b, :w],
-                                              cfg.temperature, with_entropy=first)
-            logp, entropy = scored if first else (scored, None)
-            if first:
-                entropy_sum += entropy.sum().item()                          # 0 outside the completions
-                entropy_tokens += batch.completion_mask[b, :w].sum().item()
-            loss, m = grpo_loss(logp, None if old_logp is None else old_logp[b, :w],
-                                None if ref_logp is None else ref_logp[b, :w], batch.advantages[b], mask[b, :w],
-                                normalizer=norm, loss_agg=cfg.loss_agg, clip_eps_low=cfg.clip_eps,
-                                clip_eps_high=cfg.clip_eps_high or None, beta=cfg.beta,
-                                importance_sampling=cfg.importance_sampling_level, clip_delta=cfg.clip_delta)
-            loss.backward()
-            loss_sum += loss.item()
-            n = m.pop("completion_tokens")
-            tokens += n
-            for k, v in m.items():                                           # token-weighted means over micro-batches
-                stats[k] = stats.get(k, 0.0) + v * n
-        dist.sum_grads(run.policy)
-        grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
-        run.optimizer.step()
-        run.optimizer.zero_grad()              # no gradients held while the next step samples
-    return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
-            "entropy": entropy_sum / max(entropy_tokens, 1.0), "grad_norm": grad_norm}
-
-
-def dump_rollouts(run: Run, step: int, batch: RolloutBatch):
-    """OUT/rollouts/step_N.jsonl: this rank's rows of the step, to read what RL is doing: the prompt, its "gold"
-    answer, the completion, its reward and each reward part by name (one of them is "answer")."""
-    (run.out_dir / "rollouts").mkdir(exist_ok=True)
-    with open(run.out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
-        for i, text in enumerate(batch.texts):
-            ex = batch.examples[i // run.cfg.group_size]
-            f.write(json.dumps({"prompt": ex.prompt, "gold": ex.answer, "completion": text,
-                                "reward": batch.scored[i][0], **batch.scored[i][1],
-                                "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
-                                "truncated": not bool(batch.stopped[i])}) + "\n")
-
-
-# -----------------------------------------------------------------------------
-# The run: setup, then steps, evaluations and checkpoints
-
-
-def train(cfg: TrainConfig, task=None) -> dict:
-    """Runs the configured stage to completion (resuming if asked). Returns the last metrics dict,
-    with the final evaluation under "eval" when one ran. `task` overrides --task with any object that
-    has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task)."""
-    records = read_sft_data(cfg.data) if cfg.stage == "sft" else None     # bad input fails before the model loads
-    run, start_step, state = setup_run(cfg, task)
-    dist = run.dist
-    if cfg.stage == "sft":
-        pairs = tokenize_sft(records, run.tok, cfg.template, cfg.think_prefill)
-        context = run.policy.cfg.max_seq_len
-        too_long = [i for i, (p, c) in enumerate(pairs) if len(p) + len(c) > context]
-        empty = [i for i, (p, _) in enumerate(pairs) if not p]
-        if empty:
-            raise ValueError(f"{cfg.data}:{line_of(cfg.data, empty[0])}: the prompt is empty under --template "
-                             f"{cfg.template}: the first completion token has nothing to be predicted from")
-        if too_long:
-            raise ValueError(f"{cfg.data}: {len(too_long)} examples are longer than the model's context of {context} "
-                             f"tokens, e.g. the one at line {line_of(cfg.data, too_long[0])}")
-        steps_per_epoch = math.ceil(len(pairs) / cfg.prompts_per_step)
-        total_steps = steps_per_epoch * cfg.epochs
-    else:
-        total_steps = cfg.steps
-    start_logs(run, start_step, resumed=state is not None, total_steps=total_steps)
-    if start_step >= total_steps and dist.rank == 0:
-        print(f"nothing to do: {run.out_dir} holds step {start_step}, and the run has {total_steps} steps")
-
-    last = {}
-    if start_step == 0:
-        last["eval"] = run_eval(run, 0, "start")
-    dist.barrier()                                      # the other ranks wait for rank 0's evaluation
-    bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps, desc=cfg.stage,
-               dynamic_ncols=True, disable=None if dist.rank == 0 else True)
-    for step in bar:
-        t0 = time.time()
-        for g in run.optimizer.param_groups:
-            g["lr"] = lr_at(step, total_steps, cfg)
-        if cfg.stage == "grpo":
-            if cfg.ref_reset_every and step and step % cfg.ref_reset_every == 0:
-                sync_weights(run.reference, run.policy)     # R1: the reference follows the policy periodically
-                run.ref_is_initial = False
-            m = grpo_step(run, step)
-            bar.set_postfix(reward=f"{m['reward']:.3f}", acc=f"{m['accuracy']:.3f}")
-        else:
-            m = sft_step(run, step, pairs, steps_per_epoch)
-            bar.set_postfix(loss=f"{m['loss']:.4f}")
-        m = {"step": step + 1, **m, "lr": lr_at(step, total_steps, cfg), "step_s": time.time() - t0}
-        last = m
-        done = step + 1 == total_steps
-        if dist.rank == 0:
-            tqdm.write(f"step={step + 1}/{total_steps} " + " ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
-            log_metrics(run, m)
-        if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
-            run_eval(run, step + 1, "")                 # on every rank: refreshing the sampler may all-gather
-        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
-            save_checkpoint(run, step + 1)
-        dist.barrier()
-    if start_step < total_steps or not list_checkpoints(run.out_dir):
-        last["eval"] = run_eval(run, total_steps, "end")
-    dist.barrier()
-    return last
-
-
-def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
-    """Everything before the first step: processes and device, input checks (all before the model
-    loads), the checkpoint to resume from, the models and the optimizer. Returns the Run, the step to
-    start from and the resumed trainer state (None for a fresh run)."""
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    out_dir = Path(cfg.out_dir)
-    dist, device = init_distributed(cfg)
-    dist.fsdp = cfg.fsdp and dist.world > 1
-    dtype = compute_dtype(cfg.dtype, device)
-    if device.type == "cpu":
-        cap_kernel_caches()
-    # everything that can fail on bad input fails here, before the model is loaded
-    if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
-        task = load_task(cfg.task, seed=cfg.seed)
-    weights = parse_weights(cfg.reward_weights)
-    if cfg.stage == "grpo":                       # the task knows its reward parts: unknown names fail here
-        task.reward(task.example("train", 0), "", cfg.think_prefill, weights=weights)
-    if cfg.eval_prompts and task is not None:
-        task.example("test", 0)                   # an empty test split fails here, not after the model loads
-    check_writable(out_dir)
-    resolve_model_path(cfg.model)
-    if dist.rank == 0:                            # a kill during a save leaves its temporary directory behind
-        for stale in (out_dir / "checkpoints").glob("step_*.tmp-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-    ckpts = list_checkpoints(out_dir)
-    if ckpts and not cfg.resume:
-        raise SystemExit(f"{out_dir} already holds checkpoints ({ckpts[-1].name}); pass --resume to continue "
-                         "or choose another --out-dir")
-    state, ckpt = (load_newest_intact(ckpts) if cfg.resume and ckpts else (None, None))
-    if state:
-        check_resumed_config(cfg, state["config"], ckpt)
-        if dist.rank == 0:
-            print(f"resuming from {ckpt} (step {state['step']})")
-    torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
-
-    policy, tok = load_pretrained(ckpt if state else cfg.model, device=device, dtype=torch.float32)
-    policy.requires_grad_(True).train()
-    policy.checkpoint_blocks = cfg.activation_checkpointing
-    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
-    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights)
-    sampler = (policy if dtype == torch.float32 and not dist.fsdp else
-               copy.deepcopy(policy).to(dtype).requires_grad_(False))
-    reference = None
-    if cfg.stage == "grpo" and cfg.beta > 0:
-        reference = load_reference(cfg, policy, state, device, dtype, dist)
-    if dist.fsdp:
-        fsdp_shard(policy, device, dist.world)
-    # fused: one kernel per tensor and no temporaries (with the LM head's vocabulary slices, 4% of the CPU
-    # benchmark's peak memory: benchmarks/README.md)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
-                                  fused=device.type in ("cpu", "cuda") and not dist.fsdp)
-    if state:
-        load_optimizer_state(policy, optimizer, state["optimizer"], dist)
-        torch.set_rng_state(state["rng"]["torch"])
-        random.setstate(state["rng"]["python"])
-    run = Run(cfg, tok, policy, optimizer, task=task, weights=weights, sampler=sampler, reference=reference,
-              forward=torch.compile(policy) if cfg.compile else None, device=device, dtype=dtype, out_dir=out_dir,
-              dist=dist, ref_is_initial=not (state and state.get("reference") is not None))
-    return run, state["step"] if state else 0, state
-
-
-# the flags whose change turns a resumed run into another run (the data, the objective, the sampling)
-RUN_DEFINING = ("stage", "model", "task", "data", "template", "think_prefill", "group_size", "prompts_per_step",
-                "max_new_tokens", "temperature", "top_p", "beta", "clip_eps", "clip_eps_high", "num_iterations",
-                "loss_agg", "scale_rewards", "reward_weights", "mask_truncated", "seed", "clip_delta",
-                "importance_sampling_level", "overlong_buffer", "overlong_penalty", "dynamic_sampling",
-                "max_sampling_rounds")
-
-
-def check_resumed_config(cfg: TrainConfig, saved: dict, ckpt: Path):
-    """Refuses (ValueError naming the fields) to resume a checkpoint whose run-defining flags differ from
-    these, unless --allow-config-change, which prints the changes instead."""
-    changed = [f"--{k.replace('_', '-')} {saved[k]!r} -> {getattr(cfg, k)!r}" for k in RUN_DEFINING
-               if k in saved and saved[k] != getattr(cfg, k)]
-    if changed and not cfg.allow_config_change:
-        raise ValueError(f"{ckpt} was trained with other flags: {'; '.join(changed)}. Resume with the "
-                         "checkpoint's flags, choose another --out-dir, or pass --allow-config-change")
-    for change in changed:
-        print(f"config change on resume: {change}")
-
-
-def load_reference(cfg: TrainConfig, policy, state: dict | None, device, dtype, dist: "Dist"):
-    """The frozen reference model: the initial model, or the one saved in the checkpoint after a
-    --ref-reset-every reset. It runs under the same autocast as the policy, so that at step 0 both compute
-    the very same numbers and the KL is exactly 0. Its blocks' Linear weights are stored in the compute
-    dtype (half the memory, no cast per forward): autocast would round them to it anyway. Embeddings and
-    norms stay float32 (a bf16 model would also round the residual stream, which autocast does not)."""
-    if state and state.get("reference") is not None:
-        reference = copy.deepcopy(policy)
-        reference.load_state_dict(state["reference"])
-    else:
-        reference, _ = load_pretrained(cfg.model, device=device, dtype=torch.float32)
-    reference = reference.requires_grad_(False).eval()
-    for module in reference.layers.modules():
-        if isinstance(module, torch.nn.Linear) and not dist.fsdp:    # FSDP2 wants one dtype per unit
-            module.to(dtype)
-    if dist.fsdp:
-        fsdp_shard(reference, device, dist.world)
-    return reference
-
-
-def start_logs(run: Run, start_step: int, resumed: bool, total_steps: int):
-    """Rank 0: OUT/config.json, metrics.jsonl cut back to the step resumed from, the config and run lines."""
-    cfg, metrics_path = run.cfg, run.out_dir / "metrics.jsonl"
-    if run.dist.rank != 0:
-        return
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    (run.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
-    # a fresh run starts a fresh log (a run killed before its first checkpoint left lines behind); a resumed
-    # one drops the lines logged after the checkpoint it resumes from
-    kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= start_step] if resumed else []
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
-    print("config: " + json.dumps(dataclasses.asdict(cfg)))
-    params = sum(p.numel() for p in run.policy.parameters()) / 1e6
-    print(f"device={run.device} compute_dtype={str(run.dtype).removeprefix('torch.')} "
-          f"threads={torch.get_num_threads()} ranks={run.dist.world} params={params:.1f}M steps={total_steps}")
-
-
-def read_metrics(path: Path) -> list[dict]:
-    """The records of a metrics.jsonl; a last line cut off by a kill mid-write is dropped with a warning
-    naming the file. Raises ValueError naming file:line for any other line that is not JSON."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    records = []
-    for n, line in enumerate(lines, 1):
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n < len(lines):
-                raise ValueError(f"{path}:{n}: not a JSON record") from None
-            print(f"warning: {path}:{n}: the last line is cut off (a kill mid-write?); dropped")
-    return records
-
-
-def check_writable(out_dir: Path):
-    """Raises ValueError unless out_dir is (or can be made) a directory this process can write in."""
-    try:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out_dir):
-            pass
-    except OSError as e:
-        raise ValueError(f"--out-dir {out_dir}: not a writable directory ({e.strerror or e})") from None
-
-
-def log_metrics(run: Run, record: dict):
-    """Appends one record to OUT/metrics.jsonl."""
-    with open(run.out_dir / "metrics.jsonl", "a") as f:
-        f.write(json.dumps(record) + "\n")
-
-
-def run_eval(run: Run, step: int, tag: str) -> dict | None:
-    """Held-out pass@1 / cons@k of the current policy (sample.evaluate), printed and logged by rank 0."""
-    cfg = run.cfg
-    if not cfg.eval_prompts or run.task is None:
-        return None
-    if run.sampler is not run.policy:
-        sync_weights(run.sampler, run.policy)          # on every rank: under FSDP it all-gathers
-    if run.dist.rank != 0:
-        return None
-    t0 = time.time()
-    r = evaluate(run.sampler, run.tok, run.task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
-                 think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
-                 temperature=cfg.eval_temperature, top_p=0.95, seed=cfg.seed)
-    tqdm.write(eval_line(tag, step, r) + f" seconds={time.time() - t0:.1f}")
-    rec = {"step": step, "eval": {k: v for k, v in r.items() if isinstance(v, (int, float))}}
-    log_metrics(run, rec)
-    return rec["eval"]
-
-
-# -----------------------------------------------------------------------------
-# Helpers of the step: learning rate, seeds, micro-batches, dtypes
-
-
-def lr_at(step: int, total_steps: int, cfg: TrainConfig) -> float:
-    """The learning rate of step (0-based) of total_steps: a linear warmup over --warmup-steps, then constant
-    (R1 trains at a constant lr) or, with --lr-schedule linear, lr * (total_steps - step) / (total_steps -
-    warmup_steps): 1/(total - warmup) of it at the last step (transformers' get_linear_schedule_with_warmup)."""
-    if step < cfg.warmup_steps:
-        return cfg.lr * (step + 1) / cfg.warmup_steps
-    if cfg.lr_schedule == "linear":
-        return cfg.lr * (total_steps - step) / max(1, total_steps - cfg.warmup_steps)
-    return cfg.lr
-
-
-def step_seed(cfg: TrainConfig, step: int, rnd: int = 0) -> int:
-    """Sampling seed of a step's sampling round rnd (dynamic sampling's rounds; 0 otherwise): a function of
-    (seed, step, round) only, so a resumed run samples what the uninterrupted one did without restoring any
-    generator state."""
-    return (cfg.seed * 1_000_003 + step + rnd * EXTRA_ROUND_OFFSET) % 2**31
-
-
-def micro_batches(B: int, size: int):
-    return [slice(i, min(i + size, B)) for i in range(0, B, size)]
-
-
-def compute_dtype(name: str, device: torch.device) -> torch.dtype:
-    """auto -> sample.default_dtype: bfloat16 on CUDA, and on CPUs with native bf16 matmuls (faster than
-    float32 there: benchmarks/sample_vs_hf.py), else float32. Master weights and optimiser state stay
-    float32."""
-    if name == "auto":
-        return default_dtype(device)
-    return getattr(torch, name)
-
-
-def autocast(device: torch.device, dtype: torch.dtype):
-    """bf16/fp16 autocast for the training forward; a no-op for float32 (exact, used by the tests).
-    Without autocast's cache of weight casts: a weight used twice in one forward (the shared prompt
-    pass and the completions, grpo.group_token_logprobs) then gets two casts, and its two gradients
-    are summed in float32 by AccumulateGrad rather than in bf16 through one shared cast."""
-    if dtype == torch.float32:
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
-
-
-def eval_line(tag: str, step: int, r: dict) -> str:
-    return (f"eval step={step} {tag} pass@1={r['pass@1']:.3f}±{r['pass@1_se']:.3f} "
-            f"cons@{r['k']}={r['cons@k']:.3f} answer_acc={r['answer_acc']:.3f} mean_len={r['mean_len']:.1f} n={r['n']}")
-
-
-# -----------------------------------------------------------------------------
-# SFT (R1's cold start and rejection-sampling stages)
-
-
-def read_sft_data(path: str) -> list[dict]:
-    """Reads a jsonl of {"prompt": str, "completion": str} or {"messages": [{"role", "content"}, ...]}
-    (the last message the assistant's). Raises ValueError naming the file and line of a bad record."""
-    records = []
-    for n, line in jsonl_lines(path):
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}:{n}: not valid JSON ({e})") from None
-        msgs = rec.get("messages") if isinstance(rec, dict) else None
-        if isinstance(msgs, list) and msgs:
-            roles = ("system", "user", "assistant")
-            if not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("role") in roles
-                       for m in msgs) or msgs[-1].get("role") != "assistant":
-                raise ValueError(f"{path}:{n}: 'messages' must be role/content objects ending with the assistant's")
-        elif not (isinstance(rec, dict) and isinstance(rec.get("prompt"), str)
-                  and isinstance(rec.get("completion"), str)):
-            raise ValueError(f"{path}:{n}: expected {{'prompt': str, 'completion': str}} or {{'messages': [...]}}")
-        records.append(rec)
-    if not records:
-        raise ValueError(f"{path}: no examples")
-    return records
-
-
-def line_of(path: str, k: int) -> int:
-    """The line number of the k-th (0-based) non-blank line of a jsonl file, as read_sft_data counts records."""
-    return [n for n, _ in jsonl_lines(path)][k]
-
-
-def tokenize_sft(records: list[dict], tok, template: str, think_prefill: bool) -> list[tuple[list[int], list[int]]]:
-    """(prompt_ids, completion_ids) per record. A "prompt" goes through --template ("raw" keeps it as
-    is), "messages" through the chat format. completion_ids end with the stop token, so the model
-    learns to stop."""
-    from reward import Example
-    pairs = []
-    for rec in records:
-        if "messages" in rec:
-            prompt, completion = tok.render_chat(rec["messages"][:-1]), rec["messages"][-1]["content"]
-        else:
-            completion = rec["completion"]
-            prompt = rec["prompt"] if template == "raw" else render_prompt(
-                Example(prompt=rec["prompt"], answer=""), template, tok, think_prefill)
-        pairs.append((tok.encode(prompt), tok.encode(completion) + tok.stop_ids[:1]))
-    return pairs
-
-
-def sft_batch(pairs, pad_id: int, device):
-    """Right-padded [prompt | completion | pad] rows. Returns ids (B, T) int64, attention_mask and
-    completion_mask (B, T) bool (completion tokens, stop token included), built from lengths."""
-    T = max(len(p) + len(c) for p, c in pairs)
-    ids = torch.full((len(pairs), T), pad_id, dtype=torch.long)
-    attn = torch.zeros(len(pairs), T, dtype=torch.bool)
-    comp = torch.zeros_like(attn)
-    for i, (p, c) in enumerate(pairs):
-        ids[i, :len(p) + len(c)] = torch.tensor(p + c)
-        attn[i, :len(p) + len(c)] = True
-        comp[i, len(p):len(p) + len(c)] = True
-    return ids.to(device), attn.to(device), comp.to(device)
-
-
-def sft_step(run: Run, step: int, pairs: list, steps_per_epoch: int) -> dict:
-    """One SFT step: cross-entropy on completion tokens only, averaged over the step's completion tokens
-    (so micro-batching does not change the gradient). The example order is a seeded permutation per
-    epoch, so the data position is a function of the step (exact resume)."""
-    cfg, dist = run.cfg, run.dist
-    epoch, i = divmod(step, steps_per_epoch)
-    order = torch.randperm(len(pairs), generator=torch.Generator().manual_seed(cfg.seed * 1000 + epoch)).tolist()
-    batch = [pairs[j] for j in order[i * cfg.prompts_per_step:(i + 1) * cfg.prompts_per_step]]
-    batch = batch[dist.rank::dist.world]                   # this rank's share (ranks beyond it get none)
-    ids, attn, comp = sft_batch(batch, run.tok.pad_id, run.device) if batch else (None, None, None)
-    n_tokens = dist.sum(comp.sum().item() if batch else 0)
-    loss_sum = 0.0
-    for mb in micro_batches(ids.size(0) if batch else 0, cfg.micro_batch_size):
-        with autocast(run.device, run.dtype):
-            logp = token_logprobs(run.forward, ids[mb], attn[mb], comp[mb], temperature=1.0)
-        loss = -logp.sum() / n_tokens          # padding positions are 0 in logp
-        loss.backward()
-        loss_sum += loss.item()
-    dist.sum_grads(run.policy)
-    loss_sum = dist.sum(loss_sum)
-    grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
-    run.optimizer.step()
-    run.optimizer.zero_grad()
-    return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
-
-
-# -----------------------------------------------------------------------------
-# Checkpoints: OUT/checkpoints/step_N/ = Hugging Face files + trainer_state.pt, renamed into place whole
-
-
-def save_checkpoint(run: Run, step: int):
-    """Atomic: everything is written into a temporary directory that is renamed to step_N only when
-    complete, so a crash at any moment leaves the previous checkpoints whole. The reference model is
-    saved only when it is no longer the initial model (after a --ref-reset-every reset). The optimizer
-    state is keyed by parameter name, so any number of ranks, sharded or not, can resume from it. Every
-    rank calls this (under FSDP the full tensors are gathered from all of them); rank 0 writes."""
-    cfg, dist = run.cfg, run.dist
-    if dist.rank != 0 and not dist.fsdp:
-        return
-    weights, opt_state = full_state_dicts(run.policy, run.optimizer, dist)
-    reference = None if run.ref_is_initial else run.reference
-    ref_weights = full_state_dicts(reference, None, dist)[0] if reference is not None else None
-    if dist.rank != 0:
-        return
-    ckpt_root = run.out_dir / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"step_{step}.tmp-", dir=ckpt_root))
-    save_pretrained(run.policy, run.tok, tmp / "hf", state_dict=weights)   # its own temp+rename inside ours
-    for f in (tmp / "hf").iterdir():
-        os.replace(f, tmp / f.name)
-    (tmp / "hf").rmdir()
-    state = {"format": 2, "step": step, "config": dataclasses.asdict(cfg), "optimizer": opt_state,
-             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}, "reference": ref_weights}
-    torch.save(state, tmp / "trainer_state.pt")
-    (tmp / MANIFEST).write_text(json.dumps({f.name: file_digest(f) for f in sorted(tmp.iterdir())}, indent=1))
-    final = ckpt_root / f"step_{step}"
-    shutil.rmtree(final, ignore_errors=True)          # only when re-saving the same step
-    os.replace(tmp, final)
-    if cfg.keep_checkpoints:
-        for old in list_checkpoints(run.out_dir)[:-cfg.keep_checkpoints]:
-            shutil.rmtree(old, ignore_errors=True)
-
-
-MANIFEST = "manifest.json"       # each file of a checkpoint: its size and SHA-256, checked before resuming
-
-
-def file_digest(path: Path) -> dict:
-    """{"size": bytes, "sha256": hex digest} of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(2**20), b""):
-            h.update(block)
-    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
-
-
-def checkpoint_damage(ckpt: Path) -> str | None:
-    """Why a checkpoint cannot be trusted (a file missing, of another size or checksum than its manifest
-    says), or None. Checkpoints written before manifests existed are taken as they are."""
-    manifest = ckpt / MANIFEST
-    if not manifest.exists():
-        return None
-    try:
-        expected = json.loads(manifest.read_text())
-    except (OSError, ValueError) as e:
-        return f"{manifest} unreadable ({e})"
-    for name, want in expected.items():
-        f = ckpt / name
-        if not f.exists():
-            return f"{f} missing"
-        if f.stat().st_size != want["size"]:
-            return f"{f} is {f.stat().st_size} bytes, the manifest says {want['size']}"
-        if file_digest(f)["sha256"] != want["sha256"]:
-            return f"{f} does not match its checksum"
-    return None
-
-
-def load_newest_intact(ckpts: list[Path]) -> tuple[dict, Path]:
-    """The trainer state of the newest checkpoint that is whole, and its path: a damaged one is reported
-    by path and the one before it tried. Raises SystemExit when none is whole."""
-    for ckpt in reversed(ckpts):
-        why = checkpoint_damage(ckpt)
-        if why is None:
-            try:
-                return torch.load(ckpt / "trainer_state.pt", map_location="cpu", weights_only=False), ckpt
-            except Exception as e:       # torch raises several types for truncated or garbage files
-                why = f"{ckpt / 'trainer_state.pt'} unreadable ({type(e).__name__}: {e})"
-        print(f"warning: not resuming from {ckpt}: {why}")
-    raise SystemExit(f"no intact checkpoint among {[c.name for c in ckpts]} to resume from (see the warnings); "
-                     "remove them to start over, or choose another --out-dir")
-
-
-def full_state_dicts(model, optimizer, dist: "Dist") -> tuple[dict, dict | None]:
-    """The model's full float tensors on the CPU, and the optimizer state keyed by parameter name
-    ({"state": {name: {...}}, "param_groups": [{..., "params": [names]}]}). Under FSDP both are
-    gathered from the shards (a collective: every rank calls it; rank 0 receives them)."""
-    if dist.fsdp:
-        from torch.distributed.checkpoint.state_dict import (StateDictOptions, get_model_state_dict,
-                                                             get_optimizer_state_dict)
-        full = StateDictOptions(full_state_dict=True, cpu_offload=True)
-        return (get_model_state_dict(model, options=full),
-                get_optimizer_state_dict(model, optimizer, options=full) if optimizer is not None else None)
-    weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-    if optimizer is None:
-        return weights, None
-    names = [n for n, _ in model.named_parameters()]       # optimizer.state_dict() numbers them in this order
-    return weights, rekey_optimizer_state(optimizer.state_dict(), names)
-
-
-def rekey_optimizer_state(state: dict, keys: dict | list) -> dict:
-    """An optimizer state dict with every parameter key k (in "state" and in each group's "params")
-    replaced by keys[k]: numbers -> names with keys = the parameter names in order, names -> numbers
-    with keys = {name: number}."""
-    return {"state": {keys[k]: s for k, s in state["state"].items()},
-            "param_groups": [{**g, "params": [keys[k] for k in g["params"]]} for g in state["param_groups"]]}
-
-
-def load_optimizer_state(model, optimizer, state: dict, dist: "Dist"):
-    """Inverse of full_state_dicts' optimizer part (also takes format-1 checkpoints, numbered by position)."""
-    names = [n for n, _ in model.named_parameters()]
-    if all(isinstance(k, int) for k in state["state"]):     # format 1: numbered like optimizer.state_dict()
-        state = rekey_optimizer_state(state, names)
-    if dist.fsdp:
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_optimizer_state_dict
-        set_optimizer_state_dict(model, optimizer, state, options=StateDictOptions(full_state_dict=True))
-        return
-    optimizer.load_state_dict(rekey_optimizer_state(state, {n: i for i, n in enumerate(names)}))
-
-
-def list_checkpoints(out_dir: Path) -> list[Path]:
-    """Complete checkpoints (step_N with a trainer_state.pt), oldest first."""
-    root = out_dir / "checkpoints"
-    if not root.is_dir():
-        return []
-    done = [p for p in root.iterdir() if p.name.startswith("step_") and p.name[5:].isdigit()
-            and (p / "trainer_state.pt").exists()]
-    return sorted(done, key=lambda p: int(p.name[5:]))
-
-
 # =============================================================================
-# Runtime machinery: kernel caches, weight copies, torchrun/FSDP. Nothing below changes a number
-# (tests/test_train.py and tests/test_distributed.py check each against its plain equivalent;
-# benchmarks/README.md has what cap_kernel_caches buys).
+# Runtime machinery: nothing below changes a number (benchmarks/README.md has what it buys). The rest of it,
+# torchrun/FSDP and the sampler's weight copies, is distributed.py's
 
 
 def cap_kernel_caches(capacity: int = 128):
@@ -1042,126 +877,6 @@ def cap_kernel_caches(capacity: int = 128):
     (benchmarks/README.md: 3.62 against 4.24 GiB peak on the benchmark's GRPO step)."""
     for var in ("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "LRU_CACHE_CAPACITY"):
         os.environ.setdefault(var, str(capacity))
-
-
-def sync_weights(dst, src):
-    """Copies the policy's float32 weights into the sampler's (bf16) copy, in place. Under FSDP src's
-    parameters are shards: each is all-gathered in turn (a collective: every rank calls this)."""
-    with torch.no_grad():
-        for d, s in zip(dst.parameters(), src.parameters()):
-            d.copy_(s.full_tensor() if hasattr(s, "full_tensor") and not hasattr(d, "full_tensor") else s)
-
-
-# -----------------------------------------------------------------------------
-# Several processes (torchrun): each rank samples and scores its share of the step's prompts (whole
-# groups, so advantages stay group-local); the loss normaliser and the gradients are summed over ranks,
-# so the update equals the one-process update of the whole batch. Rank 0 logs, evaluates and saves.
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    fsdp: bool = False           # weights sharded with FSDP2: gradients are reduce-scattered in backward
-
-    def sum(self, x: float) -> float:
-        """All-reduce SUM of a Python number (a count: the loss normaliser, or a metric's sum)."""
-        if self.world == 1:
-            return x
-        import torch.distributed as dist
-        t = torch.tensor([float(x)], dtype=torch.float64)
-        dist.all_reduce(t)
-        return t.item()
-
-    def sum_grads(self, model):
-        """Sums every parameter's gradient over ranks, in one flat buffer. This is DDP's all-reduce done
-        by hand: the DDP wrapper cannot serve here, because GRPO's scorer runs the model twice per
-        backward (prompt pass, completion pass) and calls lm_head outside forward, which its hooks do
-        not follow. It sums rather than averages: each rank's loss is already divided by the global
-        normaliser."""
-        if self.world == 1 or self.fsdp:
-            return
-        import torch.distributed as dist
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
-        flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat)
-        for p, chunk in zip(model.parameters(), flat.split([g.numel() for g in grads])):
-            p.grad = chunk.view_as(p).clone()
-
-    def mean_metrics(self, m: dict) -> dict:
-        """Each metric averaged over ranks (every rank holds the same number of rows); *_max are maxed."""
-        if self.world == 1:
-            return m
-        import torch.distributed as dist
-        every = [None] * self.world
-        dist.all_gather_object(every, m)
-        return {k: max(e[k] for e in every) if k.endswith("_max") else sum(e[k] for e in every) / self.world
-                for k in m}
-
-    def barrier(self):
-        if self.world > 1:
-            import torch.distributed as dist
-            dist.barrier()
-
-
-def init_distributed(cfg: TrainConfig) -> tuple[Dist, torch.device]:
-    """Under torchrun (WORLD_SIZE > 1): a process group (NCCL on CUDA, gloo on CPU) and this rank's
-    device. Otherwise rank 0 of 1 and no torch.distributed at all. Raises ValueError when the step's
-    prompts do not split evenly over the ranks, or a rank's LOCAL_RANK names a CUDA device the node lacks."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world == 1:
-        return Dist(), pick_device(cfg.device)
-    import torch.distributed as dist
-    if cfg.prompts_per_step % world:
-        raise ValueError(f"--prompts-per-step {cfg.prompts_per_step} does not split over {world} ranks")
-    device = pick_device(cfg.device)
-    if device.type == "cuda":
-        local = int(os.environ.get("LOCAL_RANK", "0"))
-        if local >= torch.cuda.device_count():
-            raise ValueError(f"LOCAL_RANK {local}: this node has {torch.cuda.device_count()} CUDA device(s); run "
-                             "torchrun with --nproc-per-node at most that, or pass --device cpu (gloo)")
-        device = torch.device("cuda", local)
-        torch.cuda.set_device(device)
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), world), device
-
-
-def close_distributed():
-    """Destroys the process group, if one was made, on a run's successful end (every rank has passed the
-    last barrier). A process that exits with it alive lets gloo's worker threads outlive the interpreter:
-    an occasional "terminate called without an active exception" (SIGABRT) after the run had finished
-    (pytorch/pytorch#190489). Not called on an error: a rank still inside a collective would hang it."""
-    import torch.distributed as dist
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-
-
-def clip_grad_norm(model, max_norm: float) -> float:
-    """Scales the gradients so their global L2 norm is at most max_norm (0 = no clipping); returns the
-    norm before clipping. Under FSDP the norm is over all ranks' shards."""
-    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
-    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
-
-
-def fsdp_shard(model, device: torch.device, world: int):
-    """FSDP2 (torch.distributed.fsdp.fully_shard): each Block, then the rest (embeddings, final norm, LM
-    head), becomes one unit whose parameters are split over the ranks along dim 0. A unit's full weights
-    exist only while it runs: all-gathered before its forward (and again for its backward), freed after;
-    its gradients are reduce-scattered, so each rank keeps 1/world of the weights, gradients and AdamW
-    state. Gradients are summed over ranks, not averaged: each rank's loss is already divided by the
-    global normaliser. The weights stay float32 and run under the same autocast as without FSDP."""
-    from torch.distributed.device_mesh import init_device_mesh
-    from torch.distributed.fsdp import FSDPModule, fully_shard
-    mesh = init_device_mesh(device.type, (world,))
-    for block in model.layers:
-        fully_shard(block, mesh=mesh)
-    fully_shard(model, mesh=mesh)
-    for m in model.modules():
-        if isinstance(m, FSDPModule):
-            m.set_gradient_divide_factor(1.0)
-            m.set_force_sum_reduction_for_comms(True)         # a plain SUM (gloo has no pre-multiplied sum)
-    return model
 
 
 if __name__ == "__main__":

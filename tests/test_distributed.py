@@ -1,6 +1,8 @@
-"""train.py under torch.distributed on CPU (gloo; --device cpu, also where CUDA is present): 2 ranks x half
-the batch give the same update as 1 rank x the whole batch, replicated or sharded (FSDP2), and a 2-process
-torchrun run completes, checkpoints once and resumes, also with --fsdp and from a sharded run into a single process."""
+"""distributed.py: train.py under torch.distributed on CPU (gloo; --device cpu, also where CUDA is present): 2
+ranks x half the batch give the same update as 1 rank x the whole batch, replicated or sharded (FSDP2), and a
+2-process torchrun run completes, checkpoints once and resumes, also with --fsdp and from a sharded run into a
+single process; the sampler's weight copy (sync_weights) is the policy's, rounded."""
+import copy
 import json
 import os
 import socket
@@ -12,7 +14,9 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
+import distributed as D
 import train as T
+from checkpoint import full_state_dicts, list_checkpoints
 from model import load_pretrained
 from test_train import LetterTask, config
 
@@ -25,7 +29,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def update(cfg, batch, dist=T.Dist()):
+def update(cfg, batch, dist=D.Dist()):
     """One policy_update with plain SGD at lr 1, no clipping: the weights move by exactly the gradient
     (Adam's first step is ~lr*sign(g), which would amplify rounding-level differences). Returns the
     full weights (gathered from the shards under FSDP)."""
@@ -36,11 +40,11 @@ def update(cfg, batch, dist=T.Dist()):
         for p in reference.parameters():
             p.mul_(0.9)
     if dist.fsdp:
-        T.fsdp_shard(policy, torch.device("cpu"), dist.world)
-        T.fsdp_shard(reference.requires_grad_(False), torch.device("cpu"), dist.world)
+        D.fsdp_shard(policy, torch.device("cpu"), dist.world)
+        D.fsdp_shard(reference.requires_grad_(False), torch.device("cpu"), dist.world)
     opt = torch.optim.SGD(policy.parameters(), lr=1.0)
     T.policy_update(T.Run(cfg, None, policy, opt, reference=reference, dist=dist), batch)
-    return {k: v.clone() for k, v in T.full_state_dicts(policy, None, dist)[0].items()}
+    return {k: v.clone() for k, v in full_state_dicts(policy, None, dist)[0].items()}
 
 
 def half(batch, rank: int, P: int, G: int):
@@ -54,7 +58,7 @@ def worker(rank, port, cfg, batch, out, fsdp):
     import torch.distributed as dist
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
-        weights = update(cfg, half(batch, rank, cfg.prompts_per_step, cfg.group_size), T.Dist(rank, 2, fsdp))
+        weights = update(cfg, half(batch, rank, cfg.prompts_per_step, cfg.group_size), D.Dist(rank, 2, fsdp))
         if rank == 0:
             torch.save(weights, out)
         dist.barrier()      # no rank tears gloo down while the other still runs (an occasional SIGABRT)
@@ -97,9 +101,9 @@ def test_torchrun_run_checkpoints_once_and_resumes(tmp_path):
         return r.stdout
     first = torchrun("--steps", "2")
     assert "ranks=2" in first and first.count("config:") == 1            # only rank 0 prints
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_1", "step_2"]
+    assert [p.name for p in list_checkpoints(out)] == ["step_1", "step_2"]
     torchrun("--steps", "3", "--resume")
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_2", "step_3"]
+    assert [p.name for p in list_checkpoints(out)] == ["step_2", "step_3"]
     steps = [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines() if "eval" not in l]
     assert steps == [1, 2, 3]                                             # one line per step, rank 0's
 
@@ -112,7 +116,8 @@ def test_torchrun_fsdp_run_checkpoints_and_resumes_on_one_process(tmp_path):
 
     def run(*flags, nproc):
         cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_port",
-               str(free_port()), str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype", "bfloat16",
+               str(free_port()), str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype",
+               "bfloat16",
                "--device", "cpu", "--prompts-per-step", "2", "--group-size", "4", "--max-new-tokens", "16", "--threads",
                "1", "--eval-prompts", "2", "--eval-k", "2", "--eval-every", "1", "--save-every", "1", *flags]
         r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
@@ -122,23 +127,23 @@ def test_torchrun_fsdp_run_checkpoints_and_resumes_on_one_process(tmp_path):
     # the language-consistency share varies over random byte soup, so every group has a gradient
     first = run("--steps", "2", "--fsdp", "--ref-reset-every", "1", "--reward-weights", "language=1", nproc=2)
     assert "ranks=2" in first and first.count("eval step=") == 3          # start, after step 1, end
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_1", "step_2"]
+    assert [p.name for p in list_checkpoints(out)] == ["step_1", "step_2"]
     model, _ = load_pretrained(out / "checkpoints" / "step_2", device="cpu")
     start, _ = load_pretrained("tiny", device="cpu")
     assert any(not torch.equal(p, q) for p, q in zip(model.parameters(), start.parameters()))   # it trained
     state = torch.load(out / "checkpoints" / "step_2" / "trainer_state.pt", weights_only=False)
     assert state["reference"] is not None and "embed_tokens.weight" in state["optimizer"]["state"]
     run("--steps", "3", "--resume", "--ref-reset-every", "1", "--reward-weights", "language=1", nproc=1)
-    assert [p.name for p in T.list_checkpoints(out)] == ["step_2", "step_3"]
+    assert [p.name for p in list_checkpoints(out)] == ["step_2", "step_3"]
 
 
 def test_close_distributed_destroys_the_process_group(tmp_path):
     """train.py and pipeline.py end by destroying the process group: a process that exits with its gloo
     group alive can abort after its run had finished (the torchrun runs above then fail now and then)."""
     import torch.distributed as dist
-    T.close_distributed()                                   # without a group: nothing to do
+    D.close_distributed()                                   # without a group: nothing to do
     dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    T.close_distributed()
+    D.close_distributed()
     assert not dist.is_initialized()
 
 
@@ -146,7 +151,21 @@ def test_torchrun_with_more_ranks_than_gpus_is_refused(monkeypatch):
     """A rank whose LOCAL_RANK names a GPU the node lacks gets a message, not CUDA's 'invalid device ordinal'."""
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
-    monkeypatch.setattr(T, "pick_device", lambda name: torch.device("cuda"))
+    monkeypatch.setattr(D, "pick_device", lambda name: torch.device("cuda"))
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     with pytest.raises(ValueError, match="LOCAL_RANK 1: this node has 1 CUDA device"):
-        T.init_distributed(T.TrainConfig(prompts_per_step=2))
+        D.init_distributed(T.TrainConfig(prompts_per_step=2))
+
+
+def test_sync_weights_refills_the_sampler_with_the_current_policy():
+    """sync_weights fills the bf16 sampling copy with the policy's current weights rounded to bf16, in
+    place, the tied LM head still tied."""
+    policy, _ = load_pretrained("tiny", device="cpu")
+    sampler = copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(1.0)                                             # an update happened meanwhile
+    D.sync_weights(sampler, policy)
+    for (n, s), p in zip(sampler.named_parameters(), policy.parameters()):
+        assert s.dtype == torch.bfloat16 and torch.equal(s, p.to(torch.bfloat16)), n
+    assert sampler.lm_head.weight is sampler.embed_tokens.weight

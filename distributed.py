@@ -1,0 +1,137 @@
+"""
+distributed.py: train.py under torchrun, replicated or sharded (FSDP2). Under one process none of this
+touches torch.distributed, and every function here is the identity or its plain equivalent.
+
+    torchrun --nproc-per-node 2 train.py --device cpu ...          # gloo on CPU, NCCL on CUDA
+    torchrun --nproc-per-node 2 train.py --fsdp ...                 # weights, gradients, AdamW state sharded
+    python -m pytest tests/test_distributed.py -q
+
+What it guarantees: each rank samples and scores its share of the step's prompts (whole groups, so
+advantages stay group-local); the loss normaliser and the gradients are summed over ranks, so the update
+equals the one-process update of the whole batch (tests/test_distributed.py checks 2 ranks x half the
+batch against 1 rank x all of it, replicated and under FSDP, to 1e-6). Rank 0 logs, evaluates and saves.
+"""
+import os
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from model import pick_device
+
+if TYPE_CHECKING:                     # a type name only: train imports this module
+    from train import TrainConfig
+
+
+@dataclass
+class Dist:
+    rank: int = 0
+    world: int = 1
+    fsdp: bool = False           # weights sharded with FSDP2: gradients are reduce-scattered in backward
+
+    def sum(self, x: float) -> float:
+        """All-reduce SUM of a Python number (a count: the loss normaliser, or a metric's sum)."""
+        if self.world == 1:
+            return x
+        import torch.distributed as dist
+        t = torch.tensor([float(x)], dtype=torch.float64)
+        dist.all_reduce(t)
+        return t.item()
+
+    def sum_grads(self, model):
+        """Sums every parameter's gradient over ranks, in one flat buffer. This is DDP's all-reduce done
+        by hand: the DDP wrapper cannot serve here, because GRPO's scorer runs the model twice per
+        backward (prompt pass, completion pass) and calls lm_head outside forward, which its hooks do
+        not follow. It sums rather than averages: each rank's loss is already divided by the global
+        normaliser."""
+        if self.world == 1 or self.fsdp:
+            return
+        import torch.distributed as dist
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+        flat = torch.cat([g.reshape(-1) for g in grads])
+        dist.all_reduce(flat)
+        for p, chunk in zip(model.parameters(), flat.split([g.numel() for g in grads])):
+            p.grad = chunk.view_as(p).clone()
+
+    def mean_metrics(self, m: dict) -> dict:
+        """Each metric averaged over ranks (every rank holds the same number of rows); *_max are maxed."""
+        if self.world == 1:
+            return m
+        import torch.distributed as dist
+        every = [None] * self.world
+        dist.all_gather_object(every, m)
+        return {k: max(e[k] for e in every) if k.endswith("_max") else sum(e[k] for e in every) / self.world
+                for k in m}
+
+    def barrier(self):
+        if self.world > 1:
+            import torch.distributed as dist
+            dist.barrier()
+
+
+def init_distributed(cfg: "TrainConfig") -> tuple[Dist, torch.device]:
+    """Under torchrun (WORLD_SIZE > 1): a process group (NCCL on CUDA, gloo on CPU) and this rank's
+    device. Otherwise rank 0 of 1 and no torch.distributed at all. Raises ValueError when the step's
+    prompts do not split evenly over the ranks, or a rank's LOCAL_RANK names a CUDA device the node lacks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Dist(), pick_device(cfg.device)
+    import torch.distributed as dist
+    if cfg.prompts_per_step % world:
+        raise ValueError(f"--prompts-per-step {cfg.prompts_per_step} does not split over {world} ranks")
+    device = pick_device(cfg.device)
+    if device.type == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"LOCAL_RANK {local}: this node has {torch.cuda.device_count()} CUDA device(s); run "
+                             "torchrun with --nproc-per-node at most that, or pass --device cpu (gloo)")
+        device = torch.device("cuda", local)
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Dist(dist.get_rank(), world), device
+
+
+def close_distributed():
+    """Destroys the process group, if one was made, on a run's successful end (every rank has passed the
+    last barrier). A process that exits with it alive lets gloo's worker threads outlive the interpreter:
+    an occasional "terminate called without an active exception" (SIGABRT) after the run had finished
+    (pytorch/pytorch#190489). Not called on an error: a rank still inside a collective would hang it."""
+    import torch.distributed as dist
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def clip_grad_norm(model, max_norm: float) -> float:
+    """Scales the gradients so their global L2 norm is at most max_norm (0 = no clipping); returns the
+    norm before clipping. Under FSDP the norm is over all ranks' shards."""
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm or float("inf"))
+    return (norm.full_tensor() if hasattr(norm, "full_tensor") else norm).item()
+
+
+def sync_weights(dst, src):
+    """Copies the policy's float32 weights into the sampler's (bf16) copy, in place. Under FSDP src's
+    parameters are shards: each is all-gathered in turn (a collective: every rank calls this)."""
+    with torch.no_grad():
+        for d, s in zip(dst.parameters(), src.parameters()):
+            d.copy_(s.full_tensor() if hasattr(s, "full_tensor") and not hasattr(d, "full_tensor") else s)
+
+
+def fsdp_shard(model, device: torch.device, world: int):
+    """FSDP2 (torch.distributed.fsdp.fully_shard): each Block, then the rest (embeddings, final norm, LM
+    head), becomes one unit whose parameters are split over the ranks along dim 0. A unit's full weights
+    exist only while it runs: all-gathered before its forward (and again for its backward), freed after;
+    its gradients are reduce-scattered, so each rank keeps 1/world of the weights, gradients and AdamW
+    state. Gradients are summed over ranks, not averaged: each rank's loss is already divided by the
+    global normaliser. The weights stay float32 and run under the same autocast as without FSDP."""
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import FSDPModule, fully_shard
+    mesh = init_device_mesh(device.type, (world,))
+    for block in model.layers:
+        fully_shard(block, mesh=mesh)
+    fully_shard(model, mesh=mesh)
+    for m in model.modules():
+        if isinstance(m, FSDPModule):
+            m.set_gradient_divide_factor(1.0)
+            m.set_force_sum_reduction_for_comms(True)         # a plain SUM (gloo has no pre-multiplied sum)
+    return model

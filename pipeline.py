@@ -34,9 +34,9 @@ reasoning block, as R1 answers "hello": <think>\\n\\n</think>\\n<answer>...</ans
 (train.py's default) every prompt ends with <think>, so completions, and the SFT completions the
 pipeline writes, start right after it; rewards and evaluation are told so (think_prefilled).
 
-Departures from the paper, besides scale (a 135M model, 64-token completions, tens of steps):
-  1. R1-Zero's reward is train.py's default, accuracy + format + 0.5 x tags (partial credit per tag,
-     a shaping term not in the paper, without which a 135M model never sees a non-zero reward).
+Departures from the paper, besides scale (a 135M model, 48-token completions, tens of steps):
+  1. R1-Zero's reward is train.py's default, --reward-weights accuracy=1,format=1,tags=0.5,answer=0.1:
+     R1's accuracy + format and two shaping parts not in the paper (train.py's header says what they are).
   2. Cold-start data: R1 used thousands of human-curated long CoTs. Here: --cold-start-data if given;
      else samples of the stage-0 (or base) model that are correct and readable, rewritten into the
      format; filled up with step-by-step solutions written by a program (arith and countdown only).
@@ -45,9 +45,7 @@ Departures from the paper, besides scale (a 135M model, 64-token completions, te
   4. Non-reasoning data: --general-data, else the base model's own answers to GENERAL_PROMPTS
      (R1 used DeepSeek-V3's SFT data).
   5. The preference reward is a yes/no LLM judge built on model.py (by default the stage-3 model),
-     not a trained reward model: reward = P("yes") renormalised over the yes and no tokens;
-     helpfulness is judged on the summary (the text after </think>), harmlessness on the whole
-     response, and preference = their mean. A 135M judge is a weak one.
+     not a trained reward model (Judge; what it is asked: MixedTask). A 135M judge is a weak one.
   6. The student's default is the base model with every other layer dropped (DistilBERT's init),
      because no smaller real model of the same family is at hand. R1 distils into real Qwen/Llama.
   7. Equal compute for the comparison means equal GRPO steps by default (--r1zero-steps 0 = stage 2
@@ -69,11 +67,14 @@ from pathlib import Path
 import torch
 
 import train
+from checkpoint import list_checkpoints
+from distributed import close_distributed
+from metrics import by_step, plot, read_metrics
 from model import Transformer, load_pretrained, pick_device, save_pretrained
 from reward import (DEFAULT_WEIGHTS, TEMPLATES, Example, extract_answer, format_reward, language_consistency_reward,
                     load_task, render_prompt, tags_reward)
 from sample import evaluate, sample
-from train import TrainConfig, compute_dtype, flag, list_checkpoints, parse_weights, read_sft_data
+from train import TrainConfig, compute_dtype, flag, parse_weights, read_sft_data
 
 TRAIN = TrainConfig()         # train.py's defaults, which the pipeline's follow where they share a meaning
 STAGES = ("r1zero", "cold_start", "reasoning_rl", "rejection_sft", "all_scenario_rl", "distill")
@@ -669,10 +670,7 @@ def run_stage(cfg, n: int) -> dict:
 
 def zero_std_share(d: Path) -> str:
     """Mean over a stage's GRPO steps of the share of groups whose G rewards were all equal (no signal)."""
-    path = d / "metrics.jsonl"
-    if not path.exists():
-        return "-"
-    shares = [m["zero_std_groups"] for m in map(json.loads, open(path)) if "zero_std_groups" in m]
+    shares = [m["zero_std_groups"] for m in read_metrics(d / "metrics.jsonl") if "zero_std_groups" in m]
     return f"{sum(shares) / len(shares):.2f}" if shares else "-"
 
 
@@ -709,13 +707,12 @@ def report(cfg, results: dict) -> str:
 
 
 def curves(cfg, results: dict) -> str:
-    """Draws the GRPO stages' learning curves (benchmarks/curve.py) into OUT/curves.png and returns the report's
+    """Draws the GRPO stages' learning curves (metrics.plot) into OUT/curves.png and returns the report's
     markdown line for it; "" when matplotlib (a benchmarks-only package) is not installed or no stage ran GRPO."""
     if importlib.util.find_spec("matplotlib") is None:
         return ""
-    from benchmarks.curve import plot, read_metrics
-    runs = [(name, *read_metrics(str(path))) for name in results if name != "base"
-            for path in [stage_dir(cfg, int(name.split()[0])) / "metrics.jsonl"] if path.exists()]
+    runs = [(name, *by_step(read_metrics(stage_dir(cfg, int(name.split()[0])) / "metrics.jsonl")))
+            for name in results if name != "base"]
     runs = [r for r in runs if any("reward" in m for m in r[1].values())]
     if not runs:
         return ""
@@ -748,4 +745,4 @@ def run(cfg: PipelineConfig) -> dict:
 
 if __name__ == "__main__":
     run(parse_config())
-    train.close_distributed()
+    close_distributed()

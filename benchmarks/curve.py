@@ -9,25 +9,19 @@ benchmarks/curve.py: the learning curve of a train.py run, as a markdown table (
 Each row: step, elapsed minutes (sum of step_s; evaluation seconds are not in it), train reward and its parts
 averaged over the steps since the previous row, mean completion length, KL, and the held-out pass@1 ± s.e.,
 cons@k and format-independent answer accuracy when an evaluation ran at that step.
---plot needs matplotlib (benchmarks/requirements.txt; not needed to train).
+--plot needs matplotlib (benchmarks/requirements.txt; not needed to train). The reading and the plot are
+metrics.py's (read_metrics, by_step, plot); this script adds the table and the command line.
 """
 import argparse
-import json
+import sys
+from pathlib import Path
 
-
-def read_metrics(path: str) -> tuple[dict, dict]:
-    """({step: train record}, {step: eval record}) of a metrics.jsonl; a line cut off by a kill is skipped."""
-    steps, evals = {}, {}
-    for line in open(path):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        (evals if "eval" in rec else steps)[rec["step"]] = rec.get("eval", rec)
-    return steps, evals
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from metrics import by_step, plot, read_metrics  # noqa: E402
 
 
 def table(steps: dict, evals: dict, every: int = 0) -> str:
+    """The markdown table of the header: a row at each evaluation's step and, with every, every N steps."""
     rows = sorted(set(evals) | ({s for s in steps if every and s % every == 0}))
     out = ["| step | train minutes | reward | accuracy | format | len | KL | held-out pass@1 | cons@k | answer_acc |",
            "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -46,39 +40,6 @@ def table(steps: dict, evals: dict, every: int = 0) -> str:
     return "\n".join(out)
 
 
-def plot(runs: list[tuple[str, dict, dict]], path: str):
-    """Six panels against step: reward, accuracy and format (train), held-out pass@1 (and answer_acc, dashed),
-    completion length, KL. One line per run."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    panels = [("reward", "train reward"), ("accuracy", "train accuracy"), ("format", "train format"),
-              ("pass@1", "held-out pass@1 (dashed: answer_acc)"), ("len_mean", "completion length, tokens"),
-              ("kl_token_mean", "KL to the reference, per token")]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
-    for ax, (key, title) in zip(axes.flat, panels):
-        for i, (label, steps, evals) in enumerate(runs):
-            color = f"C{i}"
-            if key == "pass@1":
-                xs = sorted(evals)
-                ax.errorbar(xs, [evals[s]["pass@1"] for s in xs], [evals[s]["pass@1_se"] for s in xs], color=color,
-                            marker="o", ms=3, capsize=2, label=label)
-                if all("answer_acc" in evals[s] for s in xs):
-                    ax.plot(xs, [evals[s]["answer_acc"] for s in xs], color=color, ls="--", lw=1)
-                ax.set_ylim(-0.02, 1.02)
-            else:
-                xs = sorted(s for s in steps if key in steps[s])
-                ax.plot(xs, [steps[s][key] for s in xs], color=color, lw=1.2, label=label)
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("step")
-        ax.grid(alpha=0.3)
-    if len(runs) > 1:
-        axes.flat[3].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
 def main():
     ap = argparse.ArgumentParser(description="markdown learning curve (and a plot) from metrics.jsonl files")
     ap.add_argument("metrics", nargs="+", help="OUT/metrics.jsonl written by train.py (several: one plot line each)")
@@ -86,7 +47,10 @@ def main():
     ap.add_argument("--plot", default="", help="write a PNG with the curves here (needs matplotlib)")
     ap.add_argument("--labels", default="", help="comma-separated plot labels, one per metrics file")
     args = ap.parse_args()
-    runs = [(path, *read_metrics(path)) for path in args.metrics]
+    for path in args.metrics:
+        if not Path(path).is_file():
+            ap.error(f"{path}: no such file")
+    runs = [(path, *by_step(read_metrics(path))) for path in args.metrics]
     if args.labels:
         runs = [(label, s, e) for label, (_, s, e) in zip(args.labels.split(","), runs)]
     for label, steps, evals in runs:

@@ -6,14 +6,14 @@ evaluation, the format-independent answer accuracy, and wall-clock minutes, one 
     python benchmarks/seeds.py --out seeds                       # default run, seeds 0-4, float32 and bfloat16
     python benchmarks/seeds.py --out hard --seeds 0,1,2 --dtypes float32 --min-gain 0.3 -- --task arith:digits=2 \
         --max-new-tokens 96 --steps 50 --eval-every 10 --eval-prompts 96 --temperature 0.7 \
-        --reward-weights accuracy=1,format=0.1,tags=0.05,answer=0.5   # the harder task (README, "Beyond the trivial task")
+        --reward-weights accuracy=1,format=0.1,tags=0.05,answer=0.5
+                                          # the harder task (README, "Beyond the trivial task")
     python benchmarks/seeds.py --out seeds --report              # only the table, from the runs already there
 
 Everything after "--" goes to train.py as is. A run whose metrics.jsonl already has its last evaluation is
 not run again, so an interrupted sweep continues where it stopped (an interrupted run resumes: --resume).
 """
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -21,23 +21,16 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from metrics import by_step, read_metrics  # noqa: E402
 
 
 def read_run(d: Path) -> dict:
     """{'evals': {step: eval record}, 'steps': n train steps, 'wall_min': minutes or None} of one run dir."""
-    evals, steps = {}, 0
-    path = d / "metrics.jsonl"
-    for line in (path.read_text().splitlines() if path.exists() else []):
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            continue
-        if "eval" in rec:
-            evals[rec["step"]] = rec["eval"]
-        else:
-            steps = max(steps, rec["step"])
+    steps, evals = by_step(read_metrics(d / "metrics.jsonl"))
     wall = d / "wall_seconds"
-    return dict(evals=evals, steps=steps, wall_min=float(wall.read_text()) / 60 if wall.exists() else None)
+    return dict(evals=evals, steps=max(steps, default=0),
+                wall_min=float(wall.read_text()) / 60 if wall.exists() else None)
 
 
 def finished(d: Path, steps: int) -> bool:
@@ -87,12 +80,12 @@ def main():
                     help="also count the runs whose answer_acc rose by at least this from step 0 to the end")
     ap.add_argument("--report", action="store_true", help="print the table of the runs already in OUT, run nothing")
     args = ap.parse_args(argv)
-    sys.path.insert(0, str(ROOT))
     from train import TrainConfig
     given = int(extra[extra.index("--steps") + 1]) if "--steps" in extra[:-1] else None   # after "--"
     steps = args.steps or given or TrainConfig.steps
     extra += ["--steps", str(steps)] if args.steps else []
-    runs = [(int(s), dt, Path(args.out) / f"seed{s}_{dt}") for dt in args.dtypes.split(",") for s in args.seeds.split(",")]
+    runs = [(int(s), dt, Path(args.out) / f"seed{s}_{dt}")
+            for dt in args.dtypes.split(",") for s in args.seeds.split(",")]
     for seed, dtype, d in runs:
         if args.report or finished(d, steps):
             continue

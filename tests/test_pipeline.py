@@ -37,10 +37,11 @@ def test_every_stage_writes_its_outputs_and_the_report(tiny_run):
     assert results["0 r1zero"]["steps"] == results["2 reasoning_rl"]["steps"] + results["4 all_scenario_rl"]["steps"]
     # stage 1 built program-written data; stage 3 kept nothing from a random model and fell back to it
     cold = [json.loads(l) for l in open(P.stage_dir(cfg, 1) / "data.jsonl")]
-    assert len(cold) == cfg.cold_start_size and all(P.format_reward(r["completion"], cfg.think_prefill) == 1 for r in cold)
+    assert len(cold) == cfg.cold_start_size
+    assert all(P.format_reward(r["completion"], cfg.think_prefill) == 1 for r in cold)
     _, tok = load_pretrained("tiny", device="cpu")
     (prompt, completion), = train.tokenize_sft(cold[:1], tok, cfg.template, cfg.think_prefill)
-    assert tok.decode(prompt).endswith("<think>") and "<think>" not in tok.decode(completion)   # one <think>, in the prompt
+    assert tok.decode(prompt).endswith("<think>") and "<think>" not in tok.decode(completion)   # one, in the prompt
     stats = json.loads((P.stage_dir(cfg, 3) / "data_stats.json").read_text())
     assert stats["fallback"] == "cold-start data" and stats["reasoning"] == len(cold) and stats["general"] > 0
     # stage 4 logged the preference part next to the rule parts; the student has half the layers
@@ -48,7 +49,8 @@ def test_every_stage_writes_its_outputs_and_the_report(tiny_run):
     assert all(0 < r["preference"] < 1 for r in m)
     assert json.loads((P.stage_dir(cfg, 5) / "student_init" / "config.json").read_text())["num_hidden_layers"] == 1
     report = (P.Path(cfg.out) / "report.md").read_text()
-    assert all(f"| {n} {name} |" in report for n, name in enumerate(P.STAGES)) and "Recipe (stages 1-4) vs R1-Zero" in report and "| answer_acc |" in report
+    assert all(f"| {n} {name} |" in report for n, name in enumerate(P.STAGES))
+    assert "Recipe (stages 1-4) vs R1-Zero" in report and "| answer_acc |" in report
     # the GRPO stages' curves, drawn when matplotlib is installed (tests/requirements.txt installs it)
     has_plt = importlib.util.find_spec("matplotlib") is not None
     assert ("![GRPO stages](curves.png)" in report) == has_plt
@@ -110,7 +112,8 @@ def test_program_solutions_are_correct_and_in_format(spec):
 @pytest.mark.parametrize("completion, expected", [
     ("<think>three plus four makes seven here</think> <answer>7</answer>",
      "<think>\nthree plus four makes seven here\n</think>\n<answer>7</answer>"),
-    ("Three plus four makes seven, so \\boxed{7}", "<think>\nThree plus four makes seven, so\n</think>\n<answer>7</answer>"),
+    ("Three plus four makes seven, so \\boxed{7}",
+     "<think>\nThree plus four makes seven, so\n</think>\n<answer>7</answer>"),
     ("<think>3+4=7</think><answer>7</answer>", None),                 # too short to be a cold-start CoT
     ("I think it is seven or so really", None),                       # no final answer
     ("<think>a b c d e <answer>1</answer></think><answer>7</answer>", None),   # tags inside the reasoning
@@ -214,3 +217,11 @@ def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
             grpo.overlong_buffer, grpo.num_iterations, grpo.loss_agg, grpo.temperature) == (
         True, 2, "sequence", 3.0, 4, 2, "token_mean", 0.7)
     assert {k: getattr(sft, k) for k in P.GRPO_FLAGS} == {k: getattr(train.TrainConfig(), k) for k in P.GRPO_FLAGS}
+
+
+def test_header_states_the_current_defaults():
+    """The header's completion length and R1-Zero reward are train.py's defaults, which stage 0 uses."""
+    defaults = train.TrainConfig()
+    assert f"{defaults.max_new_tokens}-token completions" in P.__doc__
+    assert f"--reward-weights {defaults.reward_weights}:" in P.__doc__
+    assert P.PipelineConfig().r1zero_weights == defaults.reward_weights

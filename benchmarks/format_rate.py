@@ -13,7 +13,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import reward  # noqa: E402
 from model import load_pretrained
 from sample import sample
-from reward import load_task, render_prompt, extract_answer, _is_number
+from grader import extract_answer, is_number
+from reward import load_task, render_prompt
 torch.manual_seed(0)
 model, tok = load_pretrained("SmolLM2-135M-Instruct", device=torch.device("cpu"), dtype=torch.float32)
 task = load_task("arith", seed=0)
@@ -39,9 +40,10 @@ for name, sysmsg in V.items():
         for c in texts[g*8:(g+1)*8]:
             total, p = task.reward(ex, c, True, {"accuracy": 1, "format": 1, "tags": 0.5})
             fmt += p["format"]; acc += p["accuracy"]; tags += p["tags"]
-            a = extract_answer(c, strict=True); formed += a is not None and _is_number(a)
+            a = extract_answer(c, strict=True); formed += a is not None and is_number(a)
             rs.append(total)
         informative += len(set(rs)) > 1
     n = len(texts)
+    answer_acc = sum(task.answer_accuracy(exs[i//8], c) for i, c in enumerate(texts)) / n
     print(f"{name:15s} format={fmt/n:.3f} accuracy={acc/n:.3f} answer_in_tags={formed/n:.3f} tags={tags/n:.3f} "
-          f"informative_groups={informative}/32 answer_acc={sum(task.answer_accuracy(exs[i//8], c) for i, c in enumerate(texts))/n:.3f}", flush=True)
+          f"informative_groups={informative}/32 answer_acc={answer_acc:.3f}", flush=True)

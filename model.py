@@ -251,7 +251,7 @@ def grouped_sdpa(q, k, v, mask):
     B, nh, T, hs = q.shape
     nkv = k.size(1)
     y = F.scaled_dot_product_attention(q.view(B, nkv, nh // nkv, hs), k, v, attn_mask=mask)
-    return y.view(B, nh, T, hs)
+    return y.reshape(B, nh, T, hs)   # SDPA's output may be non-contiguous (CUDA's memory-efficient kernel's is)
 
 
 def pad(t: torch.Tensor, where: torch.Tensor, B: int, T: int) -> torch.Tensor:
@@ -329,13 +329,29 @@ class Transformer(nn.Module):
         self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed_tokens.weight
-        # not persistent: derived from the config, recomputed by reset_buffers() after meta init
+        # not persistent: derived from the config, recomputed by reset_buffers() after meta init; float32
+        # whatever the weights' dtype (_apply)
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
         # activation checkpointing: under grad, keep only each block's input and recompute the block in backward
         self.checkpoint_blocks = False
 
     def reset_buffers(self):
         self.inv_freq = rope_inv_freq(self.cfg).to(self.embed_tokens.weight.device)
+
+    def _apply(self, fn, recurse=True):
+        """nn.Module's _apply, through which every move and cast goes (.to(), .cuda(), .half(), .bfloat16(),
+        to_empty(), and these on an FSDP2 module; fully_shard itself moves tensors without casting them), except
+        that the RoPE frequencies inv_freq are never narrowed below float32: a cast to bf16 or float16 moves them
+        to the new device and keeps their float32 values, as transformers' from_pretrained(dtype=bf16) has them
+        (its later .to(bf16) does round them). Rounded to bf16 (2^-8 relative), the default model's angles
+        p * inv_freq would be off by up to 0.42 rad at position p = 300, so a bf16 copy of the float32 policy
+        (train.py's sampler) would be another model than the same weights loaded in bf16. .double() still
+        widens them."""
+        inv_freq = self.inv_freq
+        super()._apply(fn, recurse)
+        if inv_freq.dtype == torch.float32 and self.inv_freq.dtype.itemsize < 4:
+            self.inv_freq = inv_freq.to(self.inv_freq.device)
+        return self
 
     def init_weights(self, std: float = 0.02, seed: int = 0):
         """Random init for tests and tiny presets: normal(0, std) matrices, ones for norms, zero biases."""
@@ -383,6 +399,8 @@ class Transformer(nn.Module):
         where = real.flatten().nonzero()[:, 0] if unpad else None                # (N,)
         if where is not None:
             idx, pos = idx.flatten()[where], pos.flatten()[where]               # (N,)
+        # angles, cos and sin in float32 whatever the model's dtype (inv_freq stays float32: _apply; autocast
+        # leaves elementwise ops alone), then cast to the activations' dtype, as transformers does
         freqs = pos[..., None, None].float() * self.inv_freq                    # (B, T, 1, hs/2) or (N, 1, hs/2)
         freqs = torch.cat((freqs, freqs), dim=-1)
         x = self.embed_tokens(idx)                                              # (B, T, C) or (N, C)

@@ -1,5 +1,6 @@
 """model.py against transformers on the same weights (tiny random Llama/Qwen2/Qwen3 and the real
 default model), the KV cache against the full forward pass, and loading errors."""
+import copy
 import importlib.util
 import json
 from pathlib import Path
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from model import (DEFAULT_MODEL, ModelConfig, PRESETS, Transformer, byte_tokenizer, load_pretrained,
-                   resolve_model_path, save_pretrained)
+                   resolve_model_path, rope_inv_freq, save_pretrained)
 
 transformers = pytest.importorskip("transformers")
 
@@ -37,12 +38,14 @@ def make_hf_tiny(arch: str, out: Path):
                   num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256, rms_norm_eps=1e-5)
     if arch == "llama":   # llama3 rope scaling with a short original context, so it changes most frequencies
         cfg = transformers.LlamaConfig(**common, tie_word_embeddings=False, rope_theta=10000.0, rope_scaling=dict(
-            rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0, original_max_position_embeddings=16))
+            rope_type="llama3", factor=8.0, low_freq_factor=1.0, high_freq_factor=4.0,
+            original_max_position_embeddings=16))
         cls = transformers.LlamaForCausalLM
     elif arch == "qwen2":
         cfg, cls = transformers.Qwen2Config(**common, tie_word_embeddings=True), transformers.Qwen2ForCausalLM
     else:                 # head_dim 32 != 64/4: Qwen3's explicit head_dim must be honoured
-        cfg, cls = transformers.Qwen3Config(**common, head_dim=32, tie_word_embeddings=False), transformers.Qwen3ForCausalLM
+        cfg = transformers.Qwen3Config(**common, head_dim=32, tie_word_embeddings=False)
+        cls = transformers.Qwen3ForCausalLM
     torch.manual_seed(0)
     hf = cls(cfg).eval()
     with torch.no_grad():
@@ -82,6 +85,50 @@ def test_tiny_parity_with_transformers_bf16(arch, device, tmp_path):
     assert ours_err[mask].max().item() <= bound, f"{arch} on {device}: {ours_err[mask].max():.4f} > {bound:.4f}"
 
 
+def test_rope_frequencies_stay_float32_through_casts(device):
+    """inv_freq (a buffer no checkpoint holds) keeps the float32 values rope_inv_freq gives, on the weights'
+    device, through every way a model is cast or copied; only .double() widens it."""
+    cfg = ModelConfig(**PRESETS["tiny"])
+    want = rope_inv_freq(cfg)                                                  # (hs/2,) float32, from the config
+    base = Transformer(cfg).init_weights(seed=1)
+    on = copy.deepcopy(base).to(device)
+    casts = {
+        ".to(bf16)": lambda: copy.deepcopy(on).to(torch.bfloat16),
+        ".bfloat16()": lambda: copy.deepcopy(on).bfloat16(),
+        ".half()": lambda: copy.deepcopy(on).half(),
+        ".to(device, bf16)": lambda: copy.deepcopy(base).to(device, torch.bfloat16),
+        "deepcopy, .to(bf16), .float()": lambda: copy.deepcopy(on).to(torch.bfloat16).float(),
+    }
+    for name, cast in casts.items():
+        m = cast()
+        assert m.inv_freq.dtype == torch.float32, f"{name}: inv_freq is {m.inv_freq.dtype}"
+        assert m.inv_freq.device == m.embed_tokens.weight.device, name
+        assert torch.equal(m.inv_freq.cpu(), want), name
+    assert copy.deepcopy(on).bfloat16().embed_tokens.weight.dtype == torch.bfloat16     # the weights are cast
+    assert copy.deepcopy(on).double().inv_freq.dtype == torch.float64
+
+
+def test_bf16_copy_of_the_float32_model_is_the_bf16_model(device, tmp_path):
+    """train.py's sampler, copy.deepcopy(policy).to(bf16) of the float32 policy, is the model that loading the
+    same weights in bf16 gives (load_pretrained computes inv_freq afresh, in float32): the same logits over 400
+    positions and the same sampled tokens, bit for bit. With inv_freq rounded to bf16 (2^-8 relative), this
+    config's angles at position 300 would be off by up to 300 * 1.8e-4 = 0.05 rad, and the logits would differ."""
+    from sample import sample
+    policy = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(std=0.2, seed=1).eval().to(device)
+    sampler = copy.deepcopy(policy).to(torch.bfloat16)
+    plain, _ = load_pretrained(save_pretrained(policy, byte_tokenizer(tmp_path), tmp_path / "m"), device=device,
+                               dtype=torch.bfloat16)
+    ours, theirs = sampler.state_dict(), plain.state_dict()
+    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)   # the same weights
+    ids = torch.randint(0, 320, (2, 400), generator=torch.Generator().manual_seed(0)).to(device)
+    with torch.no_grad():
+        assert torch.equal(sampler(ids), plain(ids))
+    prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13]]
+    kw = dict(group_size=2, max_new_tokens=330, temperature=1.0, seed=0)
+    a, b = sample(sampler, prompts, **kw), sample(plain, prompts, **kw)
+    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
+
+
 def test_padded_row_equals_unpadded_row(device):
     torch.manual_seed(0)
     model = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(seed=1).eval().to(device)
@@ -113,24 +160,68 @@ def test_matmul_attention_matches_sdpa(T):
         torch.testing.assert_close(a, b)
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_grouped_sdpa_is_attention(dtype):
-    """model.grouped_sdpa (every CPU decode step) against attention written out in float64, each query head
-    h reading kv head h // (nh/nkv): keys a slice of a longer cache, padding keys in row 1. Tolerance: the
-    float64 reference of bf16-rounded inputs, to bf16's output rounding (2^-8 relative) in bf16."""
-    from model import grouped_sdpa
+def grouped_sdpa_case(device, dtype):
+    """Decode-step attention inputs, keys a slice of a longer cache, padding keys in row 1, and attention written
+    out in float64 with each query head h reading kv head h // (nh/nkv): (q, k, v, mask, want (B, nh, 1, hs))."""
     g = torch.Generator().manual_seed(0)
     B, nh, nkv, S, hs = 2, 6, 2, 9, 8
-    q = torch.randn(B, nh, 1, hs, generator=g).to(dtype)
-    k, v = (torch.randn(B, nkv, S + 4, hs, generator=g).to(dtype)[:, :, :S] for _ in range(2))
-    mask = (torch.arange(S) >= torch.tensor([0, 3])[:, None])[:, None, None]               # (B, 1, 1, S)
-    kk, vv = (t.double().repeat_interleave(nh // nkv, 1) for t in (k, v))                  # (B, nh, S, hs)
-    scores = (q.double() @ kk.transpose(-1, -2) / hs ** 0.5).masked_fill(~mask, float("-inf"))
-    want = scores.softmax(-1) @ vv
-    got = grouped_sdpa(q, k, v, mask)
-    assert got.shape == (B, nh, 1, hs) and got.dtype == dtype
+    q = torch.randn(B, nh, 1, hs, generator=g).to(device, dtype)
+    k, v = (torch.randn(B, nkv, S + 4, hs, generator=g).to(device, dtype)[:, :, :S] for _ in range(2))
+    mask = (torch.arange(S, device=device) >= torch.tensor([0, 3], device=device)[:, None])[:, None, None]
+    kk, vv = (t.cpu().double().repeat_interleave(nh // nkv, 1) for t in (k, v))            # (B, nh, S, hs)
+    scores = (q.cpu().double() @ kk.transpose(-1, -2) / hs ** 0.5).masked_fill(~mask.cpu(), float("-inf"))
+    return q, k, v, mask, scores.softmax(-1) @ vv
+
+
+SDPA_BACKENDS = ["MATH", "EFFICIENT_ATTENTION", "FLASH_ATTENTION", "CUDNN_ATTENTION"]
+
+
+@pytest.mark.parametrize("backend", SDPA_BACKENDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_grouped_sdpa_is_attention(device, dtype, backend):
+    """model.grouped_sdpa (CPU decode steps, and CUDA ones past MATMUL_ATTENTION_MAX) against attention written
+    out in float64, under each of SDPA's kernels that takes these inputs on the device (the others are skipped;
+    CUDA's memory-efficient kernel returns a non-contiguous output). Tolerance: the float64 reference of
+    bf16-rounded inputs, to bf16's output rounding (2^-8 relative) in bf16."""
+    import warnings
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    from model import grouped_sdpa
+    q, k, v, mask, want = grouped_sdpa_case(device, dtype)
+    B, nh, _, hs = q.shape
+    with sdpa_kernel(getattr(SDPBackend, backend)):
+        folded = q.view(B, k.size(1), nh // k.size(1), hs)                    # grouped_sdpa's query layout
+        try:            # the kernel alone, outside grouped_sdpa: does it take these inputs here?
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")   # SDPA warns why each kernel declined before it raises
+                torch.nn.functional.scaled_dot_product_attention(folded, k, v, attn_mask=mask)
+        except RuntimeError as e:
+            pytest.skip(f"SDPA's {backend} kernel does not take these inputs on {device} ({str(e)[:40]}...)")
+        got = grouped_sdpa(q, k, v, mask)
+    assert got.shape == (B, nh, 1, hs) and got.dtype == dtype and got.device.type == device.type
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == torch.float32 else dict(rtol=2**-7, atol=2**-7)
-    torch.testing.assert_close(got.double(), want, **tol)
+    torch.testing.assert_close(got.cpu().double(), want, **tol)
+
+
+def test_grouped_sdpa_takes_a_non_contiguous_sdpa_output(monkeypatch):
+    """SDPA may return its output in another memory layout (CUDA's memory-efficient kernel allocates it (B, T, H, D)
+    and returns a transposed view); grouped_sdpa must then still give the attention, not fail to view it.
+    Here SDPA is replaced by itself with its output laid out that way, so the CPU runs the path."""
+    import model
+    from model import grouped_sdpa
+    real = torch.nn.functional.scaled_dot_product_attention
+    outputs = []
+
+    def strided_sdpa(*args, **kwargs):
+        y = real(*args, **kwargs).transpose(1, 2).contiguous().transpose(1, 2)    # same values, (B, T, H, D) memory
+        outputs.append(y)
+        return y
+    monkeypatch.setattr(model.F, "scaled_dot_product_attention", strided_sdpa)
+    q, k, v, mask, want = grouped_sdpa_case(torch.device("cpu"), torch.float32)
+    got = grouped_sdpa(q, k, v, mask)
+    assert len(outputs) == 1 and not outputs[0].is_contiguous()                   # the path was taken
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
 
 
 def test_padded_batch_gradients_equal_rows_alone():
@@ -152,7 +243,8 @@ def test_padded_batch_gradients_equal_rows_alone():
     for i, (r, a) in enumerate(zip(rows, left)):
         alone = model(torch.tensor([r]))[0]
         torch.testing.assert_close(batched[i, a:a + len(r)], alone, rtol=1e-5, atol=1e-5)
-        for acc, g in zip(alone_grads, torch.autograd.grad((alone * w[i, a:a + len(r)]).sum(), list(model.parameters()))):
+        row_grads = torch.autograd.grad((alone * w[i, a:a + len(r)]).sum(), list(model.parameters()))
+        for acc, g in zip(alone_grads, row_grads):
             acc += g
     for g, e in zip(grads, alone_grads):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * e.abs().max().item())   # float32 sums in another order
@@ -268,7 +360,8 @@ def test_missing_tensor(tiny_dir):
 def test_wrong_shape(tiny_dir):
     cfg = json.loads((tiny_dir / "config.json").read_text())
     (tiny_dir / "config.json").write_text(json.dumps(cfg | {"intermediate_size": 100}))
-    with pytest.raises(ValueError, match=r"model.safetensors: model.layers.0.mlp.\w+_proj.weight has shape \(\d+, \d+\), config.json implies"):
+    with pytest.raises(ValueError, match=r"model.safetensors: model.layers.0.mlp.\w+_proj.weight has shape "
+                                         r"\(\d+, \d+\), config.json implies"):
         load_pretrained(tiny_dir, device="cpu")
 
 

@@ -32,7 +32,8 @@ from model import save_pretrained
 
 if TYPE_CHECKING:                     # type names only: train imports this module
     from distributed import Dist
-    from train import Run, TrainConfig
+    from config import TrainConfig
+    from train import Run
 
 MANIFEST = "manifest.json"       # each file of a checkpoint: its size and SHA-256, checked before resuming
 

@@ -20,7 +20,7 @@ import torch
 from model import pick_device
 
 if TYPE_CHECKING:                     # a type name only: train imports this module
-    from train import TrainConfig
+    from config import TrainConfig
 
 
 @dataclass

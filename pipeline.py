@@ -74,7 +74,8 @@ from model import Transformer, load_pretrained, pick_device, save_pretrained
 from reward import (DEFAULT_WEIGHTS, TEMPLATES, Example, extract_answer, format_reward, language_consistency_reward,
                     load_task, render_prompt, tags_reward)
 from sample import evaluate, sample
-from train import TrainConfig, compute_dtype, flag, parse_weights, read_sft_data
+from config import TrainConfig, flag, parse_weights, validate as validate_train
+from train import compute_dtype, read_sft_data
 
 TRAIN = TrainConfig()         # train.py's defaults, which the pipeline's follow where they share a meaning
 STAGES = ("r1zero", "cold_start", "reasoning_rl", "rejection_sft", "all_scenario_rl", "distill")
@@ -224,7 +225,7 @@ def validate(cfg: PipelineConfig):
         if getattr(cfg, name) < 1:
             raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
     load_task(cfg.task, seed=cfg.seed)
-    train.validate(TrainConfig(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, beta=cfg.beta,
+    validate_train(TrainConfig(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, beta=cfg.beta,
                                **grpo_flags(cfg)))                  # the GRPO flags fail here, not at stage 0
 
 
@@ -487,7 +488,7 @@ def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[P
                      device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, group_size=cfg.group_size,
                      max_new_tokens=cfg.max_new_tokens, beta=cfg.beta, save_every=cfg.save_every, keep_checkpoints=1,
                      **(grpo_flags(cfg) if stage == "grpo" else {}), **kw)
-    train.validate(tc)
+    validate_train(tc)
     train.train(tc, task=task)
     final = list_checkpoints(out_dir)[-1]
     return final.relative_to(out_dir), int(final.name.removeprefix("step_"))

@@ -17,6 +17,7 @@ import torch.multiprocessing as mp
 import distributed as D
 import train as T
 from checkpoint import full_state_dicts, list_checkpoints
+from grpo import LOSS_AGGS
 from model import load_pretrained
 from test_train import LetterTask, config
 
@@ -66,7 +67,7 @@ def worker(rank, port, cfg, batch, out, fsdp):
         dist.destroy_process_group()
 
 
-@pytest.mark.parametrize("loss_agg, fsdp", [(agg, False) for agg in T.LOSS_AGGS] + [("seq_mean_token_mean", True),
+@pytest.mark.parametrize("loss_agg, fsdp", [(agg, False) for agg in LOSS_AGGS] + [("seq_mean_token_mean", True),
                                                                                  ("token_mean", True)])
 def test_two_ranks_update_like_one(tmp_path, loss_agg, fsdp):
     cfg = config(tmp_path, prompts_per_step=4, group_size=4, max_new_tokens=6, beta=0.1, micro_batch_size=4,

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import train as T
+from config import validate
 from grpo import group_token_logprobs, grpo_loss, loss_normalizer
 from model import load_pretrained
 from reward import Example
@@ -71,7 +72,7 @@ def config(tmp_path, **kw):
     # lr_schedule constant: the tests below "kill" a run by giving it fewer --steps, which under the linear
     # schedule is another run (its lr depends on --steps); test_resume_under_the_linear_schedule kills one for real
     cfg = T.TrainConfig(**{**base, **kw})
-    T.validate(cfg)
+    validate(cfg)
     return cfg
 
 
@@ -478,7 +479,7 @@ def test_lr_schedules_by_hand():
     cfg = T.TrainConfig(lr=2.0, warmup_steps=4, lr_schedule="constant")
     assert [T.lr_at(s, 6, cfg) for s in range(6)] == [0.5, 1.0, 1.5, 2.0, 2.0, 2.0]
     with pytest.raises(ValueError, match="lr-schedule"):
-        T.validate(T.TrainConfig(lr_schedule="cosine"))
+        validate(T.TrainConfig(lr_schedule="cosine"))
 
 
 def test_resume_under_the_linear_schedule(tmp_path, letters, monkeypatch):
@@ -499,3 +500,15 @@ def test_resume_under_the_linear_schedule(tmp_path, letters, monkeypatch):
     a, b = (metric_lines(tmp_path / x / "out" / "metrics.jsonl") for x in "ab")
     assert [r for r in a if r["step"] in (3, 4)] == [r for r in b if r["step"] in (3, 4)]
     assert [r["lr"] for r in a] == [1e-3, 0.75e-3, 0.5e-3, 0.25e-3]
+
+
+def test_names_moved_out_of_train_still_resolve():
+    """train.X for a name now in config.py or checkpoint.py is that module's object; an unknown name is an
+    AttributeError naming it."""
+    import checkpoint
+    import config
+    assert T.validate is config.validate and T.checkpoint_damage is checkpoint.checkpoint_damage
+    from train import load_newest_intact
+    assert load_newest_intact is checkpoint.load_newest_intact
+    with pytest.raises(AttributeError, match="no_such_name"):
+        T.no_such_name

@@ -1,0 +1,197 @@
+"""
+config.py: train.py's flags. TrainConfig holds every flag with its default and --help text; parse_config
+makes the argparse parser from it (one source of truth for help, defaults and the config saved with each
+checkpoint), and validate() refuses contradictory or impossible settings before any work starts.
+
+    python train.py --help
+    python -m pytest tests/test_train.py -q
+"""
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+
+from grpo import LOSS_AGGS
+from model import DEFAULT_MODEL
+from reward import TEMPLATES
+
+DESCRIPTION = ("train.py: GRPO straight on a model against rule rewards (DeepSeek-R1-Zero), or SFT on a "
+               "jsonl of completions (R1's cold start and rejection-sampling stages), with resumable checkpoints.")
+
+
+
+def flag(default, help: str):
+    """A TrainConfig field: its default and its --help text (parse_config makes the flag)."""
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass
+class TrainConfig:
+    # what to train
+    stage: str = flag("grpo", "grpo (RL against rule rewards) or sft (supervised on --data)")
+    model: str = flag(DEFAULT_MODEL, "HF directory, .gguf file, 'tiny', or the default model")
+    task: str = flag("arith", "reward.py task: arith[:opts], countdown, gsm8k:PATH, math:PATH, jsonl:PATH, code:PATH")
+    template: str = flag("chat", "prompt template: r1zero (the paper's raw text) or chat; SFT also takes raw")
+    think_prefill: bool = flag(True, "end the prompt with '<think>' so the model starts reasoning at once")
+    data: str = flag("", "SFT jsonl: {'prompt','completion'} or {'messages':[...]} per line")
+    # GRPO
+    group_size: int = flag(8, "G: completions sampled per prompt")
+    prompts_per_step: int = flag(8, "P: prompts per step (SFT: examples per step)")
+    max_new_tokens: int = flag(48, "completion length limit, tokens")
+    temperature: float = flag(1.0, "sampling temperature (the loss scores at the same one)")
+    top_p: float = flag(1.0, "nucleus sampling; < 1 makes the scored policy differ from the sampled one")
+    beta: float = flag(0.04, "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model")
+    clip_eps: float = flag(0.2, "PPO clip epsilon (lower side, and upper unless --clip-eps-high)")
+    clip_eps_high: float = flag(0.0, "upper clip epsilon (DAPO clip-higher, Yu et al. 2025, arXiv 2503.14476 "
+                                     "§3.1: 0.28); 0 = same as --clip-eps")
+    clip_delta: float = flag(0.0, "two-sided clipping (INTELLECT-2, arXiv 2505.07291 §4.1: 4): for A < 0 the ratio "
+                                  "is also capped at delta, so a token whose probability grew far past the sampling "
+                                  "policy's cannot push the loss up without bound; > 1 + the upper clip; 0 = off")
+    importance_sampling_level: str = flag("token", "token (GRPO) or sequence: GSPO (Zheng et al. 2025, arXiv "
+                                                   "2507.18071), one ratio per completion, exp(mean of its tokens' "
+                                                   "log-ratios), clipped per completion; the paper clips at "
+                                                   "--clip-eps 3e-4 --clip-eps-high 4e-4. Equal to token when "
+                                                   "--num-iterations 1 (the ratio is then 1)")
+    num_iterations: int = flag(1, "mu: policy updates per batch of rollouts (1 = on-policy, as R1)")
+    loss_agg: str = flag("seq_mean_token_mean", "loss aggregation: " + ", ".join(LOSS_AGGS))
+    scale_rewards: str = flag("batch", "advantage scale: group (GRPO: each group's std), batch (group mean, batch "
+                                       "std: Lite PPO, arXiv 2508.08221; README: why the default), none (Dr. GRPO)")
+    ref_reset_every: int = flag(0, "copy the policy into the reference model every N steps (0 = never)")
+    reward_weights: str = flag("accuracy=1,format=1,tags=0.5,answer=0.1",
+                               "reward = sum of weight*part; parts: accuracy, format, tags, language, answer "
+                               "(reward.Task.reward); README: why these")
+    mask_truncated: bool = flag(False, "exclude completions that hit --max-new-tokens from the loss (DAPO §3.4, "
+                                       "overlong filtering)")
+    overlong_buffer: int = flag(0, "DAPO soft overlong punishment (arXiv 2503.14476 §3.4, eq. 13): over the last N "
+                                   "tokens before --max-new-tokens the reward falls linearly to -(--overlong-penalty); "
+                                   "logged as overlong; 0 = off")
+    overlong_penalty: float = flag(1.0, "the largest soft overlong penalty, reached at --max-new-tokens (DAPO: 1)")
+    dynamic_sampling: bool = flag(False, "DAPO dynamic sampling (arXiv 2503.14476 §3.2): drop groups whose G rewards "
+                                         "are all equal (no gradient) and sample further prompts until the step has P "
+                                         "groups that vary, in at most --max-sampling-rounds extra rounds (then filled "
+                                         "with equal ones); logs sampling_rounds")
+    max_sampling_rounds: int = flag(3, "dynamic sampling: extra generation rounds per step at most (verl's "
+                                       "max_num_gen_batches counts the first one too)")
+    # optimisation
+    lr: float = flag(5e-5, "AdamW peak learning rate (reached after the warmup; then --lr-schedule)")
+    warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
+    lr_schedule: str = flag("linear", "learning rate after the warmup: constant (R1) or linear (falls to 0 at the last "
+                                        "step, as transformers' Trainer, hence TRL, does by default)")
+    weight_decay: float = flag(0.0, "AdamW weight decay")
+    grad_clip: float = flag(1.0, "max global grad norm (0 = off)")
+    activation_checkpointing: bool = flag(True, "keep only each block's input for backward and recompute the block "
+                                                "there (much less memory for a little more compute)")
+    micro_batch_size: int = flag(8, "rows per forward/backward, rounded down to whole groups (memory knob; the result "
+                                    "does not depend on it)")
+    steps: int = flag(20, "GRPO steps (SFT runs for --epochs instead)")
+    epochs: int = flag(1, "SFT: passes over --data")
+    # runtime
+    dtype: str = flag("auto", "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32")
+    device: str = flag("auto", "auto, cpu, cuda, cuda:1, mps")
+    compile: bool = flag(False, "torch.compile the training forward (CUDA; slow to start)")
+    cuda_graphs: bool = flag(True, "on CUDA, replay the sampler's decode steps from CUDA graphs (same tokens as eager,"
+                                   " fewer kernel launches: sample.CUDAGraphStep)")
+    seed: int = flag(0, "seeds task data, sampling and init: a run is a function of its flags")
+    threads: int = flag(0, "CPU threads for torch (0 = torch's default)")
+    allow_config_change: bool = flag(False, "--resume even if flags that change the run's meaning differ from the "
+                                            "checkpoint's (the differences are printed)")
+    fsdp: bool = flag(False, "under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead "
+                             "of replicating them; GRPO stage")
+    # outputs
+    out_dir: str = flag("out", "where checkpoints, metrics.jsonl and rollouts go")
+    resume: bool = flag(False, "continue from the newest complete checkpoint in --out-dir")
+    save_every: int = flag(20, "checkpoint every N steps (and at the end)")
+    keep_checkpoints: int = flag(2, "how many newest checkpoints to keep (0 = all)")
+    eval_every: int = flag(5, "held-out evaluation every N steps (and at start and end; 0 = start/end only)")
+    eval_prompts: int = flag(32, "held-out prompts per evaluation (0 = no evaluation)")
+    eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their majority vote")
+    eval_temperature: float = flag(0.6, "evaluation sampling temperature (R1 paper: 0.6, top-p 0.95)")
+    rollouts_every: int = flag(10, "write the step's rollouts to OUT/rollouts/ every N steps (0 = never)")
+
+
+def parse_config(argv=None) -> TrainConfig:
+    """Flags generated from TrainConfig (one source of truth for help, defaults and the saved config)."""
+    ap = argparse.ArgumentParser(description=DESCRIPTION,
+                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in dataclasses.fields(TrainConfig):
+        name = "--" + f.name.replace("_", "-")
+        if f.type in (bool, "bool"):
+            ap.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
+        else:
+            ap.add_argument(name, type=type(f.default), default=f.default, help=f.metadata["help"])
+    ap.add_argument("-G", dest="group_size", type=int, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
+    try:
+        validate(cfg)
+    except ValueError as e:
+        ap.error(str(e))
+    return cfg
+
+
+def validate(cfg: TrainConfig):
+    """Contradictory or impossible settings, caught before any work starts. Raises ValueError."""
+    if cfg.stage not in ("grpo", "sft"):
+        raise ValueError(f"--stage {cfg.stage}: expected grpo or sft")
+    if cfg.stage == "sft" and not cfg.data:
+        raise ValueError("--stage sft needs --data (a jsonl of prompt/completion or messages)")
+    if cfg.stage == "grpo" and cfg.data:
+        raise ValueError("--data is the SFT dataset; GRPO takes its prompts from --task")
+    if cfg.template not in TEMPLATES + (("raw",) if cfg.stage == "sft" else ()):
+        raise ValueError(f"--template {cfg.template}: expected one of {TEMPLATES}")
+    if cfg.stage == "grpo" and cfg.group_size < 2:
+        raise ValueError(f"--group-size {cfg.group_size}: GRPO's advantage needs at least 2 completions per prompt")
+    if cfg.temperature <= 0:
+        raise ValueError(f"--temperature {cfg.temperature}: GRPO scores log-probs at the sampling temperature, "
+                         "which must be > 0")
+    if cfg.clip_eps_high and cfg.clip_eps_high < cfg.clip_eps:
+        raise ValueError(f"--clip-eps-high {cfg.clip_eps_high} < --clip-eps {cfg.clip_eps}")
+    upper = 1 + (cfg.clip_eps_high or cfg.clip_eps)
+    if cfg.clip_delta and cfg.clip_delta <= upper:
+        raise ValueError(f"--clip-delta {cfg.clip_delta}: must be > 1 + the upper clip epsilon = {upper:g} "
+                         "(else it clips positive advantages too), or 0 for off")
+    if cfg.importance_sampling_level not in ("token", "sequence"):
+        raise ValueError(f"--importance-sampling-level {cfg.importance_sampling_level}: expected token or sequence")
+    if not 0 <= cfg.overlong_buffer <= cfg.max_new_tokens or cfg.overlong_penalty < 0:
+        raise ValueError(f"--overlong-buffer {cfg.overlong_buffer}: must be in [0, --max-new-tokens "
+                         f"{cfg.max_new_tokens}], and --overlong-penalty {cfg.overlong_penalty} >= 0")
+    if cfg.loss_agg not in LOSS_AGGS:
+        raise ValueError(f"--loss-agg {cfg.loss_agg}: expected one of {LOSS_AGGS}")
+    if cfg.lr_schedule not in ("constant", "linear"):
+        raise ValueError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
+    if cfg.scale_rewards not in ("group", "batch", "none"):
+        raise ValueError(f"--scale-rewards {cfg.scale_rewards}: expected group, batch or none")
+    if cfg.dtype not in ("auto", "bfloat16", "float32", "float16"):
+        raise ValueError(f"--dtype {cfg.dtype}: expected auto, bfloat16, float32 or float16")
+    for name in ("prompts_per_step", "max_new_tokens", "micro_batch_size", "num_iterations", "epochs", "steps",
+                 "eval_k"):
+        if getattr(cfg, name) < 1:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
+    for name in ("keep_checkpoints", "save_every", "eval_every", "eval_prompts", "rollouts_every", "threads",
+                 "warmup_steps", "ref_reset_every", "max_sampling_rounds"):
+        if getattr(cfg, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 0")
+    if not 0 < cfg.top_p <= 1:
+        raise ValueError(f"--top-p {cfg.top_p}: must be in (0, 1]")
+    if cfg.eval_temperature < 0:
+        raise ValueError(f"--eval-temperature {cfg.eval_temperature}: must be >= 0")
+    if cfg.beta < 0 or cfg.lr <= 0:
+        raise ValueError("--beta must be >= 0 and --lr > 0")
+    if cfg.fsdp and cfg.stage != "grpo":
+        raise ValueError("--fsdp shards the GRPO stage; run SFT replicated (plain torchrun) or on one process")
+    if cfg.ref_reset_every and cfg.beta == 0:
+        raise ValueError("--ref-reset-every needs a reference model, but --beta 0 has none")
+    parse_weights(cfg.reward_weights)
+
+
+def parse_weights(text: str) -> dict[str, float]:
+    """'accuracy=1,format=0.5' -> {'accuracy': 1.0, 'format': 0.5}. Raises ValueError on bad syntax."""
+    out = {}
+    for item in filter(None, text.split(",")):
+        name, eq, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            raise ValueError(f"--reward-weights: {item!r} is not name=number") from None
+        if not eq:
+            raise ValueError(f"--reward-weights: {item!r} is not name=number")
+    return out

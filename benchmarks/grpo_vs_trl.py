@@ -9,7 +9,7 @@ benchmarks/grpo_vs_trl.py: one GRPO step of train.py against TRL's GRPOTrainer, 
     python benchmarks/grpo_vs_trl.py --only ours --default-kernel-caches   # without train.cap_kernel_caches
     python benchmarks/grpo_vs_trl.py --only ours --without unpadded_blocks # without a measure (MEASURES below)
 
-Workload (issue 6, "Speed"): the default model (SmolLM2-135M-Instruct, the Hugging Face directory that
+Workload (README, "Speed"): the default model (SmolLM2-135M-Instruct, the Hugging Face directory that
 model.resolve_model_path gives, which transformers loads as is), task `arith` (reward.load_task), chat
 template with train.py's default --think-prefill (prompts end with "<think>"; --no-think-prefill for
 plain ones), 4 prompts x G=8 completions per step, at most 128 new tokens (rows stop at the chat stop

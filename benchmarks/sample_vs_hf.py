@@ -5,7 +5,7 @@ benchmarks/sample_vs_hf.py: sample.py against transformers' generate, same model
     python benchmarks/sample_vs_hf.py --only ours     # just our sampler, to iterate on speed
     python benchmarks/sample_vs_hf.py --compaction    # ours with stopping on: compaction on vs off
 
-Workload (issue 3): the default model (SmolLM2-135M-Instruct), 4 chat prompts, G=8 samples each,
+Workload: the default model (SmolLM2-135M-Instruct), 4 chat prompts, G=8 samples each,
 256 new tokens with stopping disabled so every row runs the full length, temperature 1.0, top-p 1,
 top-k 0, torch.set_num_threads(2). Both sides run in the dtype this CPU suits (--dtype auto:
 sample.default_dtype, bfloat16 with native bf16 matmuls, else float32, where bf16 is emulated and slow;

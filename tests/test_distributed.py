@@ -184,3 +184,18 @@ def test_collectives_take_tensors_on_the_ranks_device(device, monkeypatch):
     model(torch.ones(1, 2, device=device)).sum().backward()
     d.sum_grads(model)
     assert len(seen) == 2 and all(s.type == device.type for s in seen), seen
+
+
+def test_rope_frequencies_stay_float32_under_fsdp(tmp_path):
+    """A model sharded by fsdp_shard and then cast to bf16 keeps RoPE's inv_freq float32 (model.Transformer._apply),
+    as the unsharded sampler does: rounded to bf16, positions far into a completion rotate by wrong angles."""
+    import torch.distributed as dist
+    from model import rope_inv_freq
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        policy, _ = load_pretrained("tiny", device="cpu")
+        sharded = D.fsdp_shard(policy, torch.device("cpu"), 1).to(torch.bfloat16)
+        assert sharded.inv_freq.dtype == torch.float32
+        assert torch.equal(sharded.inv_freq, rope_inv_freq(sharded.cfg))
+    finally:
+        dist.destroy_process_group()

@@ -952,23 +952,25 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
         norm_eps=need(f"{arch}.attention.layer_norm_rms_epsilon"), tie_embeddings="lm_head.weight" not in by_name,
         max_seq_len=meta(f"{arch}.context_length", 2048), torch_dtype="float32")
 
-    tensors = {}
-    for hf_name, t in by_name.items():
-        w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
-        if arch == "llama" and (".q_proj." in hf_name or ".k_proj." in hf_name):
-            h = n_head if ".q_proj." in hf_name else n_kv_head
-            # llama.cpp stored rows (head, pair i, 2) where HF has (head, half, i): swap back
-            w = w.reshape(h, w.shape[0] // h // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-        tensors[hf_name] = torch.from_numpy(np.ascontiguousarray(w))
-
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=_mkdir(out_dir.parent)))
     from safetensors.torch import save_file
-    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-    (tmp / "config.json").write_text(json.dumps(cfg.to_hf() | {
-        "bos_token_id": meta("tokenizer.ggml.bos_token_id"),
-        "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
-    _gguf_tokenizer(meta, tmp, arch)
-    os.replace(tmp, out_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=_mkdir(out_dir.parent)))
+    try:
+        _gguf_tokenizer(meta, tmp, str(gguf_path))      # first: an unsupported tokenizer fails before the weights
+        tensors = {}
+        for hf_name, t in by_name.items():
+            w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
+            if arch == "llama" and (".q_proj." in hf_name or ".k_proj." in hf_name):
+                h = n_head if ".q_proj." in hf_name else n_kv_head
+                # llama.cpp stored rows (head, pair i, 2) where HF has (head, half, i): swap back
+                w = w.reshape(h, w.shape[0] // h // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+            tensors[hf_name] = torch.from_numpy(np.ascontiguousarray(w))
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+        (tmp / "config.json").write_text(json.dumps(cfg.to_hf() | {
+            "bos_token_id": meta("tokenizer.ggml.bos_token_id"),
+            "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)          # gone after the rename; a failed conversion leaves nothing
     return out_dir
 
 
@@ -999,31 +1001,52 @@ def _mkdir(p: Path) -> Path:
     return p
 
 
-def _gguf_tokenizer(meta, out_dir: Path):
+# Qwen2's pre-tokenizer split (its tokenizer.json; transformers' PRETOKENIZE_REGEX): letters with one leading
+# non-letter, single digits, punctuation runs, newlines, spaces. Applied by `tokenizers`, not parsed by us.
+QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"
+               r"|\s*[\r\n]+|\s+(?!\S)|\s+")
+
+
+def _gguf_tokenizer(meta, out_dir: Path, source: str = "GGUF"):
     """tokenizer.json, tokenizer_config.json and generation_config.json from GGUF metadata
-    (byte-level BPE, "gpt2" in llama.cpp's terms). SmolLM2 ("smollm" pre-tokenizer) splits digits
-    one by one before the byte-level split."""
-    from tokenizers import AddedToken, Tokenizer as HFTokenizer, decoders, models, pre_tokenizers
+    (byte-level BPE, "gpt2" in llama.cpp's terms), with the chat template from tokenizer.chat_template.
+    The pre-tokenizer follows tokenizer.ggml.pre: SmolLM2 ("smollm") splits digits one by one before the
+    byte-level split; Qwen2 ("qwen2") NFC-normalises, then splits with QWEN2_SPLIT, as its tokenizer.json
+    does. Control tokens (type 3) become special tokens, user-defined ones (type 4, "<tool_call>") plain added
+    tokens, both matched whole. Raises ValueError naming `source` and the key for another tokenizer."""
+    from tokenizers import AddedToken, Regex, Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers
     if meta("tokenizer.ggml.model") != "gpt2":
-        raise ValueError(f"tokenizer.ggml.model={meta('tokenizer.ggml.model')!r}: "
+        raise ValueError(f"{source}: tokenizer.ggml.model={meta('tokenizer.ggml.model')!r}: "
                          "only byte-level BPE ('gpt2') converts")
     tokens, types = meta("tokenizer.ggml.tokens"), meta("tokenizer.ggml.token_type")
     merges = [tuple(m.split(" ", 1)) for m in meta("tokenizer.ggml.merges")]
     tk = HFTokenizer(models.BPE({t: i for i, t in enumerate(tokens)}, merges))
-    byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    if meta("tokenizer.ggml.pre") == "smollm":
+    pre = meta("tokenizer.ggml.pre")
+    if pre == "smollm":
+        byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         tk.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+    elif pre in ("qwen2", "deepseek-r1-qwen"):
+        tk.normalizer = normalizers.NFC()
+        tk.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_SPLIT), behavior="isolated"),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    elif pre in (None, "default", "gpt2"):
+        tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     else:
-        tk.pre_tokenizer = byte_level
+        raise ValueError(f"{source}: tokenizer.ggml.pre={pre!r}: pre-tokenizer not implemented "
+                         "(smollm, qwen2, gpt2 are)")
     tk.decoder = decoders.ByteLevel()
-    CONTROL = 3   # llama.cpp's token type for special tokens
+    CONTROL, USER_DEFINED = 3, 4   # llama.cpp's token types
     tk.add_special_tokens([AddedToken(t, special=True, normalized=False)
                            for t, ty in zip(tokens, types) if ty == CONTROL])
+    tk.add_tokens([AddedToken(t, special=False, normalized=False)
+                   for t, ty in zip(tokens, types) if ty == USER_DEFINED])
     tk.save(str(out_dir / "tokenizer.json"))
     ids = {k: meta(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "padding", "unknown")}
     config = {"add_bos_token": bool(meta("tokenizer.ggml.add_bos_token", False)),
               "tokenizer_class": "PreTrainedTokenizerFast",
-              "chat_template": meta("tokenizer.chat_template"), "model_max_length": meta("llama.context_length")}
+              "chat_template": meta("tokenizer.chat_template"),
+              "model_max_length": meta(f"{meta('general.architecture')}.context_length")}
     for field, key in (("bos_token", "bos"), ("eos_token", "eos"), ("pad_token", "padding"), ("unk_token", "unknown")):
         if ids[key] is not None:
             config[field] = tokens[ids[key]]

@@ -19,8 +19,9 @@ What it guarantees:
 What is read (extract_answer gives the steps). The R1 accuracy reward reads only <answer>...</answer>,
 \\boxed{} and #### (strict, as the paper asks for a final answer in a fixed format; lenient only in not
 needing the format reward's tags, which is the format reward's job). Free-form text (chat and distilled
-models, gold solutions) falls back to what the end of the text offers: an answer phrase, a math span, a
-short line that reads as an answer, a number.
+models, gold solutions) falls back to what the end of the text offers: an answer phrase, a number that
+the last sentence states ("so the largest $n$ is 34"), a math span, a short line that reads as an answer,
+a number (LaTeX thousands separators included: 11,\\!111).
 
 What is judged equal (math_equal), after spellings that never change a value (_normalize: LaTeX spacing
 and sizing, \\dfrac, \\text{} units, $, \\%, degrees, currency signs, \\geq for >=):
@@ -47,6 +48,8 @@ and sizing, \\dfrac, \\text{} units, $, \\%, degrees, currency signs, \\geq for 
     on a lone variable == its interval); sets and lists order-free, tuples and intervals in order with
     their brackets, matrices cell by cell; \\pm as a two-element set; units and trailing words after a
     number dropped.
+  - What does not evaluate (\\log, \\sin, n!): the same top-level terms in another order, and the same
+    factors (\\cdot, \\times, *) in another order unless one may be a matrix: \\log 2 + 1 == 1 + \\log 2.
   - Refused (False): an empty answer, prose that is not spelled the same, a value out of bounds (MAX_BITS),
     different kinds (a tuple vs a set, an interval vs a number, an equation vs its right side).
 
@@ -161,7 +164,25 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
     if "<answer>" in text:  # an answer tag that never closed: cut off mid-answer, so nothing is trusted
         return None
     tail = text[-MAX_SCAN:]
-    return _phrase_answer(tail) or _last_math(text) or _bare_answer(tail) or last_number(tail)
+    return _phrase_answer(tail) or _stated_value(tail) or _last_math(text) or _bare_answer(tail) or last_number(tail)
+
+
+_VERBS = ("is", "are", "was", "equals", "=")   # "the largest $n$ is 34": what the last sentence says a thing is
+
+
+def _stated_value(text: str) -> str | None:
+    """Step 2b of extract_answer: a number (with units) that ends the last sentence after one of _VERBS, as
+    MATH-style prose states its result: "Therefore, the largest value of $n$ is 34." -> "34" (the math span
+    $n$ names the unknown; step 3 would read it as the answer). None when the words after the verb are
+    anything else ("$x = 5$ is the answer")."""
+    s = text.strip().rstrip(".!").strip()
+    cut = max(s.rfind(". "), s.rfind("\n"), s.rfind("? "), s.rfind("! "))
+    words = s[cut + 1:].split()
+    at = max((i for i, w in enumerate(words) if w.translate(_ASCII_LOWER) in _VERBS), default=-1)
+    rest = " ".join(words[at + 1:])
+    if at < 0 or not rest or "$" in rest or "\\" in rest or not is_number(rest):
+        return None
+    return rest
 
 
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}  # str.lower() can change a string's length
@@ -273,17 +294,29 @@ def _has_text(node: tuple) -> bool:
 
 def last_number(text: str) -> str | None:
     """Step 5 of extract_answer: the last number, with its sign, decimal point, thousands separators, or
-    a /denominator; a comma not followed by a 3-digit group ends it ("(3,4)" -> "4")."""
+    a /denominator; a comma not followed by a 3-digit group ends it ("(3,4)" -> "4"). LaTeX's thousands
+    separators inside a number count as commas: 11,\\!111, 11{,}111 and 11\\,111 -> "11,111"."""
     end = max(text.rfind(d) for d in "0123456789") + 1
     if end == 0:
         return None
     start = end
-    while start > 0 and end - start < 100 and (text[start - 1] in ".,/" or text[start - 1] in "0123456789"):
-        start -= 1
-    number = text[start:end].lstrip(",/")
+    while start > 0 and end - start < 100:
+        if text[start - 3:start] == "{,}" or text[start - 2:start] in ("\\!", "\\,"):
+            step = 3 if text[start - 1] == "}" else 2
+            if not text[start - step - 1:start - step].isdigit() and text[start - step - 1:start - step] != ",":
+                break                               # a separator only between digits (or after 11, in 11,\!111)
+            start -= step
+        elif text[start - 1] in ".,/0123456789":
+            start -= 1
+        else:
+            break
+    run = text[start:end]
+    for sep in ("{,}", ",\\!", "\\!", "\\,"):          # the LaTeX separators, as plain commas
+        run = run.replace(sep, ",")
+    number = run.lstrip(",/")
     if "," in number and _thousands(number) == number:  # not a thousands grouping: the digits after the comma
         number = number.rpartition(",")[2]
-    if start > 0 and text[start - 1] == "-" and number == text[start:end] and not text[start - 2:start - 1].isalnum():
+    if start > 0 and text[start - 1] == "-" and number == run and not text[start - 2:start - 1].isalnum():
         number = "-" + number
     return number or None
 
@@ -1290,7 +1323,68 @@ def math_equal(pred: str, gold: str) -> bool:
     if _despace(a) == _despace(b):
         return True
     seed = hashlib.sha256("\0".join(sorted((a, b))).encode("utf-8", "surrogatepass")).digest()
-    return _equal(_parse(a, seed), _parse(b, seed))
+    pa, pb = _parse(a, seed), _parse(b, seed)
+    if _equal(pa, pb):
+        return True
+    if pa[0] == pb[0] == "text" and pa[1] and pb[1]:   # neither side evaluates: the same terms in another order?
+        ta = _terms(a)
+        return ta is not None and ta == _terms(b)
+    return False
+
+
+_FACTOR_SEPS = ("\\cdot", "\\times", "*")
+_NO_SIGN_AFTER = "^_*/({[=<>,\\"   # a + or - after these is a sign inside a term, not between terms
+
+
+def _top_split(s: str, seps: tuple) -> list[tuple[str, str]] | None:
+    """s cut at each separator in seps that is outside (), [] and {}: [(separator before, piece)], the
+    first with separator "". None if the brackets do not balance."""
+    out, depth, start, sep, i = [], 0, 0, "", 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and s[i + 1:i + 2] in ("{", "}"):
+            i += 2
+            continue
+        depth += (c in "([{") - (c in ")]}")
+        if depth < 0:
+            return None
+        hit = next((x for x in seps if s.startswith(x, i)), None) if depth == 0 else None
+        before = s[:i].rstrip()
+        exponent = before[-1:] == "e" and before[-2:-1].isdigit()     # 1e-5
+        if hit and (hit not in "+-" or before and before[-1] not in _NO_SIGN_AFTER and not exponent):
+            out.append((sep, s[start:i]))
+            sep, start = hit, i + len(hit)
+            i += len(hit)
+            continue
+        i += 1
+    return None if depth else out + [(sep, s[start:])]
+
+
+def _terms(s: str) -> tuple | None:
+    """A normalised answer that does not evaluate (\\log 2 + 1, n! \\cdot 3) as the sorted multiset of its
+    top-level terms, each a sign and the sorted multiset of its factors (joined by \\cdot, \\times, *; kept in
+    order when one is a capital letter or \\mathbf / \\vec: a matrix), each factor despaced and lower-cased,
+    so "\\log 2 + 1" == "1 + \\log 2" and "3 \\cdot n!" == "n! * 3". None when
+    s has a single term of a single factor (nothing to reorder) or its brackets do not balance."""
+    terms = _top_split(s, ("+", "-"))
+    if terms is None:
+        return None
+    out = []
+    for sign, term in terms:
+        term, negative = term.strip(), sign == "-"
+        if term[:1] in ("+", "-"):               # a leading sign: "-a + b"
+            term, negative = term[1:], negative != (term[0] == "-")
+        factors = _top_split(term, _FACTOR_SEPS)
+        if factors is None or any(not f.strip() for _, f in factors):
+            return None
+        keys = [_despace(f).translate(_ASCII_LOWER) for _, f in factors]
+        # capitals and bold names may be matrices, whose products do not commute: their order stays
+        ordered = any(len(k) == 1 and f.strip().isupper() or k.startswith(("\\mathbf", "\\vec"))
+                      for k, (_, f) in zip(keys, factors))
+        out.append((negative, tuple(keys if ordered else sorted(keys))))
+    if len(out) == 1 and len(out[0][1]) == 1:
+        return None
+    return tuple(sorted(out))
 
 
 def is_number(answer: str) -> bool:

@@ -58,7 +58,10 @@ CHAT_SYSTEM = (
     "<think> </think> and <answer> </answer> tags, respectively, i.e., <think> reasoning process here "
     "</think> <answer> answer here </answer>."
 )
-TEMPLATES = ("r1zero", "chat")
+# The "boxed" template: how R1 itself is evaluated on mathematics (DeepSeek-R1's usage recommendations): the
+# model's own chat format and system message, no R1 tags, this sentence after the question.
+BOXED_INSTRUCTION = "Please reason step by step, and put your final answer within \\boxed{}."
+TEMPLATES = ("r1zero", "chat", "boxed")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,9 @@ class Example:
 def render_prompt(example: Example, template: str, tokenizer=None, think_prefilled: bool = False) -> str:
     """The text the policy continues. template "r1zero" is the paper's raw-text template (the prompt is
     inserted verbatim, so generated prompts end without a full stop); "chat" calls
-    tokenizer.render_chat(messages, add_generation_prompt=True) with CHAT_SYSTEM as the system message.
+    tokenizer.render_chat(messages, add_generation_prompt=True) with CHAT_SYSTEM as the system message;
+    "boxed" asks a chat model as benchmarks do: the question and BOXED_INSTRUCTION as the only (user)
+    message, so the model's template adds its own system message, and no tags are asked for.
     think_prefilled appends " <think>" (r1zero) or "<think>" (chat, which ends in a newline) so the
     model starts inside its reasoning; score such completions with think_prefilled=True.
     Raises ValueError for an unknown template or "chat" without a tokenizer."""
@@ -81,6 +86,11 @@ def render_prompt(example: Example, template: str, tokenizer=None, think_prefill
         if tokenizer is None:
             raise ValueError("the chat template needs a tokenizer with render_chat(messages, add_generation_prompt)")
         messages = [dict(role="system", content=CHAT_SYSTEM), dict(role="user", content=example.prompt)]
+        return tokenizer.render_chat(messages, add_generation_prompt=True) + ("<think>" if think_prefilled else "")
+    if template == "boxed":
+        if tokenizer is None:
+            raise ValueError("the boxed template needs a tokenizer with render_chat(messages, add_generation_prompt)")
+        messages = [dict(role="user", content=f"{example.prompt}\n{BOXED_INSTRUCTION}")]
         return tokenizer.render_chat(messages, add_generation_prompt=True) + ("<think>" if think_prefilled else "")
     raise ValueError(f"unknown template {template!r}; known templates: {', '.join(TEMPLATES)}")
 
@@ -576,7 +586,7 @@ def _file_options(spec: str, arg: str) -> tuple[str, dict]:
 # reward.py's public names, those that moved to grader.py and sandbox.py included: callers import them from here
 
 __all__ = [
-    "CHAT_SYSTEM", "DEFAULT_WEIGHTS", "FILE_TASKS", "KNOWN_TASKS", "LANG_SCRIPTS", "R1ZERO_TEMPLATE", "TEMPLATES",
+    "BOXED_INSTRUCTION", "CHAT_SYSTEM", "DEFAULT_WEIGHTS", "FILE_TASKS", "KNOWN_TASKS", "LANG_SCRIPTS", "R1ZERO_TEMPLATE", "TEMPLATES",
     "TEST_PERCENT", "Example", "Task", "accuracy_reward", "code_reward", "countdown_reward", "extract_code",
     "format_reward", "jsonl_lines", "language_consistency_reward", "load_task", "overlong_penalty", "render_prompt",
     "tags_reward",

@@ -91,6 +91,51 @@ def test_extract_answer_strict(text, expected):
 def test_extract_answer_free_form(text, expected):
     assert extract_answer(text) == expected
 
+
+@pytest.mark.parametrize("text, expected", [
+    # a chat model's prose, as MATH-style solutions end: the number the last sentence states
+    ("Therefore, the largest value of $n$ is 34.", "34"),                  # not the math span $n$
+    ("So the largest $n$ such that $n^2 < 1200$ is 34.", "34"),
+    ("Checking $n = 35$ fails. Hence the smallest $k$ equals 12!", "12"),
+    ("so the largest n is 34", "34"),
+    ("So $x = 5$ is the answer.", "x = 5"),                                # not a number after the verb: step 3
+    ("We get $x=3$. Then $y$ is 2x.", "y"),                               # "2x" is not a number: step 3 as before
+    ("The total is 42 apples!", "42 apples"),                             # units stay; math_equal drops them
+    # LaTeX thousands separators inside a number in prose
+    ("The number of ways is 11,\\!111.", "11,111"),
+    ("so there are 1{,}000{,}000 cells", "1{,}000{,}000 cells"),          # stated: kept as written
+    ("we count 1{,}000{,}000 cells in all", "1,000,000"),                  # the last number
+    ("a total of 11\\,111 steps", "11,111"),
+    ("she owes -1,\\!000 dollars", "-1,000"),
+    ("integrating f(x)\\,dx we get 3", "3"),                               # \, between non-digits is spacing
+    ("from 2\\,x we get 3", "3"),
+    # GSM8K completions of a chat model asked for \boxed{}: every form it uses
+    ("Janet makes 9 * 2 = $18 every day.\n\nThe answer is 18.", "18"),
+    ("Therefore, Janet makes \\(\\boxed{18}\\) dollars every day.", "18"),
+    ("9 * 2 = 18\n#### 18", "18"),
+    ("She makes $18 per day.", "18"),
+])
+def test_extract_answer_prose_results(text, expected):
+    assert extract_answer(text) == expected
+
+
+@pytest.mark.parametrize("pred, gold, equal", [
+    ("11,\\!111", "11111", True), ("\\$11,\\!111.50", "11111.5", True), ("11,\\!112", "11111", False),
+    # terms of a sum, and factors of a product, that do not evaluate, in another order
+    ("\\log 2 + 1", "1 + \\log 2", True), ("\\log 2 - 1", "-1 + \\log 2", True), ("-\\log 2 + 1", "1 - \\log 2", True),
+    ("\\sin x + \\cos x", "\\cos x + \\sin x", True), ("n! + 1", "1 + n!", True),
+    ("3 \\cdot \\log 3", "\\log 3 \\times 3", True), ("a! \\times b!", "b! * a!", True),
+    ("\\sin(x+1) + 2", "2 + \\sin(x+1)", True), ("e^{-x}\\log x + 1", "1 + e^{-x} \\log x", True),
+    # near misses: a sign, a term, a repeated term, a different inner order (inside a function: not reordered)
+    ("\\sin x + \\cos x", "\\cos x - \\sin x", False), ("\\log 2 + 1", "\\log 2 + 2", False),
+    ("\\log 2 + \\log 2 + 1", "\\log 2 + 1 + 1", False), ("\\log 2 + 1", "1 + \\log 2 + 0", False),
+    ("\\sin(x+1) + 2", "2 + \\sin(1+x)", False), ("\\mathbf{A} \\cdot \\mathbf{B} + \\log 2", "\\log 2 + \\mathbf{B} "
+                                                "\\cdot \\mathbf{A}", False),   # matrices do not commute
+    ("\\log 2", "\\log 3", False),
+])
+def test_math_equal_prose_answers_and_reordered_terms(pred, gold, equal):
+    assert math_equal(pred, gold) == equal and math_equal(gold, pred) == equal
+
 # -----------------------------------------------------------------------------
 # math_equal
 

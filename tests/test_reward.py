@@ -211,10 +211,20 @@ def test_chat_template_uses_the_tokenizer():
     assert render_prompt(Example("q", "a"), "chat", tokenizer=tok, think_prefilled=True).endswith("assistant\n<think>")
 
 
+def test_boxed_template_asks_as_benchmarks_ask():
+    """DeepSeek-R1's recommended math prompt: the model's own system message (none given), no R1 tags."""
+    tok = FakeTokenizer()
+    text = render_prompt(Example("Compute 2 + 3", "5"), "boxed", tokenizer=tok)
+    assert tok.messages == [{"role": "user", "content": "Compute 2 + 3\nPlease reason step by step, and put your "
+                                                        "final answer within \\boxed{}."}]
+    assert "<think>" not in text and "<answer>" not in text and text.endswith("<|im_start|>assistant\n")
+
+
 def test_template_errors():
-    assert TEMPLATES == ("r1zero", "chat")
-    with pytest.raises(ValueError, match="tokenizer"):
-        render_prompt(Example("q", "a"), "chat")
+    assert TEMPLATES == ("r1zero", "chat", "boxed")
+    for template in ("chat", "boxed"):
+        with pytest.raises(ValueError, match="tokenizer"):
+            render_prompt(Example("q", "a"), template)
     with pytest.raises(ValueError, match="r1zero"):
         render_prompt(Example("q", "a"), "alpaca")
 

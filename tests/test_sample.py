@@ -328,6 +328,21 @@ def test_cli_evaluate_last_line(capsys):
     assert all(len(x.split(".")[1]) == 3 for x in (p, se, cons, lenient))
 
 
+def test_cli_evaluation_in_chunks_dumps_the_same_records(tmp_path):
+    """--first-prompt / --dump: two chunks of 2 prompts give the records of one run over 4, in order."""
+    import json
+    base = ["--model", "tiny", "--device", "cpu", "--dtype", "float32", "--task", "arith", "-k", "2",
+            "--max-new-tokens", "6", "--batch-prompts", "2"]
+    sample_mod.main(base + ["--n-prompts", "4", "--dump", str(tmp_path / "all.jsonl")])
+    for first in (0, 2):
+        sample_mod.main(base + ["--n-prompts", "2", "--first-prompt", str(first),
+                                "--dump", str(tmp_path / f"part{first}.jsonl")])
+    read = lambda name: [json.loads(line) for line in (tmp_path / name).read_text().splitlines()]
+    whole, parts = read("all.jsonl"), read("part0.jsonl") + read("part2.jsonl")
+    assert [r["index"] for r in whole] == [0, 1, 2, 3] and len({r["prompt"] for r in whole}) == 4
+    assert parts == whole
+
+
 def test_evaluate_with_real_task(tiny, tmp_path):
     from model import byte_tokenizer
     r = evaluate(tiny, byte_tokenizer(tmp_path), load_task("arith", seed=0),

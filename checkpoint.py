@@ -14,19 +14,27 @@ What it guarantees:
   3. the optimizer state is keyed by parameter name, so any number of ranks, sharded (FSDP) or not,
      resume from any checkpoint; format-1 checkpoints (numbered by position) still load
   4. a resume whose run-defining flags differ from the checkpoint's is refused, naming the flags
+  5. one run per output folder: a run holds OUT/.lock (flock, released by the OS however the process
+     ends) and a second run on the folder is refused, naming the holder's PID (locked_folder)
+  6. a write that fails (no space, a read-only or vanished folder) stops the run naming the path, the
+     previous checkpoint intact (WriteFailed); weights that are not finite are never saved
 Exact resume (the resumed run logs what the uninterrupted one does) is tested in tests/test_train.py.
 """
+import contextlib
 import dataclasses
+import fcntl
 import hashlib
 import json
 import os
 import random
 import shutil
+import signal
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+from safetensors import SafetensorError
 
 from model import save_pretrained
 
@@ -36,6 +44,55 @@ if TYPE_CHECKING:                     # type names only: train imports this modu
     from train import Run
 
 MANIFEST = "manifest.json"       # each file of a checkpoint: its size and SHA-256, checked before resuming
+LOCK = ".lock"                   # OUT/.lock: held (flock) by the run writing into OUT, holds its PID
+
+
+class WriteFailed(OSError):
+    """A file of the run could not be written (no space left, a read-only or vanished folder, a file where a
+    folder must be); the message names the path. The run stops: what it wrote before stays whole."""
+
+
+@contextlib.contextmanager
+def writing(path: Path):
+    """Turns a failed write of path (OSError) into WriteFailed naming the path."""
+    try:
+        yield
+    except OSError as e:
+        if isinstance(e, WriteFailed):
+            raise
+        raise WriteFailed(f"cannot write {path}: {e.strerror or e}") from e
+
+
+@contextlib.contextmanager
+def locked_folder(out_dir: Path, take: bool = True):
+    """Holds an exclusive lock on out_dir (flock on OUT/.lock) for the with-block: one run per output folder.
+    The OS drops the lock when the process ends, however it ends, so a killed run leaves none behind. Under
+    torchrun only rank 0 takes it (take=False elsewhere): rank 0 does all the writing. Locks on different
+    files do not interact, so pipeline.py (OUT/.lock) runs its stages (OUT/NN_name/.lock) in one process.
+    Raises SystemExit naming the folder and the holder's PID when another process holds it, WriteFailed when
+    the folder cannot be made or written."""
+    if not take:
+        yield
+        return
+    path = out_dir / LOCK
+    with writing(path):
+        out_dir.mkdir(parents=True, exist_ok=True)
+        f = open(path, "a+")
+    try:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise SystemExit(f"{out_dir} is in use by another run (PID {holder}); wait for it to end, stop it, "
+                             "or choose another output folder") from None
+        with writing(path):
+            f.truncate(0)
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+        yield
+    finally:
+        f.close()                # releases the lock
 
 
 def save_checkpoint(run: "Run", step: int):
@@ -51,23 +108,48 @@ def save_checkpoint(run: "Run", step: int):
     ref_weights = full_state_dicts(reference, None, dist)[0] if reference is not None else None
     if dist.rank != 0:
         return
+    bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(v.isfinite().all())]
+    if bad:                      # a diverged model is never saved over the last good one
+        raise FloatingPointError(f"step {step}: not saving a checkpoint, the weights are not finite ({bad[0]}, "
+                                 f"{len(bad)} tensors): the run has diverged; {run.out_dir} keeps the last good one")
     ckpt_root = run.out_dir / "checkpoints"
-    ckpt_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"step_{step}.tmp-", dir=ckpt_root))
-    save_pretrained(run.policy, run.tok, tmp / "hf", state_dict=weights)   # its own temp+rename inside ours
-    for f in (tmp / "hf").iterdir():
-        os.replace(f, tmp / f.name)
-    (tmp / "hf").rmdir()
-    state = {"format": 2, "step": step, "config": dataclasses.asdict(cfg), "optimizer": opt_state,
-             "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}, "reference": ref_weights}
-    torch.save(state, tmp / "trainer_state.pt")
-    (tmp / MANIFEST).write_text(json.dumps({f.name: file_digest(f) for f in sorted(tmp.iterdir())}, indent=1))
-    final = ckpt_root / f"step_{step}"
-    shutil.rmtree(final, ignore_errors=True)          # only when re-saving the same step
-    os.replace(tmp, final)
+    final, tmp = ckpt_root / f"step_{step}", None
+    try:
+        ckpt_root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"step_{step}.tmp-", dir=ckpt_root))
+        save_pretrained(run.policy, run.tok, tmp / "hf", state_dict=weights)   # its own temp+rename inside ours
+        for f in (tmp / "hf").iterdir():
+            os.replace(f, tmp / f.name)
+        (tmp / "hf").rmdir()
+        state = {"format": 2, "step": step, "config": dataclasses.asdict(cfg), "optimizer": opt_state,
+                 "rng": {"torch": torch.get_rng_state(), "python": random.getstate()}, "reference": ref_weights}
+        torch.save(state, tmp / "trainer_state.pt")
+        (tmp / MANIFEST).write_text(json.dumps({f.name: file_digest(f) for f in sorted(tmp.iterdir())}, indent=1))
+        shutil.rmtree(final, ignore_errors=True)          # only when re-saving the same step
+        os.replace(tmp, final)
+    except (OSError, RuntimeError, SafetensorError) as e:   # torch.save reports a failed write as RuntimeError
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        last = list_checkpoints(run.out_dir)
+        raise WriteFailed(f"cannot write the checkpoint {final} ({e}); "
+                          f"{'the last one, ' + str(last[-1]) + ', is intact' if last else 'no earlier one exists'}"
+                          ) from e
     if cfg.keep_checkpoints:
         for old in list_checkpoints(run.out_dir)[:-cfg.keep_checkpoints]:
             shutil.rmtree(old, ignore_errors=True)
+
+
+def stop_after(run: "Run", step: int, saved: bool, signum: int | None):
+    """Ends a run that received SIGTERM/SIGINT at step's boundary: a checkpoint of step unless the loop just
+    wrote one, then one line, then SystemExit(128 + signum), as a shell reports a process the signal killed.
+    Metrics lines are written (closed) as they are logged, so nothing is left to flush."""
+    if not saved:
+        save_checkpoint(run, step)
+    signum = signum or signal.SIGTERM                 # a rank that did not receive it stops with the one that did
+    if run.dist.rank == 0:
+        print(f"stopped by {signal.Signals(signum).name} after step {step}: checkpoint "
+              f"{run.out_dir / 'checkpoints' / f'step_{step}'}; run again with --resume to continue", flush=True)
+    raise SystemExit(128 + signum)
 
 
 def list_checkpoints(out_dir: Path) -> list[Path]:

@@ -8,6 +8,7 @@ checkpoint), and validate() refuses contradictory or impossible settings before 
 """
 import argparse
 import dataclasses
+import math
 from dataclasses import dataclass, field
 
 from grpo import LOSS_AGGS
@@ -19,9 +20,53 @@ DESCRIPTION = ("train.py: GRPO straight on a model against rule rewards (DeepSee
 
 
 
-def flag(default, help: str):
-    """A TrainConfig field: its default and its --help text (parse_config makes the flag)."""
-    return field(default=default, metadata={"help": help})
+def flag(default, help: str, range: str | None = None):
+    """A TrainConfig (or pipeline.PipelineConfig) field: its default, its --help text and, for a number, the
+    range of values that can be meant (in_range's syntax), appended to the help as "[>= 0]" and checked by
+    check_ranges before any work starts. Raises TypeError for a numeric flag without a range."""
+    if isinstance(default, (int, float)) and not isinstance(default, bool) and range is None:
+        raise TypeError(f"flag({default!r}, {help!r}): a numeric flag needs a range")
+    return field(default=default, metadata={"help": help + (f" [{range}]" if range else ""), "range": range})
+
+
+def in_range(value, spec: str) -> bool:
+    """Whether a finite number lies in spec: ">= a", "> a", or an interval "[a, b]", "(a, b]", "[a, b)", "(a, b)".
+    NaN and infinities are never in range."""
+    if not math.isfinite(value):
+        return False
+    if spec.startswith(">"):
+        bound = float(spec.lstrip(">="))
+        return value >= bound if spec.startswith(">=") else value > bound
+    lo, hi = (float(x) for x in spec[1:-1].split(","))
+    return (lo <= value if spec[0] == "[" else lo < value) and (value <= hi if spec[-1] == "]" else value < hi)
+
+
+def range_error(name: str, value, spec: str) -> str:
+    """'--top-p 1.5: must be in (0, 1]', the message of an out-of-range flag."""
+    return f"--{name.replace('_', '-')} {value}: must be {spec if spec.startswith('>') else 'in ' + spec}"
+
+
+def check_ranges(cfg):
+    """Every numeric field of a flag dataclass (TrainConfig, pipeline.PipelineConfig) against its declared
+    range. Raises ValueError naming the first flag out of range."""
+    for f in dataclasses.fields(cfg):
+        spec, value = f.metadata.get("range"), getattr(cfg, f.name)
+        if spec and not in_range(value, spec):
+            raise ValueError(range_error(f.name, value, spec))
+
+
+class Ranged:
+    """An argparse type= for a number in a range: Ranged(int, ">= 1")("0") raises argparse.ArgumentTypeError
+    (argparse then exits with "argument --x: must be >= 1, got 0"). sample.py's flags use it."""
+
+    def __init__(self, kind: type, spec: str):
+        self.kind, self.spec, self.__name__ = kind, spec, kind.__name__     # argparse names the type by __name__
+
+    def __call__(self, text: str):
+        value = self.kind(text)
+        if not in_range(value, self.spec):
+            raise argparse.ArgumentTypeError(range_error("", value, self.spec).split(": ", 1)[1] + f", got {text}")
+        return value
 
 
 @dataclass
@@ -34,28 +79,30 @@ class TrainConfig:
     think_prefill: bool = flag(True, "end the prompt with '<think>' so the model starts reasoning at once")
     data: str = flag("", "SFT jsonl: {'prompt','completion'} or {'messages':[...]} per line")
     # GRPO
-    group_size: int = flag(8, "G: completions sampled per prompt")
-    prompts_per_step: int = flag(8, "P: prompts per step (SFT: examples per step)")
-    max_new_tokens: int = flag(48, "completion length limit, tokens")
-    temperature: float = flag(1.0, "sampling temperature (the loss scores at the same one)")
-    top_p: float = flag(1.0, "nucleus sampling; < 1 makes the scored policy differ from the sampled one")
-    beta: float = flag(0.04, "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model")
-    clip_eps: float = flag(0.2, "PPO clip epsilon (lower side, and upper unless --clip-eps-high)")
+    group_size: int = flag(8, "G: completions sampled per prompt", range=">= 1")
+    prompts_per_step: int = flag(8, "P: prompts per step (SFT: examples per step)", range=">= 1")
+    max_new_tokens: int = flag(48, "completion length limit, tokens", range=">= 1")
+    temperature: float = flag(1.0, "sampling temperature (the loss scores at the same one)", range="> 0")
+    top_p: float = flag(1.0, "nucleus sampling; < 1 makes the scored policy differ from the sampled one",
+                        range="(0, 1]")
+    beta: float = flag(0.04, "KL coefficient (DeepSeekMath eq. 3); 0 = no reference model", range=">= 0")
+    clip_eps: float = flag(0.2, "PPO clip epsilon (lower side, and upper unless --clip-eps-high)", range="(0, 1)")
     clip_eps_high: float = flag(0.0, "upper clip epsilon (DAPO clip-higher, Yu et al. 2025, arXiv 2503.14476 "
-                                     "§3.1: 0.28); 0 = same as --clip-eps")
+                                     "§3.1: 0.28); 0 = same as --clip-eps", range=">= 0")
     clip_delta: float = flag(0.0, "two-sided clipping (INTELLECT-2, arXiv 2505.07291 §4.1: 4): for A < 0 the ratio "
                                   "is also capped at delta, so a token whose probability grew far past the sampling "
-                                  "policy's cannot push the loss up without bound; > 1 + the upper clip; 0 = off")
+                                  "policy's cannot push the loss up without bound; > 1 + the upper clip; 0 = off",
+                             range=">= 0")
     importance_sampling_level: str = flag("token", "token (GRPO) or sequence: GSPO (Zheng et al. 2025, arXiv "
                                                    "2507.18071), one ratio per completion, exp(mean of its tokens' "
                                                    "log-ratios), clipped per completion; the paper clips at "
                                                    "--clip-eps 3e-4 --clip-eps-high 4e-4. Equal to token when "
                                                    "--num-iterations 1 (the ratio is then 1)")
-    num_iterations: int = flag(1, "mu: policy updates per batch of rollouts (1 = on-policy, as R1)")
+    num_iterations: int = flag(1, "mu: policy updates per batch of rollouts (1 = on-policy, as R1)", range=">= 1")
     loss_agg: str = flag("seq_mean_token_mean", "loss aggregation: " + ", ".join(LOSS_AGGS))
     scale_rewards: str = flag("batch", "advantage scale: group (GRPO: each group's std), batch (group mean, batch "
                                        "std: Lite PPO, arXiv 2508.08221; README: why the default), none (Dr. GRPO)")
-    ref_reset_every: int = flag(0, "copy the policy into the reference model every N steps (0 = never)")
+    ref_reset_every: int = flag(0, "copy the policy into the reference model every N steps (0 = never)", range=">= 0")
     reward_weights: str = flag("accuracy=1,format=1,tags=0.5,answer=0.1",
                                "reward = sum of weight*part; parts: accuracy, format, tags, language, answer "
                                "(reward.Task.reward); README: why these")
@@ -63,27 +110,30 @@ class TrainConfig:
                                        "overlong filtering)")
     overlong_buffer: int = flag(0, "DAPO soft overlong punishment (arXiv 2503.14476 §3.4, eq. 13): over the last N "
                                    "tokens before --max-new-tokens the reward falls linearly to -(--overlong-penalty); "
-                                   "logged as overlong; 0 = off")
-    overlong_penalty: float = flag(1.0, "the largest soft overlong penalty, reached at --max-new-tokens (DAPO: 1)")
+                                   "logged as overlong; 0 = off", range=">= 0")
+    overlong_penalty: float = flag(1.0, "the largest soft overlong penalty, reached at --max-new-tokens (DAPO: 1)",
+                                   range=">= 0")
     dynamic_sampling: bool = flag(False, "DAPO dynamic sampling (arXiv 2503.14476 §3.2): drop groups whose G rewards "
                                          "are all equal (no gradient) and sample further prompts until the step has P "
                                          "groups that vary, in at most --max-sampling-rounds extra rounds (then filled "
                                          "with equal ones); logs sampling_rounds")
     max_sampling_rounds: int = flag(3, "dynamic sampling: extra generation rounds per step at most (verl's "
-                                       "max_num_gen_batches counts the first one too)")
+                                       "max_num_gen_batches counts the first one too)", range=">= 0")
     # optimisation
-    lr: float = flag(5e-5, "AdamW peak learning rate (reached after the warmup; then --lr-schedule)")
-    warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps")
+    lr: float = flag(5e-5, "AdamW peak learning rate (reached after the warmup; then --lr-schedule)", range="> 0")
+    warmup_steps: int = flag(0, "linear learning-rate warmup, optimiser steps", range=">= 0")
     lr_schedule: str = flag("linear", "learning rate after the warmup: constant (R1) or linear (falls to 0 at the last "
                                         "step, as transformers' Trainer, hence TRL, does by default)")
-    weight_decay: float = flag(0.0, "AdamW weight decay")
-    grad_clip: float = flag(1.0, "max global grad norm (0 = off)")
+    weight_decay: float = flag(0.0, "AdamW weight decay", range=">= 0")
+    grad_clip: float = flag(1.0, "max global grad norm (0 = off)", range=">= 0")
+    skip_nonfinite: bool = flag(False, "skip an optimiser step whose loss or gradient norm is not finite (counted as "
+                                       "nonfinite_skipped in the metrics) instead of stopping the run there")
     activation_checkpointing: bool = flag(True, "keep only each block's input for backward and recompute the block "
                                                 "there (much less memory for a little more compute)")
     micro_batch_size: int = flag(8, "rows per forward/backward, rounded down to whole groups (memory knob; the result "
-                                    "does not depend on it)")
-    steps: int = flag(20, "GRPO steps (SFT runs for --epochs instead)")
-    epochs: int = flag(1, "SFT: passes over --data")
+                                    "does not depend on it)", range=">= 1")
+    steps: int = flag(20, "GRPO steps (SFT runs for --epochs instead)", range=">= 1")
+    epochs: int = flag(1, "SFT: passes over --data", range=">= 1")
     # runtime
     dtype: str = flag("auto", "compute dtype for sampling and autocast: auto (bfloat16), bfloat16, float32 "
                               "(float16 is refused: no loss scaling)")
@@ -91,35 +141,48 @@ class TrainConfig:
     compile: bool = flag(False, "torch.compile the training forward (CUDA; slow to start)")
     cuda_graphs: bool = flag(True, "on CUDA, replay the sampler's decode steps from CUDA graphs (same tokens as eager,"
                                    " fewer kernel launches: sample.CUDAGraphStep)")
-    seed: int = flag(0, "seeds task data, sampling and init: a run is a function of its flags")
-    threads: int = flag(0, "CPU threads for torch (0 = torch's default)")
+    seed: int = flag(0, "seeds task data, sampling and init: a run is a function of its flags", range=">= 0")
+    threads: int = flag(0, "CPU threads for torch (0 = torch's default)", range=">= 0")
     allow_config_change: bool = flag(False, "--resume even if flags that change the run's meaning differ from the "
                                             "checkpoint's (the differences are printed)")
     fsdp: bool = flag(False, "under torchrun: shard weights, gradients and AdamW state over the ranks (FSDP2) instead "
                              "of replicating them; GRPO stage")
+    dist_timeout: int = flag(300, "under torchrun: seconds a rank waits in a collective (a rank that died or hangs) "
+                                  "before the job ends with an error", range=">= 1")
     # outputs
     out_dir: str = flag("out", "where checkpoints, metrics.jsonl and rollouts go")
     resume: bool = flag(False, "continue from the newest complete checkpoint in --out-dir")
-    save_every: int = flag(20, "checkpoint every N steps (and at the end)")
-    keep_checkpoints: int = flag(2, "how many newest checkpoints to keep (0 = all)")
-    eval_every: int = flag(5, "held-out evaluation every N steps (and at start and end; 0 = start/end only)")
-    eval_prompts: int = flag(32, "held-out prompts per evaluation (0 = no evaluation)")
-    eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their majority vote")
-    eval_temperature: float = flag(0.6, "evaluation sampling temperature (R1 paper: 0.6, top-p 0.95)")
-    rollouts_every: int = flag(10, "write the step's rollouts to OUT/rollouts/ every N steps (0 = never)")
+    save_every: int = flag(20, "checkpoint every N steps (and at the end)", range=">= 0")
+    keep_checkpoints: int = flag(2, "how many newest checkpoints to keep (0 = all)", range=">= 0")
+    eval_every: int = flag(5, "held-out evaluation every N steps (and at start and end; 0 = start/end only)",
+                           range=">= 0")
+    eval_prompts: int = flag(32, "held-out prompts per evaluation (0 = no evaluation)", range=">= 0")
+    eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their majority vote", range=">= 1")
+    eval_temperature: float = flag(0.6, "evaluation sampling temperature (R1 paper: 0.6, top-p 0.95)", range=">= 0")
+    rollouts_every: int = flag(10, "write the step's rollouts to OUT/rollouts/ every N steps (0 = never)", range=">= 0")
 
 
-def parse_config(argv=None) -> TrainConfig:
-    """Flags generated from TrainConfig (one source of truth for help, defaults and the saved config)."""
-    ap = argparse.ArgumentParser(description=DESCRIPTION,
-                                 formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(TrainConfig):
+def add_flags(ap: argparse.ArgumentParser, cls):
+    """One flag per field of a flag dataclass (TrainConfig, pipeline.PipelineConfig), with its help."""
+    for f in dataclasses.fields(cls):
         name = "--" + f.name.replace("_", "-")
         if f.type in (bool, "bool"):
             ap.add_argument(name, action=argparse.BooleanOptionalAction, default=f.default, help=f.metadata["help"])
         else:
             ap.add_argument(name, type=type(f.default), default=f.default, help=f.metadata["help"])
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """train.py's flags, generated from TrainConfig (one source of truth for help, defaults and the saved config)."""
+    ap = argparse.ArgumentParser(description=DESCRIPTION, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    add_flags(ap, TrainConfig)
     ap.add_argument("-G", dest="group_size", type=int, help=argparse.SUPPRESS)
+    return ap
+
+
+def parse_config(argv=None) -> TrainConfig:
+    """The TrainConfig of a command line, validated (argparse's exit with the message on a bad one)."""
+    ap = build_parser()
     args = ap.parse_args(argv)
     cfg = TrainConfig(**{f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)})
     try:
@@ -131,6 +194,7 @@ def parse_config(argv=None) -> TrainConfig:
 
 def validate(cfg: TrainConfig):
     """Contradictory or impossible settings, caught before any work starts. Raises ValueError."""
+    check_ranges(cfg)
     if cfg.stage not in ("grpo", "sft"):
         raise ValueError(f"--stage {cfg.stage}: expected grpo or sft")
     if cfg.stage == "sft" and not cfg.data:
@@ -141,9 +205,6 @@ def validate(cfg: TrainConfig):
         raise ValueError(f"--template {cfg.template}: expected one of {TEMPLATES}")
     if cfg.stage == "grpo" and cfg.group_size < 2:
         raise ValueError(f"--group-size {cfg.group_size}: GRPO's advantage needs at least 2 completions per prompt")
-    if cfg.temperature <= 0:
-        raise ValueError(f"--temperature {cfg.temperature}: GRPO scores log-probs at the sampling temperature, "
-                         "which must be > 0")
     if cfg.clip_eps_high and cfg.clip_eps_high < cfg.clip_eps:
         raise ValueError(f"--clip-eps-high {cfg.clip_eps_high} < --clip-eps {cfg.clip_eps}")
     upper = 1 + (cfg.clip_eps_high or cfg.clip_eps)
@@ -152,9 +213,8 @@ def validate(cfg: TrainConfig):
                          "(else it clips positive advantages too), or 0 for off")
     if cfg.importance_sampling_level not in ("token", "sequence"):
         raise ValueError(f"--importance-sampling-level {cfg.importance_sampling_level}: expected token or sequence")
-    if not 0 <= cfg.overlong_buffer <= cfg.max_new_tokens or cfg.overlong_penalty < 0:
-        raise ValueError(f"--overlong-buffer {cfg.overlong_buffer}: must be in [0, --max-new-tokens "
-                         f"{cfg.max_new_tokens}], and --overlong-penalty {cfg.overlong_penalty} >= 0")
+    if cfg.overlong_buffer > cfg.max_new_tokens:
+        raise ValueError(f"--overlong-buffer {cfg.overlong_buffer}: must be <= --max-new-tokens {cfg.max_new_tokens}")
     if cfg.loss_agg not in LOSS_AGGS:
         raise ValueError(f"--loss-agg {cfg.loss_agg}: expected one of {LOSS_AGGS}")
     if cfg.lr_schedule not in ("constant", "linear"):
@@ -167,20 +227,6 @@ def validate(cfg: TrainConfig):
                          "does not do; use bfloat16 (same speed where float16 is fast) or float32")
     if cfg.dtype not in ("auto", "bfloat16", "float32"):
         raise ValueError(f"--dtype {cfg.dtype}: expected auto, bfloat16 or float32")
-    for name in ("prompts_per_step", "max_new_tokens", "micro_batch_size", "num_iterations", "epochs", "steps",
-                 "eval_k"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
-    for name in ("keep_checkpoints", "save_every", "eval_every", "eval_prompts", "rollouts_every", "threads",
-                 "warmup_steps", "ref_reset_every", "max_sampling_rounds"):
-        if getattr(cfg, name) < 0:
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 0")
-    if not 0 < cfg.top_p <= 1:
-        raise ValueError(f"--top-p {cfg.top_p}: must be in (0, 1]")
-    if cfg.eval_temperature < 0:
-        raise ValueError(f"--eval-temperature {cfg.eval_temperature}: must be >= 0")
-    if cfg.beta < 0 or cfg.lr <= 0:
-        raise ValueError("--beta must be >= 0 and --lr > 0")
     if cfg.compile and cfg.fsdp:
         raise ValueError("--compile with --fsdp: the compiled wrapper hides the sharded model from "
                          "grpo.group_token_logprobs, whose reentrant prompt checkpoint would then bypass FSDP's "

@@ -12,7 +12,10 @@ equals the one-process update of the whole batch (tests/test_distributed.py chec
 batch against 1 rank x all of it, replicated and under FSDP, to 1e-6). Rank 0 logs, evaluates and saves.
 """
 import os
+import signal
+import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 import torch
@@ -90,8 +93,42 @@ def init_distributed(cfg: "TrainConfig") -> tuple[Dist, torch.device]:
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+        # a rank that died or hangs fails the others' next collective after --dist-timeout (torch's default: 30 min)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
+                                timeout=timedelta(seconds=cfg.dist_timeout))
     return Dist(dist.get_rank(), world, device=device), device
+
+
+class StopSignals:
+    """SIGTERM (what a scheduler sends before preempting) and SIGINT (Ctrl-C), caught for a with-block: the
+    first one only sets `received`, and the training loop stops at its next step boundary (requested), saves
+    and exits; a second one ends the process at once (the signal's default action). Outside the main thread
+    (where Python cannot install handlers) nothing is caught."""
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received, self.previous = None, {}
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self.handle) for s in self.SIGNALS}
+        return self
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
+
+    def handle(self, signum, frame):
+        if self.received is not None:                   # the second signal: die of it now
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        self.received = signum                          # no print here: a handler may interrupt a print
+
+    def requested(self, dist: "Dist") -> bool:
+        """Whether any rank received a signal: ranks must agree, since the checkpoint save is collective under
+        FSDP. One all-reduce of a float per step when world > 1 (nothing next to the step's gradients)."""
+        stop = self.received is not None
+        return dist.sum(float(stop)) > 0 if dist.world > 1 else stop
 
 
 def close_distributed():

@@ -67,14 +67,14 @@ from pathlib import Path
 import torch
 
 import train
-from checkpoint import list_checkpoints
+from checkpoint import list_checkpoints, locked_folder
 from distributed import close_distributed
 from metrics import by_step, plot, read_metrics
 from model import Transformer, load_pretrained, pick_device, save_pretrained
 from reward import (DEFAULT_WEIGHTS, TEMPLATES, Example, extract_answer, format_reward, language_consistency_reward,
                     load_task, render_prompt, tags_reward)
 from sample import evaluate, sample
-from config import TrainConfig, flag, parse_weights, validate as validate_train
+from config import TrainConfig, add_flags, check_ranges, flag, parse_weights, validate as validate_train
 from train import compute_dtype, read_sft_data
 
 TRAIN = TrainConfig()         # train.py's defaults, which the pipeline's follow where they share a meaning
@@ -93,7 +93,7 @@ def train_flag(name: str):
     """A PipelineConfig field that is train.py's GRPO flag `name`, with its default and help, passed as is to
     the GRPO stages 0, 2 and 4 (GRPO_FLAGS)."""
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
-    return dataclasses.field(default=f.default, metadata={"help": f.metadata["help"], "grpo": True})
+    return dataclasses.field(default=f.default, metadata={**f.metadata, "grpo": True})
 
 
 @dataclass
@@ -105,17 +105,17 @@ class PipelineConfig:
     template: str = flag(TRAIN.template, "prompt template for every stage: r1zero or chat")
     think_prefill: bool = flag(TRAIN.think_prefill, "prompts end with <think> (then SFT completions start after it)")
     out: str = flag("out/pipeline", "OUT: one NN_name/ directory per stage, and report.md")
-    from_stage: int = flag(0, "first stage to run (0 = R1-Zero); finished stages are skipped anyway")
-    until_stage: int = flag(5, "last stage to run (5 = distillation)")
+    from_stage: int = flag(0, "first stage to run (0 = R1-Zero); finished stages are skipped anyway", range="[0, 5]")
+    until_stage: int = flag(5, "last stage to run (5 = distillation)", range="[0, 5]")
     # GRPO, shared by stages 0, 2 and 4
-    group_size: int = flag(TRAIN.group_size, "G: completions per prompt")
-    prompts_per_step: int = flag(TRAIN.prompts_per_step, "P: prompts per GRPO step")
+    group_size: int = flag(TRAIN.group_size, "G: completions per prompt", range=">= 2")
+    prompts_per_step: int = flag(TRAIN.prompts_per_step, "P: prompts per GRPO step", range=">= 1")
     max_new_tokens: int = flag(TRAIN.max_new_tokens, "completion length limit everywhere (GRPO, data sampling, "
-                                                     "evaluation)")
-    lr: float = flag(TRAIN.lr, "GRPO learning rate")
-    beta: float = flag(TRAIN.beta, "GRPO KL coefficient")
-    save_every: int = flag(4, "checkpoint every N steps (what an interrupted stage resumes from)")
-    r1zero_steps: int = flag(0, "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)")
+                                                     "evaluation)", range=">= 1")
+    lr: float = flag(TRAIN.lr, "GRPO learning rate", range="> 0")
+    beta: float = flag(TRAIN.beta, "GRPO KL coefficient", range=">= 0")
+    save_every: int = flag(4, "checkpoint every N steps (what an interrupted stage resumes from)", range=">= 0")
+    r1zero_steps: int = flag(0, "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)", range=">= 0")
     r1zero_weights: str = flag(TRAIN.reward_weights, "stage 0 reward weights (train.py's default)")
     # the GRPO objective and its variants: train.py's flags, for stages 0, 2 and 4 alike
     temperature: float = train_flag("temperature")
@@ -134,41 +134,43 @@ class PipelineConfig:
     # stage 1
     cold_start_data: str = flag("", "jsonl of {'prompt','completion'} cold-start examples, completions starting with "
                                     "<think> (else sampled + program-written)")
-    cold_start_size: int = flag(64, "cold-start examples to build when no --cold-start-data")
-    cold_start_prompts: int = flag(16, "prompts sampled from the stage-0 (or base) model for cold-start candidates")
-    samples_per_prompt: int = flag(8, "completions per prompt when sampling data (stages 1 and 3)")
-    data_temperature: float = flag(0.7, "sampling temperature for data (stages 1 and 3)")
-    sft_lr: float = flag(5e-5, "SFT learning rate (stages 1 and 3)")
-    sft_batch: int = flag(8, "SFT examples per optimiser step")
-    cold_start_epochs: int = flag(2, "SFT epochs over the cold-start data")
+    cold_start_size: int = flag(64, "cold-start examples to build when no --cold-start-data", range=">= 1")
+    cold_start_prompts: int = flag(16, "prompts sampled from the stage-0 (or base) model for cold-start candidates",
+                                   range=">= 0")
+    samples_per_prompt: int = flag(8, "completions per prompt when sampling data (stages 1 and 3)", range=">= 1")
+    data_temperature: float = flag(0.7, "sampling temperature for data (stages 1 and 3)", range=">= 0")
+    sft_lr: float = flag(5e-5, "SFT learning rate (stages 1 and 3)", range="> 0")
+    sft_batch: int = flag(8, "SFT examples per optimiser step", range=">= 1")
+    cold_start_epochs: int = flag(2, "SFT epochs over the cold-start data", range=">= 1")
     # stage 2
-    reasoning_steps: int = flag(10, "stage 2 GRPO steps")
+    reasoning_steps: int = flag(10, "stage 2 GRPO steps", range=">= 1")
     reward_weights: str = flag("accuracy=1,format=1,language=0.1", "stage 2 reward = sum of weight*part")
     # stage 3
-    rs_prompts: int = flag(32, "prompts for rejection sampling")
-    keep_per_prompt: int = flag(4, "at most this many distinct accepted completions per prompt")
-    max_paragraph_chars: int = flag(400, "readability: reject a completion with a longer paragraph")
+    rs_prompts: int = flag(32, "prompts for rejection sampling", range=">= 1")
+    keep_per_prompt: int = flag(4, "at most this many distinct accepted completions per prompt", range=">= 1")
+    max_paragraph_chars: int = flag(400, "readability: reject a completion with a longer paragraph", range=">= 1")
     general_data: str = flag("", "jsonl of {'prompt','completion'} non-reasoning data, completions as for --cold-"
                                  "start-data (else the base model answers GENERAL_PROMPTS)")
     rs_sft_from: str = flag("base", "stage 3 starts from: base (as the paper) or cold_start (the stage-1 model)")
-    rs_epochs: int = flag(2, "SFT epochs over the stage-3 data")
+    rs_epochs: int = flag(2, "SFT epochs over the stage-3 data", range=">= 1")
     # stage 4
-    all_scenario_steps: int = flag(6, "stage 4 GRPO steps")
-    general_every: int = flag(4, "every Nth stage-4 prompt is a general one (judge-scored)")
+    all_scenario_steps: int = flag(6, "stage 4 GRPO steps", range=">= 1")
+    general_every: int = flag(4, "every Nth stage-4 prompt is a general one (judge-scored)", range=">= 1")
     judge: str = flag("", "judge model for the preference reward ('' = the stage-3 model)")
     all_scenario_weights: str = flag("accuracy=1,format=1,language=0.1,preference=1", "stage 4 reward weights (parts: "
                                                                                       "stage 2's + preference)")
     # stage 5
     student: str = flag("", "student model ('' = the base model with every other layer dropped)")
-    distill_epochs: int = flag(12, "SFT epochs of the student over the stage-3 data")
-    distill_lr: float = flag(1e-4, "the student's SFT learning rate (a layer-dropped init has more to repair)")
+    distill_epochs: int = flag(12, "SFT epochs of the student over the stage-3 data", range=">= 1")
+    distill_lr: float = flag(1e-4, "the student's SFT learning rate (a layer-dropped init has more to repair)",
+                             range="> 0")
     # evaluation and runtime
-    eval_prompts: int = flag(32, "held-out prompts (the same ones after every stage)")
-    eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their vote")
-    seed: int = flag(TRAIN.seed, "seeds every stage, data sampling and evaluation")
+    eval_prompts: int = flag(32, "held-out prompts (the same ones after every stage)", range=">= 1")
+    eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their vote", range=">= 1")
+    seed: int = flag(TRAIN.seed, "seeds every stage, data sampling and evaluation", range=">= 0")
     device: str = flag(TRAIN.device, "auto, cpu, cuda, mps")
     dtype: str = flag(TRAIN.dtype, "compute dtype for sampling and autocast (train.py's --dtype)")
-    threads: int = flag(0, "CPU threads for torch (0 = torch's default)")
+    threads: int = flag(0, "CPU threads for torch (0 = torch's default)", range=">= 0")
 
 
 GRPO_FLAGS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.metadata.get("grpo"))
@@ -189,13 +191,17 @@ def make_config(preset: str = "", **overrides) -> PipelineConfig:
     return cfg
 
 
-def parse_config(argv=None) -> PipelineConfig:
-    """Flags generated from PipelineConfig; a --preset changes the defaults, explicit flags still win."""
+def build_parser() -> argparse.ArgumentParser:
+    """pipeline.py's flags, generated from PipelineConfig."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    for f in dataclasses.fields(PipelineConfig):
-        kind = dict(action=argparse.BooleanOptionalAction) if f.type in (bool, "bool") else dict(type=type(f.default))
-        ap.add_argument("--" + f.name.replace("_", "-"), default=f.default, help=f.metadata["help"], **kind)
+    add_flags(ap, PipelineConfig)
+    return ap
+
+
+def parse_config(argv=None) -> PipelineConfig:
+    """Flags generated from PipelineConfig; a --preset changes the defaults, explicit flags still win."""
+    ap = build_parser()
     preset = ap.parse_known_args(argv)[0].preset
     ap.set_defaults(**PRESETS.get(preset, {}))
     args = vars(ap.parse_args(argv))
@@ -207,6 +213,7 @@ def parse_config(argv=None) -> PipelineConfig:
 
 def validate(cfg: PipelineConfig):
     """Raises ValueError for settings that would fail hours in."""
+    check_ranges(cfg)
     if not 0 <= cfg.from_stage <= cfg.until_stage <= 5:
         raise ValueError(f"--from-stage {cfg.from_stage} --until-stage {cfg.until_stage}: need 0 <= from <= until <= 5")
     if cfg.template not in TEMPLATES:
@@ -218,12 +225,6 @@ def validate(cfg: PipelineConfig):
                               ("all-scenario-weights", cfg.all_scenario_weights, MixedTask.PARTS)):
         if set(parse_weights(text)) - set(known):
             raise ValueError(f"--{name} {text}: the parts are {', '.join(known)}")
-    if cfg.group_size < 2:
-        raise ValueError(f"--group-size {cfg.group_size}: GRPO's advantage needs at least 2 completions per prompt")
-    for name in ("group_size", "prompts_per_step", "max_new_tokens", "samples_per_prompt", "sft_batch",
-                 "general_every", "eval_prompts", "eval_k", "keep_per_prompt"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} {getattr(cfg, name)}: must be >= 1")
     load_task(cfg.task, seed=cfg.seed)
     validate_train(TrainConfig(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, beta=cfg.beta,
                                **grpo_flags(cfg)))                  # the GRPO flags fail here, not at stage 0
@@ -728,7 +729,12 @@ def run(cfg: PipelineConfig) -> dict:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
+    with locked_folder(out):         # one pipeline per OUT; each stage's train.py locks its own OUT/NN_name
+        return run_locked(cfg, out)
+
+
+def run_locked(cfg: PipelineConfig, out: Path) -> dict:
+    """run()'s body, under OUT's lock."""
     write_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     base = out / "base" / "eval.json"
     base_eval = json.loads(base.read_text()) if base.exists() else run_eval(cfg, cfg.model, base.parent)

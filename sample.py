@@ -148,7 +148,9 @@ def sample_token(logits, u, temperature: float = 1.0, top_p: float = 1.0, top_k:
     end = cdf[:, -1:]
     # x < end strictly, so the first cdf entry above x always belongs to a token of nonzero probability
     x = torch.minimum(u[:, None].to(cdf.device) * end, end.nextafter(torch.zeros_like(end)))
-    j = torch.searchsorted(cdf, x, right=True)                                 # (B, 1)
+    # non-finite logits make the cdf NaN and j = V (out of range): clamped, that row's log-prob is NaN, which
+    # sample() reports once at the end (a host sync per step here would cost more than the check)
+    j = torch.searchsorted(cdf, x, right=True).clamp_(max=cdf.size(-1) - 1)   # (B, 1)
     tok = (j if ids is None else ids.gather(1, j))[:, 0]
     return tok, (z.gather(1, tok[:, None]) - m - total.log())[:, 0]
 
@@ -201,7 +203,7 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
     log-probs, minus the per-kernel launch cost; compaction is off so the batch keeps its shape.
     Raises ValueError for an empty prompt list or prompt, a bad temperature / top_p / top_k, a prompt
     that leaves no room for max_new_tokens in the model's context, or compile=True with a model that is
-    not on CUDA."""
+    not on CUDA; FloatingPointError when the model's logits are not finite (diverged weights)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("sample needs at least one prompt, and no empty prompt")
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or group_size < 1 or max_new_tokens < 1:
@@ -259,6 +261,8 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
                     keep = (~done).nonzero()[:, 0]
                     cache.select_rows(keep)
                     live, done, tok = live[keep], done[keep], tok[keep]
+    if not bool(logprobs.isfinite().all()):
+        raise FloatingPointError("sample: the logits are not finite (NaN or inf): the weights may have diverged")
     n = int(lengths.max())
     with torch.inference_mode(False):   # ordinary tensors out: autograd refuses to save inference tensors
         out = [t.clone() for t in (tokens[:, :n], logprobs[:, :n], lengths, stopped)]
@@ -360,9 +364,9 @@ def majority_vote(answers: list[str | None]) -> int | None:
 
 def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1zero", think_prefilled: bool = False,
              max_new_tokens: int = 512, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
-             batch_prompts: int = 8, first: int = 0) -> dict:
-    """Samples k completions for each of the held-out prompts task.example("test", i),
-    first <= i < first + n_prompts (first > 0: a long evaluation run in chunks), and scores them with task.reward (its parts["accuracy"] in [0, 1]). Returns a dict:
+             batch_prompts: int = 8) -> dict:
+    """Samples k completions for each of the held-out prompts task.example("test", i), i < n_prompts, and
+    scores them with task.reward (its parts["accuracy"] in [0, 1]). Returns a dict:
       pass@1     mean over prompts of the per-prompt mean accuracy of the k samples
       pass@1_se  its standard error: std over prompts (n-1 denominator) of the per-prompt means / sqrt(n);
                  0 when n = 1. (It does not include the sampling noise within a prompt separately.)
@@ -379,7 +383,7 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
     from reward import render_prompt
     if n_prompts < 1 or k < 1:
         raise ValueError(f"n_prompts={n_prompts} and k={k} must be >= 1")
-    examples = [task.example("test", i) for i in range(first, first + n_prompts)]
+    examples = [task.example("test", i) for i in range(n_prompts)]
     texts = [render_prompt(ex, template, tokenizer, think_prefilled) for ex in examples]
     records, lens, stopped = [], [], []
     for s in range(0, n_prompts, batch_prompts):
@@ -423,7 +427,9 @@ def default_dtype(device: torch.device) -> torch.dtype:
     return torch.bfloat16 if bf16_ok else torch.float32
 
 
-def main(argv=None):
+def build_parser() -> argparse.ArgumentParser:
+    """sample.py's flags; each number's range is in its help and checked as the flag is parsed."""
+    from config import Ranged
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="SmolLM2-135M-Instruct",
                     help="HF directory, .gguf file, preset (tiny) or the default model's name")
@@ -432,32 +438,37 @@ def main(argv=None):
                     help="weights and activations; auto = bfloat16 on CUDA and on CPUs with native bf16, else float32")
     ap.add_argument("--prompt", default=None, help="sample completions of this text (ignored with --task)")
     ap.add_argument("--chat", action="store_true", help="render --prompt as a user message in the model's chat format")
-    ap.add_argument("-G", "--group-size", type=int, default=4, help="completions per --prompt")
+    ap.add_argument("-G", "--group-size", type=Ranged(int, ">= 1"), default=4, help="completions per --prompt [>= 1]")
     ap.add_argument("--task", default=None,
                     help="evaluate on a reward.py task instead, e.g. arith, countdown, gsm8k:PATH")
-    ap.add_argument("--n-prompts", type=int, default=50,
-                    help="held-out prompts to evaluate (task.example('test', i), i < N)")
-    ap.add_argument("-k", type=int, default=4,
-                    help="samples per evaluation prompt (pass@1 is their mean, cons@k their vote)")
-    ap.add_argument("--first-prompt", type=int, default=0,
-                    help="evaluate held-out prompts first .. first + N - 1 (a long run in chunks)")
-    ap.add_argument("--dump", default=None,
-                    help="write each evaluated prompt's record (completions, answers, scores) to this jsonl file")
-    ap.add_argument("--template", default="r1zero", choices=["r1zero", "chat", "boxed"],
-                    help="evaluation prompt template (reward.py); boxed: a chat model asked as benchmarks ask")
+    ap.add_argument("--n-prompts", type=Ranged(int, ">= 1"), default=50,
+                    help="held-out prompts to evaluate (task.example('test', i), i < N) [>= 1]")
+    ap.add_argument("-k", type=Ranged(int, ">= 1"), default=4,
+                    help="samples per evaluation prompt (pass@1 is their mean, cons@k their vote) [>= 1]")
+    ap.add_argument("--template", default="r1zero", choices=["r1zero", "chat"],
+                    help="evaluation prompt template (reward.py)")
     ap.add_argument("--think-prefilled", action="store_true", help="evaluation prompts end in <think>")
-    ap.add_argument("--task-seed", type=int, default=0, help="seed of the task's example generator")
-    ap.add_argument("--batch-prompts", type=int, default=8, help="evaluation prompts sampled together (k rows each)")
-    ap.add_argument("--max-new-tokens", type=int, default=256, help="completion length limit in tokens")
-    ap.add_argument("--temperature", type=float, default=None,
-                    help="0 = greedy; default 1.0 for --prompt, 0.6 for --task (R1 paper)")
-    ap.add_argument("--top-p", type=float, default=None,
-                    help="nucleus sampling; default 1.0 for --prompt, 0.95 for --task")
-    ap.add_argument("--top-k", type=int, default=0, help="sample among the k most likely tokens; 0 = all")
-    ap.add_argument("--seed", type=int, default=0, help="sampling seed (rows are seeded from it and their prompt)")
+    ap.add_argument("--task-seed", type=Ranged(int, ">= 0"), default=0,
+                    help="seed of the task's example generator [>= 0]")
+    ap.add_argument("--batch-prompts", type=Ranged(int, ">= 1"), default=8,
+                    help="evaluation prompts sampled together (k rows each) [>= 1]")
+    ap.add_argument("--max-new-tokens", type=Ranged(int, ">= 1"), default=256,
+                    help="completion length limit in tokens [>= 1]")
+    ap.add_argument("--temperature", type=Ranged(float, ">= 0"), default=None,
+                    help="0 = greedy; default 1.0 for --prompt, 0.6 for --task (R1 paper) [>= 0]")
+    ap.add_argument("--top-p", type=Ranged(float, "(0, 1]"), default=None,
+                    help="nucleus sampling; default 1.0 for --prompt, 0.95 for --task [(0, 1]]")
+    ap.add_argument("--top-k", type=Ranged(int, ">= 0"), default=0,
+                    help="sample among the k most likely tokens; 0 = all [>= 0]")
+    ap.add_argument("--seed", type=Ranged(int, ">= 0"), default=0,
+                    help="sampling seed (rows are seeded from it and their prompt) [>= 0]")
     ap.add_argument("--compile", action="store_true",
                     help="replay the decode step from CUDA graphs (CUDA only; same tokens)")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     from model import load_pretrained, pick_device
     device = pick_device(args.device)
     dtype = default_dtype(device) if args.dtype == "auto" else getattr(torch, args.dtype)
@@ -468,13 +479,7 @@ def main(argv=None):
         r = evaluate(model, tok, task, args.n_prompts, args.k, template=args.template,
                      think_prefilled=args.think_prefilled, max_new_tokens=args.max_new_tokens,
                      temperature=0.6 if args.temperature is None else args.temperature,
-                     top_p=0.95 if args.top_p is None else args.top_p, seed=args.seed, batch_prompts=args.batch_prompts,
-                     first=args.first_prompt)
-        if args.dump:
-            import json
-            with open(args.dump, "w") as f:
-                f.writelines(json.dumps(dict(index=args.first_prompt + i, **rec)) + "\n"
-                             for i, rec in enumerate(r["records"]))
+                     top_p=0.95 if args.top_p is None else args.top_p, seed=args.seed, batch_prompts=args.batch_prompts)
         for rec in r["records"][:3]:
             print(f"--- gold {rec['gold']!r}, answers {rec['answers']}\n{rec['completions'][0]}")
         print(f"device={device} dtype={dtype} n={r['n']} mean_len={r['mean_len']:.1f} truncated={r['truncated']:.3f}")

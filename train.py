@@ -55,8 +55,10 @@ import torch
 from tqdm import tqdm
 
 from config import TrainConfig, parse_config, parse_weights
-from checkpoint import check_resumed_config, list_checkpoints, restore_trainer_state, resume_state, save_checkpoint
-from distributed import Dist, clip_grad_norm, close_distributed, fsdp_shard, init_distributed, sync_weights
+from checkpoint import (WriteFailed, check_resumed_config, list_checkpoints, locked_folder, restore_trainer_state,
+                        resume_state, save_checkpoint, stop_after, writing)
+from distributed import (Dist, StopSignals, clip_grad_norm, close_distributed, fsdp_shard, init_distributed,
+                         sync_weights)
 from grpo import (group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
                   zero_std_fraction, zero_std_groups)
 from metrics import read_metrics
@@ -293,7 +295,7 @@ def policy_update(run: Run, batch: RolloutBatch) -> dict:
     ref_logp = batch_logprobs(run, run.reference, batch) if run.reference is not None else None
     old_logp = batch_logprobs(run, run.forward, batch) if cfg.num_iterations > 1 else None  # mu = 1: detached current
     norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
-    stats, grad_norm, loss_sum, tokens, entropy_sum, entropy_tokens = {}, 0.0, 0.0, 0.0, 0.0, 0.0
+    stats, grad_norm, loss_sum, tokens, entropy_sum, entropy_tokens, skipped = {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0
     for iteration in range(cfg.num_iterations):
         for p, b in group_micro_batches(cfg, batch.prompt_ids.size(0)):
             if not mask[b].any() and not dist.fsdp:                          # (FSDP: every rank runs every pass)
@@ -320,23 +322,26 @@ def policy_update(run: Run, batch: RolloutBatch) -> dict:
                 stats[k] = stats.get(k, 0.0) + v * n
         dist.sum_grads(run.policy)
         grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
-        run.optimizer.step()
+        skipped += optimizer_step(run, grad_norm)
         run.optimizer.zero_grad()              # no gradients held while the next step samples
     return {"loss": loss_sum / cfg.num_iterations, **{k: v / max(tokens, 1.0) for k, v in stats.items()},
-            "entropy": entropy_sum / max(entropy_tokens, 1.0), "grad_norm": grad_norm}
+            "entropy": entropy_sum / max(entropy_tokens, 1.0), "grad_norm": grad_norm,
+            **({"nonfinite_skipped": skipped} if cfg.skip_nonfinite else {})}
 
 
 def dump_rollouts(run: Run, step: int, batch: RolloutBatch):
     """OUT/rollouts/step_N.jsonl: this rank's rows of the step, to read what RL is doing: the prompt, its "gold"
     answer, the completion, its reward and each reward part by name (one of them is "answer")."""
-    (run.out_dir / "rollouts").mkdir(exist_ok=True)
-    with open(run.out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl", "w") as f:
-        for i, text in enumerate(batch.texts):
-            ex = batch.examples[i // run.cfg.group_size]
-            f.write(json.dumps({"prompt": ex.prompt, "gold": ex.answer, "completion": text,
-                                "reward": batch.scored[i][0], **batch.scored[i][1],
-                                "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
-                                "truncated": not bool(batch.stopped[i])}) + "\n")
+    path = run.out_dir / "rollouts" / f"step_{step + 1:06d}.jsonl"
+    with writing(path):                                  # a failed write stops the run, naming the file
+        path.parent.mkdir(exist_ok=True)
+        with open(path, "w") as f:
+            for i, text in enumerate(batch.texts):
+                ex = batch.examples[i // run.cfg.group_size]
+                f.write(json.dumps({"prompt": ex.prompt, "gold": ex.answer, "completion": text,
+                                    "reward": batch.scored[i][0], **batch.scored[i][1],
+                                    "advantage": batch.advantages[i].item(), "length": batch.lengths[i],
+                                    "truncated": not bool(batch.stopped[i])}) + "\n")
 
 
 # -----------------------------------------------------------------------------
@@ -346,7 +351,19 @@ def dump_rollouts(run: Run, step: int, batch: RolloutBatch):
 def train(cfg: TrainConfig, task=None) -> dict:
     """Runs the configured stage to completion (resuming if asked). Returns the last metrics dict,
     with the final evaluation under "eval" when one ran. `task` overrides --task with any object that
-    has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task)."""
+    has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task).
+    Holds --out-dir's lock throughout: raises SystemExit if another run holds it (checkpoint.locked_folder).
+    SIGTERM or SIGINT stops the run after its current step with a checkpoint: SystemExit(128 + the signal's
+    number). Raises FloatingPointError naming the step when the loss, the gradient norm or the sampler's
+    logits are not finite, WriteFailed naming the path when a checkpoint, metrics or rollouts cannot be written,
+    ValueError for bad input (before the model loads)."""
+    check_writable(Path(cfg.out_dir))
+    with locked_folder(Path(cfg.out_dir), take=int(os.environ.get("RANK", "0")) == 0), StopSignals() as stop:
+        return train_steps(cfg, task, stop)
+
+
+def train_steps(cfg: TrainConfig, task, stop: StopSignals) -> dict:
+    """train()'s body, under the folder's lock, stopping at a step boundary when `stop` says so."""
     records = read_sft_data(cfg.data) if cfg.stage == "sft" else None     # bad input fails before the model loads
     run, start_step, state = setup_run(cfg, task)
     dist = run.dist
@@ -374,11 +391,16 @@ def train(cfg: TrainConfig, task=None) -> dict:
             if cfg.ref_reset_every and step and step % cfg.ref_reset_every == 0:
                 sync_weights(run.reference, run.policy)     # R1: the reference follows the policy periodically
                 run.ref_is_initial = False
-            m = grpo_step(run, step)
+            with diverged_at(step + 1):
+                m = grpo_step(run, step)
             bar.set_postfix(reward=f"{m['reward']:.3f}", acc=f"{m['accuracy']:.3f}")
         else:
-            m = sft_step(run, step, pairs, steps_per_epoch)
+            with diverged_at(step + 1):
+                m = sft_step(run, step, pairs, steps_per_epoch)
             bar.set_postfix(loss=f"{m['loss']:.4f}")
+        if not math.isfinite(m["loss"]) and not cfg.skip_nonfinite:
+            raise FloatingPointError(f"step {step + 1}: the loss is {m['loss']}: the run has diverged (lower --lr, "
+                                     "or pass --skip-nonfinite)")
         m = {"step": step + 1, **m, "lr": lr_at(step, total_steps, cfg), "step_s": time.time() - t0}
         last = m
         done = step + 1 == total_steps
@@ -387,9 +409,13 @@ def train(cfg: TrainConfig, task=None) -> dict:
                 f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in m.items() if k != "step"))
             log_metrics(run, m)
         if cfg.eval_every and (step + 1) % cfg.eval_every == 0 and not done:
-            run_eval(run, step + 1, "")                 # on every rank: refreshing the sampler may all-gather
-        if done or (cfg.save_every and (step + 1) % cfg.save_every == 0):
+            with diverged_at(step + 1):
+                run_eval(run, step + 1, "")             # on every rank: refreshing the sampler may all-gather
+        saved = done or (cfg.save_every and (step + 1) % cfg.save_every == 0)
+        if saved:
             save_checkpoint(run, step + 1)
+        if not done and stop.requested(dist):
+            stop_after(run, step + 1, saved, stop.received)      # a checkpoint, a line, SystemExit
         dist.barrier()
     if start_step < total_steps or not list_checkpoints(run.out_dir):
         last["eval"] = run_eval(run, total_steps, "end")
@@ -476,16 +502,39 @@ def start_logs(run: Run, start_step: int, resumed: bool, total_steps: int):
     cfg, metrics_path = run.cfg, run.out_dir / "metrics.jsonl"
     if run.dist.rank != 0:
         return
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    (run.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
+    with writing(run.out_dir / "config.json"):
+        run.out_dir.mkdir(parents=True, exist_ok=True)
+        (run.out_dir / "config.json").write_text(json.dumps(dataclasses.asdict(cfg), indent=2))
     # a fresh run starts a fresh log (a run killed before its first checkpoint left lines behind); a resumed
     # one drops the lines logged after the checkpoint it resumes from
     kept = [r for r in read_metrics(metrics_path) if r.get("step", 0) <= start_step] if resumed else []
-    metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    with writing(metrics_path):
+        metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     print("config: " + json.dumps(dataclasses.asdict(cfg)))
     params = sum(p.numel() for p in run.policy.parameters()) / 1e6
     print(f"device={run.device} compute_dtype={str(run.dtype).removeprefix('torch.')} "
           f"threads={torch.get_num_threads()} ranks={run.dist.world} params={params:.1f}M steps={total_steps}")
+
+
+def optimizer_step(run: Run, grad_norm: float) -> int:
+    """optimizer.step() when the gradient norm (clip_grad_norm's, the same on every rank) is finite; returns 1
+    for a step skipped instead (--skip-nonfinite), else 0. Raises FloatingPointError otherwise."""
+    if math.isfinite(grad_norm):
+        run.optimizer.step()
+        return 0
+    if run.cfg.skip_nonfinite:
+        return 1
+    raise FloatingPointError(f"the gradient norm is {grad_norm}: the run has diverged (lower --lr, or pass "
+                             "--skip-nonfinite)")
+
+
+@contextlib.contextmanager
+def diverged_at(step: int):
+    """Prefixes a FloatingPointError (a non-finite loss, gradient norm or logits) with the step it happened in."""
+    try:
+        yield
+    except FloatingPointError as e:
+        raise FloatingPointError(f"step {step}: {e}") from None
 
 
 def check_writable(out_dir: Path):
@@ -499,8 +548,9 @@ def check_writable(out_dir: Path):
 
 
 def log_metrics(run: Run, record: dict):
-    """Appends one record to OUT/metrics.jsonl."""
-    with open(run.out_dir / "metrics.jsonl", "a") as f:
+    """Appends one record to OUT/metrics.jsonl (closed at once: a stopped run has nothing left to flush).
+    Raises WriteFailed naming the file when it cannot be written."""
+    with writing(run.out_dir / "metrics.jsonl"), open(run.out_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps(record) + "\n")
 
 
@@ -673,9 +723,10 @@ def sft_step(run: Run, step: int, pairs: list, steps_per_epoch: int) -> dict:
     dist.sum_grads(run.policy)
     loss_sum = dist.sum(loss_sum)
     grad_norm = clip_grad_norm(run.policy, cfg.grad_clip)
-    run.optimizer.step()
+    skipped = optimizer_step(run, grad_norm)
     run.optimizer.zero_grad()
-    return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm}
+    return {"loss": loss_sum, "tokens": n_tokens, "epoch": epoch, "grad_norm": grad_norm,
+            **({"nonfinite_skipped": skipped} if cfg.skip_nonfinite else {})}
 
 
 # =============================================================================
@@ -712,5 +763,8 @@ def __getattr__(name: str):
 
 
 if __name__ == "__main__":
-    train(parse_config())
+    try:
+        train(parse_config())
+    except (FloatingPointError, WriteFailed) as e:         # a diverged run, a full disk: the message says it all
+        raise SystemExit(f"error: {e}") from None
     close_distributed()

@@ -363,7 +363,7 @@ def test_rollouts_and_metrics_are_written(tmp_path, letters):
     (["--clip-delta", "1.25", "--clip-eps-high", "0.28"], "= 1.28"),
     (["--importance-sampling-level", "seq"], "expected token or sequence"),
     (["--overlong-buffer", "100", "--max-new-tokens", "48"], "--overlong-buffer 100"),
-    (["--overlong-penalty", "-1"], "--overlong-penalty -1.0 >= 0"),
+    (["--overlong-penalty", "-1"], "--overlong-penalty -1.0: must be >= 0"),
     (["--max-sampling-rounds", "-1"], "--max-sampling-rounds -1: must be >= 0"),
 ])
 def test_contradictory_flags(argv, message, capsys):

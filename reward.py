@@ -586,8 +586,8 @@ def _file_options(spec: str, arg: str) -> tuple[str, dict]:
 # reward.py's public names, those that moved to grader.py and sandbox.py included: callers import them from here
 
 __all__ = [
-    "BOXED_INSTRUCTION", "CHAT_SYSTEM", "DEFAULT_WEIGHTS", "FILE_TASKS", "KNOWN_TASKS", "LANG_SCRIPTS", "R1ZERO_TEMPLATE", "TEMPLATES",
-    "TEST_PERCENT", "Example", "Task", "accuracy_reward", "code_reward", "countdown_reward", "extract_code",
+    "BOXED_INSTRUCTION", "CHAT_SYSTEM", "DEFAULT_WEIGHTS", "FILE_TASKS", "KNOWN_TASKS", "LANG_SCRIPTS",
+    "R1ZERO_TEMPLATE", "TEMPLATES", "TEST_PERCENT", "Example", "Task", "accuracy_reward", "code_reward", "countdown_reward", "extract_code",
     "format_reward", "jsonl_lines", "language_consistency_reward", "load_task", "overlong_penalty", "render_prompt",
     "tags_reward",
     # grader.py

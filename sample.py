@@ -364,9 +364,10 @@ def majority_vote(answers: list[str | None]) -> int | None:
 
 def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1zero", think_prefilled: bool = False,
              max_new_tokens: int = 512, temperature: float = 0.6, top_p: float = 0.95, seed: int = 0,
-             batch_prompts: int = 8) -> dict:
-    """Samples k completions for each of the held-out prompts task.example("test", i), i < n_prompts, and
-    scores them with task.reward (its parts["accuracy"] in [0, 1]). Returns a dict:
+             batch_prompts: int = 8, first: int = 0) -> dict:
+    """Samples k completions for each of the held-out prompts task.example("test", i),
+    first <= i < first + n_prompts (first > 0: a long evaluation run in chunks), and scores them with
+    task.reward (its parts["accuracy"] in [0, 1]). Returns a dict:
       pass@1     mean over prompts of the per-prompt mean accuracy of the k samples
       pass@1_se  its standard error: std over prompts (n-1 denominator) of the per-prompt means / sqrt(n);
                  0 when n = 1. (It does not include the sampling noise within a prompt separately.)
@@ -383,7 +384,7 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
     from reward import render_prompt
     if n_prompts < 1 or k < 1:
         raise ValueError(f"n_prompts={n_prompts} and k={k} must be >= 1")
-    examples = [task.example("test", i) for i in range(n_prompts)]
+    examples = [task.example("test", i) for i in range(first, first + n_prompts)]
     texts = [render_prompt(ex, template, tokenizer, think_prefilled) for ex in examples]
     records, lens, stopped = [], [], []
     for s in range(0, n_prompts, batch_prompts):
@@ -445,8 +446,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="held-out prompts to evaluate (task.example('test', i), i < N) [>= 1]")
     ap.add_argument("-k", type=Ranged(int, ">= 1"), default=4,
                     help="samples per evaluation prompt (pass@1 is their mean, cons@k their vote) [>= 1]")
-    ap.add_argument("--template", default="r1zero", choices=["r1zero", "chat"],
-                    help="evaluation prompt template (reward.py)")
+    ap.add_argument("--first-prompt", type=Ranged(int, ">= 0"), default=0,
+                    help="evaluate held-out prompts first .. first + N - 1 (a long run in chunks) [>= 0]")
+    ap.add_argument("--dump", default=None,
+                    help="write each evaluated prompt's record (completions, answers, scores) to this jsonl file")
+    ap.add_argument("--template", default="r1zero", choices=["r1zero", "chat", "boxed"],
+                    help="evaluation prompt template (reward.py); boxed: a chat model asked as benchmarks ask")
     ap.add_argument("--think-prefilled", action="store_true", help="evaluation prompts end in <think>")
     ap.add_argument("--task-seed", type=Ranged(int, ">= 0"), default=0,
                     help="seed of the task's example generator [>= 0]")
@@ -479,7 +484,13 @@ def main(argv=None):
         r = evaluate(model, tok, task, args.n_prompts, args.k, template=args.template,
                      think_prefilled=args.think_prefilled, max_new_tokens=args.max_new_tokens,
                      temperature=0.6 if args.temperature is None else args.temperature,
-                     top_p=0.95 if args.top_p is None else args.top_p, seed=args.seed, batch_prompts=args.batch_prompts)
+                     top_p=0.95 if args.top_p is None else args.top_p, seed=args.seed, batch_prompts=args.batch_prompts,
+                     first=args.first_prompt)
+        if args.dump:
+            import json
+            with open(args.dump, "w") as f:
+                f.writelines(json.dumps(dict(index=args.first_prompt + i, **rec)) + "\n"
+                             for i, rec in enumerate(r["records"]))
         for rec in r["records"][:3]:
             print(f"--- gold {rec['gold']!r}, answers {rec['answers']}\n{rec['completions'][0]}")
         print(f"device={device} dtype={dtype} n={r['n']} mean_len={r['mean_len']:.1f} truncated={r['truncated']:.3f}")

@@ -2,6 +2,7 @@
 ranks x half the batch give the same update as 1 rank x the whole batch, replicated or sharded (FSDP2), and a
 2-process torchrun run completes, checkpoints once and resumes, also with --fsdp and from a sharded run into a
 single process; the sampler's weight copy (sync_weights) is the policy's, rounded."""
+import contextlib
 import copy
 import json
 import os
@@ -199,3 +200,56 @@ def test_rope_frequencies_stay_float32_under_fsdp(tmp_path):
         assert torch.equal(sharded.inv_freq, rope_inv_freq(sharded.cfg))
     finally:
         dist.destroy_process_group()
+
+
+def rank_pid(tag: str, rank: int) -> int | None:
+    """The PID of the torchrun worker of this rank whose environment carries R1_TEST_TAG=tag."""
+    for proc in Path("/proc").iterdir():
+        try:
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except (OSError, ValueError):
+            continue
+        if f"R1_TEST_TAG={tag}".encode() in env and f"RANK={rank}".encode() in env and proc.name.isdigit():
+            return int(proc.name)
+    return None
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["SIGKILL", "SIGSTOP"])
+def test_a_dead_or_hung_rank_ends_the_job_and_it_resumes(tmp_path, how):
+    """A rank killed (SIGKILL) or hung (SIGSTOP) mid-run: the job ends with an error within a minute
+    (--dist-timeout 10 for the hung one, instead of torch's 30-minute default), and a rerun with --resume
+    continues from the last checkpoint."""
+    import signal
+    import time
+    out, tag = tmp_path / "run", f"{tmp_path}-{how}"
+
+    def torchrun(*flags):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port",
+               str(free_port()), str(REPO / "train.py"), "--model", "tiny", "--out-dir", str(out), "--dtype",
+               "float32", "--device", "cpu", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4",
+               "--eval-prompts", "0", "--save-every", "1", "--threads", "1", "--dist-timeout", "10", *flags]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "R1_TEST_TAG": tag}
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path)
+
+    job = torchrun("--steps", "1000")
+    deadline = time.time() + 120
+    while len(list_checkpoints(out)) < 2:
+        assert job.poll() is None and time.time() < deadline, job.communicate()[1][-3000:]
+        time.sleep(0.1)
+    victim = rank_pid(tag, 1)
+    assert victim is not None
+    os.kill(victim, getattr(signal, how))
+    start = time.time()
+    try:
+        _, stderr = job.communicate(timeout=60)
+    finally:
+        job.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(victim, signal.SIGKILL)
+    assert job.returncode != 0 and time.time() - start < 60, stderr[-3000:]
+    last = int(list_checkpoints(out)[-1].name.split("_")[1])
+    resumed = torchrun("--steps", str(last + 1), "--resume")
+    stdout, stderr = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, stderr[-3000:]
+    assert list_checkpoints(out)[-1].name == f"step_{last + 1}"

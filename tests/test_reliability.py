@@ -207,6 +207,26 @@ def test_a_second_sigint_stops_at_once(tmp_path):
     assert p.returncode == -signal.SIGINT and "stopped by" not in stdout
 
 
+
+def test_sigterm_stops_the_pipeline_and_its_rerun_resumes_the_stage(tmp_path):
+    """pipeline.py passes SIGTERM on: its GRPO stage stops at a step boundary with a checkpoint (exit 143), and
+    the rerun resumes that stage from it instead of starting over."""
+    out, stage = tmp_path / "pipe", tmp_path / "pipe" / "00_r1zero"
+
+    def pipeline_cmd(steps: int) -> list[str]:
+        return [sys.executable, str(ROOT / "pipeline.py"), "--preset", "tiny", "--out", str(out), "--until-stage",
+                "0", "--r1zero-steps", str(steps), "--save-every", "100"]
+    p = subprocess.Popen(pipeline_cmd(500), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: logged_steps(stage) >= 2, timeout=60)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    k = int(stdout.split("stopped by SIGTERM after step ")[1].split(":")[0])
+    assert [c.name for c in list_checkpoints(stage)] == [f"step_{k}"]
+    r = run(pipeline_cmd(k + 2), timeout=120)
+    assert r.returncode == 0 and f"resuming from {stage / 'checkpoints' / f'step_{k}'}" in r.stdout, r.stderr[-2000:]
+    assert [m["step"] for m in read_metrics(stage / "metrics.jsonl") if "loss" in m] == list(range(1, k + 3))
+
 # --- write failures --------------------------------------------------------------------------------------------
 
 def test_a_file_where_the_rollouts_folder_must_be_stops_the_run_naming_it(tmp_path):

@@ -19,7 +19,6 @@ DESCRIPTION = ("train.py: GRPO straight on a model against rule rewards (DeepSee
                "jsonl of completions (R1's cold start and rejection-sampling stages), with resumable checkpoints.")
 
 
-
 def flag(default, help: str, range: str | None = None):
     """A TrainConfig (or pipeline.PipelineConfig) field: its default, its --help text and, for a number, the
     range of values that can be meant (in_range's syntax), appended to the help as "[>= 0]" and checked by
@@ -41,9 +40,14 @@ def in_range(value, spec: str) -> bool:
     return (lo <= value if spec[0] == "[" else lo < value) and (value <= hi if spec[-1] == "]" else value < hi)
 
 
+def must_be(spec: str) -> str:
+    """'>= 0' -> 'must be >= 0', '(0, 1]' -> 'must be in (0, 1]'."""
+    return "must be " + (spec if spec.startswith(">") else "in " + spec)
+
+
 def range_error(name: str, value, spec: str) -> str:
     """'--top-p 1.5: must be in (0, 1]', the message of an out-of-range flag."""
-    return f"--{name.replace('_', '-')} {value}: must be {spec if spec.startswith('>') else 'in ' + spec}"
+    return f"--{name.replace('_', '-')} {value}: {must_be(spec)}"
 
 
 def check_ranges(cfg):
@@ -65,7 +69,7 @@ class Ranged:
     def __call__(self, text: str):
         value = self.kind(text)
         if not in_range(value, self.spec):
-            raise argparse.ArgumentTypeError(range_error("", value, self.spec).split(": ", 1)[1] + f", got {text}")
+            raise argparse.ArgumentTypeError(f"{must_be(self.spec)}, got {text}")
         return value
 
 

@@ -587,9 +587,9 @@ def _file_options(spec: str, arg: str) -> tuple[str, dict]:
 
 __all__ = [
     "BOXED_INSTRUCTION", "CHAT_SYSTEM", "DEFAULT_WEIGHTS", "FILE_TASKS", "KNOWN_TASKS", "LANG_SCRIPTS",
-    "R1ZERO_TEMPLATE", "TEMPLATES", "TEST_PERCENT", "Example", "Task", "accuracy_reward", "code_reward", "countdown_reward", "extract_code",
-    "format_reward", "jsonl_lines", "language_consistency_reward", "load_task", "overlong_penalty", "render_prompt",
-    "tags_reward",
+    "R1ZERO_TEMPLATE", "TEMPLATES", "TEST_PERCENT", "Example", "Task", "accuracy_reward", "code_reward",
+    "countdown_reward", "extract_code", "format_reward", "jsonl_lines", "language_consistency_reward", "load_task",
+    "overlong_penalty", "render_prompt", "tags_reward",
     # grader.py
     "DECIMAL_DIGITS", "GREEK", "MAX_ANSWER_CHARS", "MAX_BITS", "MAX_DELIMITERS", "MAX_DEPTH", "MAX_ITEMS", "MAX_NEST",
     "MAX_SCAN", "MIN_DEFINED", "MIN_PLACES", "N_POINTS", "POINT_DEN", "REL_TOL", "Grade", "canonical_answer",

@@ -11,6 +11,7 @@ advantages stay group-local); the loss normaliser and the gradients are summed o
 equals the one-process update of the whole batch (tests/test_distributed.py checks 2 ranks x half the
 batch against 1 rank x all of it, replicated and under FSDP, to 1e-6). Rank 0 logs, evaluates and saves.
 """
+import gc
 import os
 import signal
 import threading
@@ -135,9 +136,12 @@ def close_distributed():
     """Destroys the process group, if one was made, on a run's successful end (every rank has passed the
     last barrier). A process that exits with it alive lets gloo's worker threads outlive the interpreter:
     an occasional "terminate called without an active exception" (SIGABRT) after the run had finished
-    (pytorch/pytorch#190489). Not called on an error: a rank still inside a collective would hang it."""
+    (pytorch/pytorch#190489). FSDP-wrapped modules hold the group in reference cycles, so a collection first
+    frees them while the group is still alive, and destroying it then drops its last reference here, not in
+    the teardown. Not called on an error: a rank still inside a collective would hang it."""
     import torch.distributed as dist
     if dist.is_available() and dist.is_initialized():
+        gc.collect()
         dist.destroy_process_group()
 
 

@@ -65,7 +65,8 @@ def worker(rank, port, cfg, batch, out, fsdp):
             torch.save(weights, out)
         dist.barrier()      # no rank tears gloo down while the other still runs (an occasional SIGABRT)
     finally:
-        dist.destroy_process_group()
+        D.close_distributed()
+    os._exit(0)             # skip the interpreter's teardown, where gloo's threads can still abort (SIGABRT)
 
 
 @pytest.mark.parametrize("loss_agg, fsdp", [(agg, False) for agg in LOSS_AGGS] + [("seq_mean_token_mean", True),
@@ -192,14 +193,15 @@ def test_rope_frequencies_stay_float32_under_fsdp(tmp_path):
     as the unsharded sampler does: rounded to bf16, positions far into a completion rotate by wrong angles."""
     import torch.distributed as dist
     from model import rope_inv_freq
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
-    try:
-        policy, _ = load_pretrained("tiny", device="cpu")
-        sharded = D.fsdp_shard(policy, torch.device("cpu"), 1).to(torch.bfloat16)
+    def check():                                # its FSDP module is garbage once it returns (close_distributed)
+        sharded = D.fsdp_shard(load_pretrained("tiny", device="cpu")[0], torch.device("cpu"), 1).to(torch.bfloat16)
         assert sharded.inv_freq.dtype == torch.float32
         assert torch.equal(sharded.inv_freq, rope_inv_freq(sharded.cfg))
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        check()
     finally:
-        dist.destroy_process_group()
+        D.close_distributed()
 
 
 def rank_pid(tag: str, rank: int) -> int | None:

@@ -3,23 +3,25 @@ pipeline.py: the DeepSeek-R1 recipe end to end (DeepSeek-R1 §2.3 and §2.4), ea
 train.py (GRPO or SFT), sample.py (sampling, evaluation) and reward.py (tasks, rewards), plus R1-Zero
 (§2.2) as the baseline it is compared with.
 
-    python pipeline.py                       # default model, CPU scale (under an hour on 2 cores)
+    python pipeline.py                       # default model, stages 0-4, CPU scale (under an hour on 2 cores)
     python pipeline.py --preset tiny         # tiny random model: the mechanics in about a minute
     python pipeline.py --from-stage 3        # redo nothing that is done, start at stage 3
     python -m pytest tests/test_pipeline.py -q
 
 Stages, each writing OUT/NN_name/ (train.py's checkpoints/ and metrics.jsonl, the data it built,
 eval.json, summary.md, and done.json last, so a re-run skips it and an interrupted one resumes):
-  0. r1zero           GRPO straight from the base model, train.py's reward (the baseline)
+  0. r1zero           GRPO straight from the base model, accuracy + format reward (the baseline)
   1. cold_start       SFT of the base model on a few long, readable chains of thought
   2. reasoning_rl     GRPO from stage 1, reward accuracy + format + language consistency
   3. rejection_sft    sample stage 2 many times, keep the correct and readable completions, add
                       non-reasoning data, SFT (from the base model, as the paper does, or stage 1)
   4. all_scenario_rl  GRPO from stage 3 on reasoning prompts (rule rewards) mixed with general
                       prompts scored by an LLM judge (the preference reward)
-  5. distill          SFT of a smaller student on stage 3's data
-Then OUT/report.md: held-out pass@1 (± standard error), cons@k, language consistency, format rate,
-mean length and wall time, for the base model and after every stage, on the same prompts and seed.
+  5. distill          SFT of a smaller student on stage 3's data (--until-stage 5)
+Then OUT/report.md: held-out pass@1 (± standard error) and its change from the model the stage starts from
+(± paired standard error), format-independent accuracy, cons@k, language consistency, format rate, mean
+length, token entropy, zero-std groups and wall time, for the base model and after every stage, on the same
+prompts and seed; and the GRPO stages' curves.
 The GRPO stages 0, 2 and 4 share train.py's flags for the objective and its variants (--clip-eps,
 --clip-delta, --importance-sampling-level, --dynamic-sampling, --overlong-buffer, ...: GRPO_FLAGS).
 
@@ -34,21 +36,34 @@ reasoning block, as R1 answers "hello": <think>\\n\\n</think>\\n<answer>...</ans
 (train.py's default) every prompt ends with <think>, so completions, and the SFT completions the
 pipeline writes, start right after it; rewards and evaluation are told so (think_prefilled).
 
-Departures from the paper, besides scale (a 135M model, 48-token completions, tens of steps):
-  1. R1-Zero's reward is train.py's default, --reward-weights accuracy=1,format=1,tags=0.5,answer=0.1:
-     R1's accuracy + format and two shaping parts not in the paper (train.py's header says what they are).
+The default task is sums of three numbers below 100 ("Compute 78 + 4 + 81"), which the base model gets
+right 1% of the time. Worked in two steps (78 + 4 = 82, 82 + 81 = 163) it is two two-digit sums, which a
+135M model can learn; stated at once it is mostly a guess. That is where longer reasoning pays, and so where
+R1's claim, RL after the cold start raising accuracy together with the length of the reasoning, can show.
+
+Departures from the paper, besides scale (a 135M model, 96-token completions, tens of steps):
+  1. Reward weights: accuracy=1,format=0.1,tags=0.05,answer=0.5 for R1-Zero (R1ZERO_WEIGHTS), and
+     language=0.05 added in stages 2 and 4: R1's accuracy + format, with two shaping parts not in the paper
+     (train.py's header says what they are), weighted so that a right sum outscores any format.
   2. Cold-start data: R1 used thousands of human-curated long CoTs. Here: --cold-start-data if given;
      else samples of the stage-0 (or base) model that are correct and readable, rewritten into the
-     format; filled up with step-by-step solutions written by a program (arith and countdown only).
-  3. Rejection sampling keeps at most --keep-per-prompt distinct completions per prompt. If it keeps
+     format (--cold-start-prompts; 0 by default, since the base model is rarely right here); filled up
+     with solutions written by a program (arith and countdown only). Of these, --cold-start-short (half)
+     state the sum in one line and the rest work it out in steps: a cold start that teaches the format and
+     both ways of reasoning, and leaves RL to find which one pays. With all of them in steps the cold start
+     alone reaches what RL would, and the policy it leaves is so nearly deterministic that GRPO's groups
+     carry no signal (benchmarks/README.md). --cold-start-task builds them from another task's problems.
+  3. The GRPO stages of the recipe run at --lr 2e-5, R1-Zero at train.py's 5e-5 (--r1zero-lr): at 5e-5
+     a cold-started policy was unlearned within a few steps (two-digit sums, benchmarks/README.md).
+  4. Rejection sampling keeps at most --keep-per-prompt distinct completions per prompt. If it keeps
      none (a tiny or untrained model), the stage-1 cold-start data stands in for them, and says so.
-  4. Non-reasoning data: --general-data, else the base model's own answers to GENERAL_PROMPTS
+  5. Non-reasoning data: --general-data, else the base model's own answers to GENERAL_PROMPTS
      (R1 used DeepSeek-V3's SFT data).
-  5. The preference reward is a yes/no LLM judge built on model.py (by default the stage-3 model),
+  6. The preference reward is a yes/no LLM judge built on model.py (by default the stage-3 model),
      not a trained reward model (Judge; what it is asked: MixedTask). A 135M judge is a weak one.
-  6. The student's default is the base model with every other layer dropped (DistilBERT's init),
+  7. The student's default is the base model with every other layer dropped (DistilBERT's init),
      because no smaller real model of the same family is at hand. R1 distils into real Qwen/Llama.
-  7. Equal compute for the comparison means equal GRPO steps by default (--r1zero-steps 0 = stage 2
+  8. Equal compute for the comparison means equal GRPO steps by default (--r1zero-steps 0 = stage 2
      + stage 4 steps); the recipe also spends time on SFT and sampling, which the report shows.
 A resumed stage reports the wall time of its last run only. Delete OUT/NN_name/ to redo a stage.
 """
@@ -81,6 +96,7 @@ TRAIN = TrainConfig()         # train.py's defaults, which the pipeline's follow
 STAGES = ("r1zero", "cold_start", "reasoning_rl", "rejection_sft", "all_scenario_rl", "distill")
 MIN_COT_WORDS = 5             # a sampled cold-start candidate needs at least this much reasoning
 DATA_OFFSET = {1: 1_000_000, 3: 2_000_000}   # train-split indices for data sampling, apart from GRPO's
+R1ZERO_WEIGHTS = "accuracy=1,format=0.1,tags=0.05,answer=0.5"   # a right sum outscores any format (benchmarks/README)
 GENERAL_PROMPTS = (           # non-reasoning prompts (stage 3 answers, stage 4 judge) when no --general-data
     "Say hello to a new colleague.", "What is the capital of France?", "Write a haiku about autumn.",
     "Give me three tips for sleeping better.", "Explain what a rainbow is in two sentences.",
@@ -89,11 +105,12 @@ GENERAL_PROMPTS = (           # non-reasoning prompts (stage 3 answers, stage 4 
     "Write a one-line birthday message for a friend.", "How do I boil an egg?", "Why is the sky blue?")
 
 
-def train_flag(name: str):
-    """A PipelineConfig field that is train.py's GRPO flag `name`, with its default and help, passed as is to
-    the GRPO stages 0, 2 and 4 (GRPO_FLAGS)."""
+def train_flag(name: str, default=dataclasses.MISSING):
+    """A PipelineConfig field that is train.py's GRPO flag `name`, with its help and default (or the one given),
+    passed as is to the GRPO stages 0, 2 and 4 (GRPO_FLAGS)."""
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
-    return dataclasses.field(default=f.default, metadata={**f.metadata, "grpo": True})
+    default = f.default if default is dataclasses.MISSING else default
+    return dataclasses.field(default=default, metadata={**f.metadata, "grpo": True})
 
 
 @dataclass
@@ -101,24 +118,27 @@ class PipelineConfig:
     # what to run
     preset: str = flag("", "'' (the flags below) or tiny (--model tiny, small sizes: ~1 minute, nothing is learned)")
     model: str = flag(TRAIN.model, "base model: HF directory, .gguf file, 'tiny', or the default model")
-    task: str = flag(TRAIN.task, "reasoning task (reward.py spec), also the held-out evaluation")
+    task: str = flag("arith:operands=3,digits=2", "reasoning task (reward.py spec), also the held-out evaluation: sums "
+                                                 "of three numbers below 100 (worked in steps, not at once)")
     template: str = flag(TRAIN.template, "prompt template for every stage: r1zero or chat")
     think_prefill: bool = flag(TRAIN.think_prefill, "prompts end with <think> (then SFT completions start after it)")
     out: str = flag("out/pipeline", "OUT: one NN_name/ directory per stage, and report.md")
     from_stage: int = flag(0, "first stage to run (0 = R1-Zero); finished stages are skipped anyway", range="[0, 5]")
-    until_stage: int = flag(5, "last stage to run (5 = distillation)", range="[0, 5]")
+    until_stage: int = flag(4, "last stage to run (4 = all-scenario RL, 5 = distillation)", range="[0, 5]")
     # GRPO, shared by stages 0, 2 and 4
     group_size: int = flag(TRAIN.group_size, "G: completions per prompt", range=">= 2")
     prompts_per_step: int = flag(TRAIN.prompts_per_step, "P: prompts per GRPO step", range=">= 1")
-    max_new_tokens: int = flag(TRAIN.max_new_tokens, "completion length limit everywhere (GRPO, data sampling, "
+    max_new_tokens: int = flag(96, "completion length limit everywhere (GRPO, data sampling, "
                                                      "evaluation)", range=">= 1")
-    lr: float = flag(TRAIN.lr, "GRPO learning rate", range="> 0")
+    lr: float = flag(2e-5, "GRPO learning rate of stages 2 and 4 (a cold-started policy takes less than R1-Zero's)",
+                     range="> 0")
     beta: float = flag(TRAIN.beta, "GRPO KL coefficient", range=">= 0")
     save_every: int = flag(4, "checkpoint every N steps (what an interrupted stage resumes from)", range=">= 0")
     r1zero_steps: int = flag(0, "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)", range=">= 0")
-    r1zero_weights: str = flag(TRAIN.reward_weights, "stage 0 reward weights (train.py's default)")
+    r1zero_lr: float = flag(TRAIN.lr, "stage 0 learning rate (train.py's default)", range="> 0")
+    r1zero_weights: str = flag(R1ZERO_WEIGHTS, "stage 0 reward weights (stage 2's, less language consistency)")
     # the GRPO objective and its variants: train.py's flags, for stages 0, 2 and 4 alike
-    temperature: float = train_flag("temperature")
+    temperature: float = train_flag("temperature", 0.7)
     clip_eps: float = train_flag("clip_eps")
     clip_eps_high: float = train_flag("clip_eps_high")
     clip_delta: float = train_flag("clip_delta")
@@ -134,8 +154,13 @@ class PipelineConfig:
     # stage 1
     cold_start_data: str = flag("", "jsonl of {'prompt','completion'} cold-start examples, completions starting with "
                                     "<think> (else sampled + program-written)")
+    cold_start_task: str = flag("", "task whose problems the cold-start data is built from ('' = --task): an easier "
+                                    "one leaves the harder problems to RL")
+    cold_start_short: float = flag(0.5, "share of the program-written cold-start chains that state the result in "
+                                        "one line instead of in steps: a mixed cold start leaves RL a choice between "
+                                        "a short and a long way of reasoning", range="[0, 1]")
     cold_start_size: int = flag(64, "cold-start examples to build when no --cold-start-data", range=">= 1")
-    cold_start_prompts: int = flag(16, "prompts sampled from the stage-0 (or base) model for cold-start candidates",
+    cold_start_prompts: int = flag(0, "prompts sampled from the stage-0 (or base) model for cold-start candidates",
                                    range=">= 0")
     samples_per_prompt: int = flag(8, "completions per prompt when sampling data (stages 1 and 3)", range=">= 1")
     data_temperature: float = flag(0.7, "sampling temperature for data (stages 1 and 3)", range=">= 0")
@@ -143,8 +168,8 @@ class PipelineConfig:
     sft_batch: int = flag(8, "SFT examples per optimiser step", range=">= 1")
     cold_start_epochs: int = flag(2, "SFT epochs over the cold-start data", range=">= 1")
     # stage 2
-    reasoning_steps: int = flag(10, "stage 2 GRPO steps", range=">= 1")
-    reward_weights: str = flag("accuracy=1,format=1,language=0.1", "stage 2 reward = sum of weight*part")
+    reasoning_steps: int = flag(12, "stage 2 GRPO steps", range=">= 1")
+    reward_weights: str = flag(R1ZERO_WEIGHTS + ",language=0.05", "stage 2 reward = sum of weight*part")
     # stage 3
     rs_prompts: int = flag(32, "prompts for rejection sampling", range=">= 1")
     keep_per_prompt: int = flag(4, "at most this many distinct accepted completions per prompt", range=">= 1")
@@ -154,18 +179,18 @@ class PipelineConfig:
     rs_sft_from: str = flag("base", "stage 3 starts from: base (as the paper) or cold_start (the stage-1 model)")
     rs_epochs: int = flag(2, "SFT epochs over the stage-3 data", range=">= 1")
     # stage 4
-    all_scenario_steps: int = flag(6, "stage 4 GRPO steps", range=">= 1")
+    all_scenario_steps: int = flag(4, "stage 4 GRPO steps", range=">= 1")
     general_every: int = flag(4, "every Nth stage-4 prompt is a general one (judge-scored)", range=">= 1")
     judge: str = flag("", "judge model for the preference reward ('' = the stage-3 model)")
-    all_scenario_weights: str = flag("accuracy=1,format=1,language=0.1,preference=1", "stage 4 reward weights (parts: "
-                                                                                      "stage 2's + preference)")
+    all_scenario_weights: str = flag(R1ZERO_WEIGHTS + ",language=0.05,preference=1",
+                                     "stage 4 reward weights (parts: stage 2's + preference)")
     # stage 5
     student: str = flag("", "student model ('' = the base model with every other layer dropped)")
     distill_epochs: int = flag(12, "SFT epochs of the student over the stage-3 data", range=">= 1")
     distill_lr: float = flag(1e-4, "the student's SFT learning rate (a layer-dropped init has more to repair)",
                              range="> 0")
     # evaluation and runtime
-    eval_prompts: int = flag(32, "held-out prompts (the same ones after every stage)", range=">= 1")
+    eval_prompts: int = flag(96, "held-out prompts (the same ones after every stage)", range=">= 1")
     eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their vote", range=">= 1")
     seed: int = flag(TRAIN.seed, "seeds every stage, data sampling and evaluation", range=">= 0")
     device: str = flag(TRAIN.device, "auto, cpu, cuda, mps")
@@ -174,11 +199,11 @@ class PipelineConfig:
 
 
 GRPO_FLAGS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.metadata.get("grpo"))
-PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", group_size=4, prompts_per_step=2, max_new_tokens=16,
-                        save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4, sft_batch=4,
-                        cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1, all_scenario_steps=2,
-                        general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2, dtype="float32", lr=1e-3,
-                        sft_lr=1e-3, distill_lr=1e-3,
+PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", until_stage=5, group_size=4, prompts_per_step=2,
+                        max_new_tokens=16, save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4,
+                        sft_batch=4, cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1,
+                        all_scenario_steps=2, general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2,
+                        dtype="float32", lr=1e-3, r1zero_lr=1e-3, sft_lr=1e-3, distill_lr=1e-3,
                         threads=1)}   # one thread: a tiny model gains nothing from two, and loses a lot on a busy CPU
 
 
@@ -225,7 +250,11 @@ def validate(cfg: PipelineConfig):
                               ("all-scenario-weights", cfg.all_scenario_weights, MixedTask.PARTS)):
         if set(parse_weights(text)) - set(known):
             raise ValueError(f"--{name} {text}: the parts are {', '.join(known)}")
-    load_task(cfg.task, seed=cfg.seed)
+    for name, spec in (("task", cfg.task), ("cold-start-task", cfg.cold_start_task or cfg.task)):
+        try:
+            load_task(spec, seed=cfg.seed)
+        except ValueError as e:
+            raise ValueError(f"--{name} {spec}: {e}") from None
     validate_train(TrainConfig(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, beta=cfg.beta,
                                **grpo_flags(cfg)))                  # the GRPO flags fail here, not at stage 0
 
@@ -290,10 +319,11 @@ def _steps(node, lines: list) -> Fraction:
     raise ValueError(f"not an arithmetic expression: {ast.dump(node)}")
 
 
-def program_solution(example: Example, task_name: str) -> str | None:
+def program_solution(example: Example, task_name: str, short: bool = False) -> str | None:
     """A step-by-step solution in the cold-start format, written by a program, for arith and countdown
     problems (None for other tasks). arith: "Compute E" -> E's operations in precedence order and a
-    check of the last one. countdown: the gold expression evaluated step by step."""
+    check of the last one; short=True states "E = value." in one line instead (no steps, no check).
+    countdown: the gold expression evaluated step by step."""
     name = task_name.partition(":")[0]
     expr = {"arith": example.prompt.removeprefix("Compute "), "countdown": example.answer}.get(name)
     if expr is None:
@@ -307,6 +337,8 @@ def program_solution(example: Example, task_name: str) -> str | None:
         target = example.prompt.split("equals ", 1)[1].split(".", 1)[0]
         intro = f"We need {target} from the given numbers, each used once. Try {expr}:"
         return in_format("\n".join([intro, *lines, f"That gives {value}, the target."]), expr)
+    if short:
+        return in_format(f"We need to compute {expr}.\n{expr} = {value}.\nSo the result is {value}.", str(value))
     a, op, b = lines[-1].split(" ")[:3]                          # the last operation, undone as a check
     check = [] if op == "*" and b == "0" else [f"Check: {value} {dict(zip('+-*/', '-+/*'))[op]} {b} = {a}."]
     steps = [f"We need to compute {expr}.", *lines, *check, f"So the result is {value}."]
@@ -521,10 +553,10 @@ def run_eval(cfg, model_path, out_dir: Path) -> dict:
 
 def stage_r1zero(cfg, d):
     steps = cfg.r1zero_steps or cfg.reasoning_steps + cfg.all_scenario_steps
-    ckpt, steps = run_train(cfg, d, "grpo", cfg.model, steps=steps, prompts_per_step=cfg.prompts_per_step, lr=cfg.lr,
-                            reward_weights=cfg.r1zero_weights)
+    ckpt, steps = run_train(cfg, d, "grpo", cfg.model, steps=steps, prompts_per_step=cfg.prompts_per_step,
+                            lr=cfg.r1zero_lr, reward_weights=cfg.r1zero_weights)
     return dict(model=str(ckpt), steps=steps, summary=f"R1-Zero: {steps} GRPO steps straight from {cfg.model}, "
-                f"reward {cfg.r1zero_weights}, no supervised data.")
+                f"reward {cfg.r1zero_weights}, lr {cfg.r1zero_lr}, no supervised data.")
 
 
 def build_data(d: Path, build) -> dict:
@@ -545,7 +577,8 @@ def cold_start_data(cfg) -> tuple[list[dict], dict]:
         recs = [sft_record(r["prompt"], r["completion"], cfg) if "prompt" in r else r
                 for r in read_sft_data(cfg.cold_start_data)]
         return recs, {"source": cfg.cold_start_data}
-    task = load_task(cfg.task, seed=cfg.seed)
+    spec = cfg.cold_start_task or cfg.task
+    task = load_task(spec, seed=cfg.seed)
     source = stage_model(cfg, 0) if (stage_dir(cfg, 0) / "done.json").exists() else cfg.model
     kept, stats = sample_filtered(cfg, source, task, cfg.cold_start_prompts, DATA_OFFSET[1], need_format=False)
     records = [sft_record(ex.prompt, t, cfg) for ex, c in kept if (t := rewrite(c))]
@@ -554,10 +587,12 @@ def cold_start_data(cfg) -> tuple[list[dict], dict]:
         if len(records) >= cfg.cold_start_size:
             break
         ex = task.example("train", DATA_OFFSET[1] + cfg.cold_start_prompts + i)
-        if (t := program_solution(ex, cfg.task)) and task.reward(ex, t)[1]["accuracy"] == format_reward(t) == 1:
+        j = len(records) - stats["rewritten"]                # the j-th program-written one: short or in steps
+        short = math.floor((j + 1) * cfg.cold_start_short) > math.floor(j * cfg.cold_start_short)
+        if (t := program_solution(ex, spec, short)) and task.reward(ex, t)[1]["accuracy"] == format_reward(t) == 1:
             records.append(sft_record(ex.prompt, t, cfg))
     if not records:
-        raise ValueError(f"no cold-start data for task {cfg.task}: pass --cold-start-data")
+        raise ValueError(f"no cold-start data for task {spec}: pass --cold-start-data")
     return records, {**stats, "program": len(records) - stats["rewritten"]}
 
 
@@ -577,10 +612,12 @@ def stage_cold_start(cfg, d):
     stats = build_data(d, lambda: cold_start_data(cfg))
     ckpt, steps = run_train(cfg, d, "sft", cfg.model, data=str(d / "data.jsonl"), epochs=cfg.cold_start_epochs,
                             prompts_per_step=cfg.sft_batch, lr=cfg.sft_lr)
+    short = (f", {cfg.cold_start_short:.0%} of them stating the result in one line"
+             if (cfg.cold_start_task or cfg.task).startswith("arith") else "")
     how = (f"from the user's {stats['source']}" if "program" not in stats else
            f"{stats['rewritten']} correct, readable samples of {stats['source']} rewritten into the format "
            f"(of {stats['sampled']} sampled, {stats['correct']} correct) and {stats['program']} "
-           "program-written solutions")
+           f"program-written solutions{short}")
     return dict(model=str(ckpt), steps=steps, data=stats["examples"], summary=f"Cold start: SFT of {cfg.model} for "
                 f"{cfg.cold_start_epochs} epochs ({steps} steps) on {stats['examples']} long CoT examples, {how}.")
 
@@ -676,51 +713,84 @@ def zero_std_share(d: Path) -> str:
     return f"{sum(shares) / len(shares):.2f}" if shares else "-"
 
 
+PREVIOUS = {0: "base", 1: "base", 2: 1, 3: 2, 4: 3, 5: 3}   # what each stage's model is compared with
+
+
+def eval_dir(cfg, name: str) -> Path:
+    """Where a report row's evaluation lives: OUT/base or the stage's directory."""
+    return Path(cfg.out) / "base" if name == "base" else stage_dir(cfg, int(name.split()[0]))
+
+
+def paired_delta(cfg, a: str, b: str) -> tuple[float, float]:
+    """pass@1 of row a minus row b, and its standard error, paired over the held-out prompts both were
+    evaluated on (the same prompts and seed): the mean and std / sqrt(n) (n-1 denominator) of the per-prompt
+    differences of the k-sample accuracy. Tighter than combining two unpaired s.e.s, since a prompt's
+    difficulty cancels."""
+    per_prompt = [[r["correct"] for r in map(json.loads, (eval_dir(cfg, x) / "eval_records.jsonl").open())]
+                  for x in (a, b)]
+    diff = [x - y for x, y in zip(*per_prompt, strict=True)]
+    mean = sum(diff) / len(diff)
+    var = sum((d - mean) ** 2 for d in diff) / (len(diff) - 1) if len(diff) > 1 else 0.0
+    return mean, math.sqrt(var / len(diff))
+
+
 def report(cfg, results: dict) -> str:
-    """OUT/report.md: one row per evaluated model (the base model, then each finished stage)."""
-    rows = ["| stage | steps | zero-std groups | pass@1 ± se | answer_acc | cons@k | language | format | mean len "
-            "| wall s | eval s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|"]
+    """OUT/report.md: one row per evaluated model (the base model, then each finished stage), with the change
+    in pass@1 from the model it builds on (PREVIOUS; paired_delta)."""
+    rows = ["| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc | cons@k | language "
+            "| format | mean len | entropy | wall s | eval s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    names = {n.split()[0]: n for n in results}
     for name, r in results.items():
-        e, d = r["eval"], Path(cfg.out) / "base" if name == "base" else stage_dir(cfg, int(name.split()[0]))
+        e = r["eval"]
+        prev = None if name == "base" else names.get(str(PREVIOUS[int(name.split()[0])]))
+        delta = "-" if prev is None else "{:+.3f} ± {:.3f} ({})".format(*paired_delta(cfg, name, prev), prev)
         wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
-        rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(d)} | "
-                    f"{e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | {e.get('answer_acc', float('nan')):.3f} | "
-                    f"{e['cons@k']:.3f} | {e['language']:.3f} | {e['format']:.3f} | {e['mean_len']:.1f} | {wall} | "
-                    f"{e['eval_s']:.0f} |")
+        rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(eval_dir(cfg, name))} | "
+                    f"{e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | {delta} | {e.get('answer_acc', math.nan):.3f} | "
+                    f"{e['cons@k']:.3f} | {e['language']:.3f} | {e['format']:.3f} | {e['mean_len']:.1f} | "
+                    f"{e.get('entropy', math.nan):.3f} | {wall} | {e['eval_s']:.0f} |")
     lines = [f"# r1 pipeline report ({cfg.model}, task {cfg.task}, template {cfg.template})", "",
              f"Held-out: {cfg.eval_prompts} test prompts x k={cfg.eval_k} samples (temperature 0.6, top-p 0.95, seed "
-             f"{cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row. wall s excludes evaluation.",
+             f"{cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row; entropy in nats per completion "
+             "token at that temperature. wall s excludes evaluation.",
              "", *rows]
     zero = results.get("0 r1zero")
     last = "4 all_scenario_rl" if "4 all_scenario_rl" in results else "2 reasoning_rl"   # the recipe's last RL stage
     if zero and last in results:
         a, b = results[last]["eval"], zero["eval"]
-        se = math.hypot(a["pass@1_se"], b["pass@1_se"])
+        diff, se = paired_delta(cfg, last, "0 r1zero")
         recipe = [k for k in results if k != "base" and 1 <= int(k[0]) <= int(last[0])]   # stages 1..last
         recipe_s = sum(results[k]["wall_s"] for k in recipe)
         rl = sum(results[k]["steps"] for k in recipe if k in ("2 reasoning_rl", "4 all_scenario_rl"))
-        nan = float("nan")
         lines += ["", f"Recipe (stages 1-{last[0]}) vs R1-Zero: pass@1 {a['pass@1']:.3f} vs {b['pass@1']:.3f} "
-                  f"(difference {a['pass@1'] - b['pass@1']:+.3f} ± {se:.3f}), answer_acc "
-                  f"{a.get('answer_acc', nan):.3f} vs {b.get('answer_acc', nan):.3f}; GRPO steps {rl} vs "
+                  f"(difference {diff:+.3f} ± {se:.3f}, paired over the prompts), answer_acc "
+                  f"{a.get('answer_acc', math.nan):.3f} vs {b.get('answer_acc', math.nan):.3f}; GRPO steps {rl} vs "
                   f"{zero['steps']}; wall time {recipe_s:.0f} s vs {zero['wall_s']:.0f} s."]
     return "\n".join(lines) + "\n"
 
 
 def curves(cfg, results: dict) -> str:
     """Draws the GRPO stages' learning curves (metrics.plot) into OUT/curves.png and returns the report's
-    markdown line for it; "" when matplotlib (a benchmarks-only package) is not installed or no stage ran GRPO."""
+    markdown line for it; "" when matplotlib (a benchmarks-only package) is not installed or no stage ran GRPO.
+    A stage's held-out pass@1 goes from its starting model's evaluation (step 0) to its own (last step)."""
     if importlib.util.find_spec("matplotlib") is None:
         return ""
-    runs = [(name, *by_step(read_metrics(stage_dir(cfg, int(name.split()[0])) / "metrics.jsonl")))
-            for name in results if name != "base"]
-    runs = [r for r in runs if any("reward" in m for m in r[1].values())]
+    names = {n.split()[0]: n for n in results}
+    runs = []
+    for name in results:
+        if name == "base":
+            continue
+        steps, evals = by_step(read_metrics(stage_dir(cfg, int(name.split()[0])) / "metrics.jsonl"))
+        if any("reward" in m for m in steps.values()):
+            start = names.get(str(PREVIOUS[int(name.split()[0])]))
+            ends = {0: results[start]["eval"]} if start else {}
+            runs.append((name, steps, {**ends, **evals, results[name]["steps"]: results[name]["eval"]}))
     if not runs:
         return ""
     plot(runs, str(Path(cfg.out) / "curves.png"))
-    return "\nThe GRPO stages' curves (train reward and parts, held-out pass@1 where logged, length, KL):\n\n" \
-           "![GRPO stages](curves.png)\n"
+    return "\nThe GRPO stages' curves (train reward and parts, held-out pass@1 from the stage's start to its end, " \
+           "length, KL):\n\n![GRPO stages](curves.png)\n"
 
 
 def run(cfg: PipelineConfig) -> dict:

@@ -380,17 +380,22 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
       mean_len   mean completion length in tokens (stop token included); truncated: share of completions
                  that hit max_new_tokens; n, k; records: one dict per prompt (prompt text, gold, completions,
                  answers, accuracy, correct, voted answer, cons_correct) for dumping.
+      entropy    the model's token entropy over its completions, nats per token, estimated at no cost by the mean
+                 surprisal -log p of the sampled tokens under softmax(logits / temperature) of the full vocabulary
+                 (unbiased at top_p = 1; top-p sampling keeps to the likelier tokens, so it reads lower there).
+                 Near 0: a collapsed policy that samples one completion per prompt. NaN at temperature 0.
     Rows are seeded per prompt (see sample), so batch_prompts changes speed and memory, not results."""
     from reward import render_prompt
     if n_prompts < 1 or k < 1:
         raise ValueError(f"n_prompts={n_prompts} and k={k} must be >= 1")
     examples = [task.example("test", i) for i in range(first, first + n_prompts)]
     texts = [render_prompt(ex, template, tokenizer, think_prefilled) for ex in examples]
-    records, lens, stopped = [], [], []
+    records, lens, stopped, entropy_sum = [], [], [], 0.0
     for s in range(0, n_prompts, batch_prompts):
         ro = sample(model, [tokenizer.encode(t) for t in texts[s:s + batch_prompts]], k, max_new_tokens,
                     temperature=temperature, top_p=top_p, stop_token_ids=tokenizer.stop_ids,
                     pad_id=tokenizer.pad_id, seed=seed)
+        entropy_sum -= ro.logprobs[ro.completion_mask()].sum().item()
         lens += ro.lengths.tolist()
         stopped += ro.stopped.tolist()
         completions = ro.texts(tokenizer)
@@ -411,6 +416,7 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
             "cons@k": sum(r["cons_correct"] for r in records) / n_prompts,
             "answer_acc": sum(r["answer_correct"] for r in records) / n_prompts,
             "mean_len": sum(lens) / len(lens), "truncated": 1 - sum(stopped) / len(stopped),
+            "entropy": entropy_sum / sum(lens) if temperature > 0 else math.nan,
             "n": n_prompts, "k": k, "records": records}
 
 

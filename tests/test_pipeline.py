@@ -50,7 +50,10 @@ def test_every_stage_writes_its_outputs_and_the_report(tiny_run):
     assert json.loads((P.stage_dir(cfg, 5) / "student_init" / "config.json").read_text())["num_hidden_layers"] == 1
     report = (P.Path(cfg.out) / "report.md").read_text()
     assert all(f"| {n} {name} |" in report for n, name in enumerate(P.STAGES))
-    assert "Recipe (stages 1-4) vs R1-Zero" in report and "| answer_acc |" in report
+    assert "Recipe (stages 1-4) vs R1-Zero" in report and "| answer_acc |" in report and "| entropy |" in report
+    row = next(line for line in report.splitlines() if line.startswith("| 2 reasoning_rl |"))
+    assert row.split(" | ")[4].endswith("(1 cold_start)")            # stage 2's change is against stage 1
+    assert all(0 <= r["eval"]["entropy"] for r in results.values())
     # the GRPO stages' curves, drawn when matplotlib is installed (tests/requirements.txt installs it)
     has_plt = importlib.util.find_spec("matplotlib") is not None
     assert ("![GRPO stages](curves.png)" in report) == has_plt
@@ -102,10 +105,11 @@ def test_program_solutions_are_correct_and_in_format(spec):
     task = load_task(spec, seed=1)
     for i in range(40):
         ex = task.example("train", i)
-        text = P.program_solution(ex, spec)
-        parts = task.reward(ex, text)[1]
-        assert parts["accuracy"] == parts["format"] == parts["language"] == 1.0, (ex, text)
-        assert P.readable(text, P.make_config())
+        for short in (False, True):
+            text = P.program_solution(ex, spec, short)
+            parts = task.reward(ex, text)[1]
+            assert parts["accuracy"] == parts["format"] == parts["language"] == 1.0, (ex, text)
+            assert P.readable(text, P.make_config())
     assert P.program_solution(Example("What is 2 + 2?", "4"), "gsm8k:x.jsonl") is None
 
 
@@ -220,8 +224,45 @@ def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
 
 
 def test_header_states_the_current_defaults():
-    """The header's completion length and R1-Zero reward are train.py's defaults, which stage 0 uses."""
-    defaults = train.TrainConfig()
-    assert f"{defaults.max_new_tokens}-token completions" in P.__doc__
-    assert f"--reward-weights {defaults.reward_weights}:" in P.__doc__
-    assert P.PipelineConfig().r1zero_weights == defaults.reward_weights
+    """The header's completion length, reward weights and learning rates are the pipeline's defaults."""
+    cfg = P.PipelineConfig()
+    assert f"{cfg.max_new_tokens}-token completions" in P.__doc__
+    assert f"Reward weights: {cfg.r1zero_weights} for R1-Zero" in P.__doc__
+    assert cfg.reward_weights == cfg.r1zero_weights + ",language=0.05" and "language=0.05 added" in P.__doc__
+    assert "--lr 2e-5," in P.__doc__ and cfg.lr == 2e-5
+    assert "R1-Zero at train.py's 5e-5" in P.__doc__ and cfg.r1zero_lr == train.TrainConfig().lr == 5e-5
+
+
+def test_paired_delta_by_hand(tmp_path):
+    """Per-prompt k-sample accuracies of two rows: differences +0.5, 0, +0.25, -0.25 -> mean 0.125, sample std
+    sqrt(0.3125 / 3), s.e. that / sqrt(4)."""
+    cfg = P.make_config("tiny", out=str(tmp_path))
+    for d, correct in ((tmp_path / "base", [0.25, 0.5, 0.0, 1.0]), (P.stage_dir(cfg, 1), [0.75, 0.5, 0.25, 0.75])):
+        d.mkdir(parents=True)
+        P.write_jsonl(d / "eval_records.jsonl", [{"correct": c} for c in correct])
+    mean, se = P.paired_delta(cfg, "1 cold_start", "base")
+    assert mean == pytest.approx(0.125)
+    assert se == pytest.approx((0.3125 / 3) ** 0.5 / 2)
+
+
+def test_cold_start_task_builds_the_data_from_its_own_problems(tmp_path):
+    """--cold-start-task: the cold start's program-written chains solve that task's problems (two operands
+    here), while --task (three operands) is what RL trains on and evaluation measures."""
+    cfg = P.make_config("tiny", out=str(tmp_path), task="arith:operands=3,digits=2", cold_start_task="arith:digits=2",
+                        cold_start_prompts=0)
+    records, stats = P.cold_start_data(cfg)
+    assert stats["program"] == len(records) == cfg.cold_start_size
+    assert all(r["prompt"].count("+") == 1 for r in records)
+    with pytest.raises(ValueError, match="--cold-start-task sums: unknown task"):
+        P.make_config("tiny", cold_start_task="sums")
+
+
+def test_cold_start_short_share():
+    """--cold-start-short 0.25: one program-written chain in four states the result in one line, the others
+    work in steps (one line per operation and a check)."""
+    cfg = P.make_config("tiny", task="arith:operands=3,digits=2", cold_start_prompts=0, cold_start_short=0.25,
+                        cold_start_size=8)
+    records, _ = P.cold_start_data(cfg)
+    lines = [r["completion"].split("</think>")[0].strip().splitlines() for r in records]
+    assert [len(x) for x in lines] == [5, 5, 5, 3] * 2
+    assert all(x[1].count("+") == 2 and x[1].endswith(x[2].split()[-1]) for x in lines if len(x) == 3)

@@ -351,6 +351,36 @@ def test_evaluate_with_real_task(tiny, tmp_path):
     assert 0 <= r["pass@1"] <= 1 and 0 <= r["cons@k"] <= 1 and 1 <= r["mean_len"] <= 6
 
 
+def test_evaluate_entropy_by_brute_force(tiny, tmp_path, monkeypatch):
+    """evaluate's entropy, the mean surprisal of the sampled tokens at top-p 1, is the token entropy in
+    expectation: here against each completion token's H(softmax(logits / T)) over the vocabulary, by a float64
+    full forward of every row on its own; and exactly the mean -log p of those tokens."""
+    from model import byte_tokenizer
+    seen, real_sample = [], sample_mod.sample
+    monkeypatch.setattr(sample_mod, "sample", lambda *a, **kw: seen.append(real_sample(*a, **kw)) or seen[-1])
+    T = 0.8
+    r = evaluate(tiny, byte_tokenizer(tmp_path), load_task("arith", seed=0), n_prompts=4, k=4, max_new_tokens=12,
+                 temperature=T, top_p=1.0, batch_prompts=2)
+    model64, entropy, surprisal = copy.deepcopy(tiny).double(), [], []
+    for ro in seen:
+        for i in range(len(ro.lengths)):
+            prompt, n = ro.prompts[i // ro.group_size], int(ro.lengths[i])
+            ids = torch.tensor([prompt + ro.tokens[i, :n].tolist()])
+            with torch.no_grad():
+                logp = torch.log_softmax(model64(ids)[0, len(prompt) - 1:-1] / T, dim=-1)      # (n, V)
+            entropy += (-(logp.exp() * logp).sum(-1)).tolist()
+            surprisal += (-logp.gather(1, ids[0, len(prompt):, None])[:, 0]).tolist()
+    n = len(surprisal)
+    assert n == r["mean_len"] * 4 * 4
+    assert r["entropy"] == pytest.approx(sum(surprisal) / n, rel=1e-4)        # float32 model vs float64
+    # surprisal - entropy has mean 0 given each token's prefix, so the n terms are uncorrelated: 4 standard errors
+    d = [s - h for s, h in zip(surprisal, entropy)]
+    assert abs(sum(d) / n) < 4 * (sum(x * x for x in d) / n) ** 0.5 / n ** 0.5
+    assert 0.5 < sum(entropy) / n                                            # a spread-out policy: the check bites
+    assert math.isnan(evaluate(tiny, byte_tokenizer(tmp_path), load_task("arith", seed=0), n_prompts=1, k=1,
+                               max_new_tokens=4, temperature=0)["entropy"])
+
+
 @pytest.mark.slow
 def test_greedy_matches_transformers():
     """Greedy completions of the default model equal transformers' generate on the same weights."""

@@ -1,0 +1,72 @@
+"""
+recipe_table.py: one table over seeds from the output folders of `python pipeline.py --seed S --out OUT_S`.
+
+    python benchmarks/recipe_table.py out/recipe_seed0 out/recipe_seed1 out/recipe_seed2
+
+Prints, in markdown: held-out pass@1 per seed and stage (base, R1-Zero, stages 1-4), with the minutes of the
+whole command; then per stage the mean ± standard error over seeds of pass@1, its change from the model the
+stage starts from (pipeline.PREVIOUS), answer_acc, mean completion length, token entropy and zero-std
+groups; last the recipe (stage 4) minus R1-Zero. The s.e. of a change is over the seeds' paired changes
+(std with n-1 / sqrt(n)), the seed-to-seed spread; each report.md also has it paired over prompts.
+No torch: reads base/eval.json, NN_name/done.json and NN_name/metrics.jsonl.
+"""
+import json
+import math
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from metrics import read_metrics  # noqa: E402
+from pipeline import PREVIOUS, STAGES  # noqa: E402
+
+
+def mean_se(xs: list[float], digits: int = 3, signed: bool = False) -> str:
+    m = sum(xs) / len(xs)
+    se = math.sqrt(sum((x - m) ** 2 for x in xs) / (len(xs) - 1) / len(xs)) if len(xs) > 1 else 0.0
+    return f"{m:{'+' if signed else ''}.{digits}f} ± {se:.{digits}f}"
+
+
+def load(out: Path) -> dict:
+    """{row: {"eval", "wall_s", "zero_std"}} for the base model and each finished stage 0-4."""
+    rows = {"base": {"eval": json.loads((out / "base" / "eval.json").read_text()), "wall_s": 0.0}}
+    for n, name in enumerate(STAGES[:5]):
+        d = out / f"{n:02d}_{name}"
+        if (d / "done.json").exists():
+            rows[n] = json.loads((d / "done.json").read_text())
+            shares = [m["zero_std_groups"] for m in read_metrics(d / "metrics.jsonl") if "zero_std_groups" in m]
+            rows[n]["zero_std"] = sum(shares) / len(shares) if shares else math.nan
+    return rows
+
+
+def main(outs: list[str]):
+    runs = {out: load(Path(out)) for out in outs}
+    keys = ["base", 0, 1, 2, 3, 4]
+    label = {"base": "base", 0: "R1-Zero", 1: "1 cold start", 2: "2 reasoning RL", 3: "3 rejection SFT",
+             4: "4 all-scenario RL"}
+    print("| run | " + " | ".join(label[k] for k in keys) + " | minutes |")
+    print("|---|" + "---:|" * (len(keys) + 1))
+    for out, rows in runs.items():
+        minutes = sum(r.get("wall_s", 0) + r["eval"]["eval_s"] for r in rows.values()) / 60
+        cells = [f"{rows[k]['eval']['pass@1']:.3f}" if k in rows else "-" for k in keys]
+        print(f"| {out} | " + " | ".join(cells) + f" | {minutes:.1f} |")
+    done = [k for k in keys if all(k in rows for rows in runs.values())]
+    print("\n| stage | pass@1 | change ± s.e. (from) | answer_acc | mean len | entropy | zero-std groups |")
+    print("|---|---|---|---|---|---|---|")
+    for k in done:
+        col = lambda f: [f(rows) for rows in runs.values()]                      # noqa: E731
+        prev = None if k == "base" else PREVIOUS[k]
+        ev = lambda name: col(lambda r: r[k]["eval"].get(name, math.nan))           # noqa: E731
+        delta = "-" if prev not in done else mean_se(
+            col(lambda r: r[k]["eval"]["pass@1"] - r[prev]["eval"]["pass@1"]), signed=True) + f" ({label[prev]})"
+        zero = "-" if k in ("base", 1, 3) else mean_se(col(lambda r: r[k]["zero_std"]))
+        print(f"| {label[k]} | {mean_se(ev('pass@1'))} | {delta} | {mean_se(ev('answer_acc'))} | "
+              f"{mean_se(ev('mean_len'), 1)} | {mean_se(ev('entropy'))} | {zero} |")
+    if 0 in done and 4 in done:
+        d = [rows[4]["eval"]["pass@1"] - rows[0]["eval"]["pass@1"] for rows in runs.values()]
+        print(f"\nRecipe (stage 4) minus R1-Zero, pass@1: {mean_se(d, signed=True)} over {len(d)} seeds.")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2:
+        sys.exit(__doc__)
+    main(sys.argv[1:])

@@ -6,9 +6,11 @@ recipe_table.py: one table over seeds from the output folders of `python pipelin
 Prints, in markdown: held-out pass@1 per seed and stage (base, R1-Zero, stages 1-4), with the minutes of the
 whole command; then per stage the mean ± standard error over seeds of pass@1, its change from the model the
 stage starts from (pipeline.PREVIOUS), answer_acc, mean completion length, token entropy and zero-std
-groups; last the recipe (stage 4) minus R1-Zero. The s.e. of a change is over the seeds' paired changes
+groups; then the recipe (stage 4) minus R1-Zero. The s.e. of a change is over the seeds' paired changes
 (std with n-1 / sqrt(n)), the seed-to-seed spread; each report.md also has it paired over prompts.
-No torch: reads base/eval.json, NN_name/done.json and NN_name/metrics.jsonl.
+Last, for sums of three or more numbers: per stage from the cold start on, the share of held-out completions
+that state the sum in one line ("78 + 4 + 81 = 163") rather than in steps, and each form's accuracy.
+No torch: reads base/eval.json, NN_name/done.json, NN_name/metrics.jsonl and NN_name/eval_records.jsonl.
 """
 import json
 import math
@@ -64,6 +66,32 @@ def main(outs: list[str]):
     if 0 in done and 4 in done:
         d = [rows[4]["eval"]["pass@1"] - rows[0]["eval"]["pass@1"] for rows in runs.values()]
         print(f"\nRecipe (stage 4) minus R1-Zero, pass@1: {mean_se(d, signed=True)} over {len(d)} seeds.")
+    forms_table([Path(out) for out in outs], [k for k in done if k in (1, 2, 3, 4)], label)
+
+
+def one_line(completion: str) -> bool:
+    """A completion that states a sum of three or more numbers in one line: a line of its reasoning with two
+    or more '+' and an '=' that is not the problem's restatement ("We need to compute ...")."""
+    lines = completion.split("</think>")[0].split("\n")
+    return any(x.count("+") >= 2 and "=" in x and not x.startswith("We need") for x in lines)
+
+
+def forms_table(outs: list[Path], stages: list[int], label: dict):
+    """Per stage, mean ± s.e. over seeds of the one-line share and of each form's accuracy."""
+    if not all((o / f"{n:02d}_{STAGES[n]}" / "eval_records.jsonl").exists() for o in outs for n in stages):
+        return
+    print("\n| stage | completions in one line | accuracy, one line | accuracy, in steps |\n|---|---|---|---|")
+    for n in stages:
+        share, acc_one, acc_steps = [], [], []
+        for o in outs:
+            pairs = [(one_line(c), a) for line in (o / f"{n:02d}_{STAGES[n]}" / "eval_records.jsonl").open()
+                     for r in [json.loads(line)] for c, a in zip(r["completions"], r["accuracy"])]
+            ones, steps = [a for f, a in pairs if f], [a for f, a in pairs if not f]
+            share.append(len(ones) / len(pairs))
+            acc_one.append(sum(ones) / len(ones) if ones else math.nan)
+            acc_steps.append(sum(steps) / len(steps) if steps else math.nan)
+        fmt = lambda xs: mean_se(xs) if not any(math.isnan(x) for x in xs) else "-"   # noqa: E731
+        print(f"| {label[n]} | {mean_se(share)} | {fmt(acc_one)} | {fmt(acc_steps)} |")
 
 
 if __name__ == "__main__":

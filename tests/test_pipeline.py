@@ -224,13 +224,16 @@ def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
 
 
 def test_header_states_the_current_defaults():
-    """The header's completion length, reward weights and learning rates are the pipeline's defaults."""
+    """The header's completion length, reward weights, learning rates and rejection-sampling size are the
+    pipeline's defaults."""
     cfg = P.PipelineConfig()
     assert f"{cfg.max_new_tokens}-token completions" in P.__doc__
     assert f"Reward weights: {cfg.r1zero_weights} for R1-Zero" in P.__doc__
     assert cfg.reward_weights == cfg.r1zero_weights + ",language=0.05" and "language=0.05 added" in P.__doc__
     assert "--lr 2e-5," in P.__doc__ and cfg.lr == 2e-5
     assert "R1-Zero at train.py's 5e-5" in P.__doc__ and cfg.r1zero_lr == train.TrainConfig().lr == 5e-5
+    n = cfg.rs_prompts * cfg.samples_per_prompt
+    assert f"of {n} samples of {cfg.rs_prompts} prompts" in P.__doc__
 
 
 def test_paired_delta_by_hand(tmp_path):

@@ -54,8 +54,9 @@ Departures from the paper, besides scale (a 135M model, 96-token completions, te
      both ways of reasoning, and leaves RL to find which one pays. With all of them in steps the cold start
      alone reaches what RL would, and the policy it leaves is so nearly deterministic that GRPO's groups
      carry no signal (benchmarks/README.md). --cold-start-task builds them from another task's problems.
-  3. The GRPO stages of the recipe run at --lr 2e-5, R1-Zero at train.py's 5e-5 (--r1zero-lr): at 5e-5
-     a cold-started policy was unlearned within a few steps (two-digit sums, benchmarks/README.md).
+  3. Learning rates: stage 2 at --lr 2e-5, stage 4 at --all-scenario-lr 1e-5, R1-Zero at train.py's 5e-5
+     (--r1zero-lr). At 5e-5 a cold-started policy was unlearned within a few steps (two-digit sums); at
+     2e-5, 4 GRPO steps from the near-deterministic stage-3 model lost pass@1 (benchmarks/README.md).
   4. Rejection sampling keeps at most --keep-per-prompt distinct completions per prompt. If it keeps
      none (a tiny or untrained model), the stage-1 cold-start data stands in for them, and says so.
      R1 kept 600k; here 105-115 of 768 samples of 96 prompts: a near-deterministic stage-2 policy repeats
@@ -133,7 +134,7 @@ class PipelineConfig:
     prompts_per_step: int = flag(TRAIN.prompts_per_step, "P: prompts per GRPO step", range=">= 1")
     max_new_tokens: int = flag(96, "completion length limit everywhere (GRPO, data sampling, "
                                                      "evaluation)", range=">= 1")
-    lr: float = flag(2e-5, "GRPO learning rate of stages 2 and 4 (a cold-started policy takes less than R1-Zero's)",
+    lr: float = flag(2e-5, "stage 2 GRPO learning rate (a cold-started policy takes less than R1-Zero's)",
                      range="> 0")
     beta: float = flag(TRAIN.beta, "GRPO KL coefficient", range=">= 0")
     save_every: int = flag(4, "checkpoint every N steps (what an interrupted stage resumes from)", range=">= 0")
@@ -183,6 +184,7 @@ class PipelineConfig:
     rs_epochs: int = flag(2, "SFT epochs over the stage-3 data", range=">= 1")
     # stage 4
     all_scenario_steps: int = flag(4, "stage 4 GRPO steps", range=">= 1")
+    all_scenario_lr: float = flag(1e-5, "stage 4 GRPO learning rate", range="> 0")
     general_every: int = flag(4, "every Nth stage-4 prompt is a general one (judge-scored)", range=">= 1")
     judge: str = flag("", "judge model for the preference reward ('' = the stage-3 model)")
     all_scenario_weights: str = flag(R1ZERO_WEIGHTS + ",language=0.05,preference=1",
@@ -206,7 +208,7 @@ PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", until_stage=5, gr
                         max_new_tokens=16, save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4,
                         sft_batch=4, cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1,
                         all_scenario_steps=2, general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2,
-                        dtype="float32", lr=1e-3, r1zero_lr=1e-3, sft_lr=1e-3, distill_lr=1e-3,
+                        dtype="float32", lr=1e-3, r1zero_lr=1e-3, all_scenario_lr=5e-4, sft_lr=1e-3, distill_lr=1e-3,
                         threads=1)}   # one thread: a tiny model gains nothing from two, and loses a lot on a busy CPU
 
 
@@ -650,10 +652,12 @@ def stage_all_scenario_rl(cfg, d):
     general = [r["prompt"] for r in read_sft_data(cfg.general_data)] if cfg.general_data else GENERAL_PROMPTS
     mixed = MixedTask(load_task(cfg.task, seed=cfg.seed), general, judge, cfg.general_every)
     ckpt, steps = run_train(cfg, d, "grpo", stage_model(cfg, 3), task=mixed, steps=cfg.all_scenario_steps,
-                            prompts_per_step=cfg.prompts_per_step, lr=cfg.lr, reward_weights=cfg.all_scenario_weights)
+                            prompts_per_step=cfg.prompts_per_step, lr=cfg.all_scenario_lr,
+                            reward_weights=cfg.all_scenario_weights)
     return dict(model=str(ckpt), steps=steps, summary=f"All-scenario RL: {steps} GRPO steps from the stage-3 model; "
                 f"one prompt in {cfg.general_every} a general one scored by a yes/no judge "
-                f"({cfg.judge or 'the stage-3 model'}), the rest by rule rewards; weights {cfg.all_scenario_weights}.")
+                f"({cfg.judge or 'the stage-3 model'}), the rest by rule rewards; weights {cfg.all_scenario_weights}, "
+                f"lr {cfg.all_scenario_lr}.")
 
 
 def layer_dropped(base, out: Path) -> Path:

@@ -41,6 +41,9 @@ def load(out: Path) -> dict:
 
 
 def main(outs: list[str]):
+    for out in outs:
+        if not (Path(out) / "base" / "eval.json").exists():
+            sys.exit(f"{out}: no base/eval.json there; expected the --out folder of a pipeline.py run")
     runs = {out: load(Path(out)) for out in outs}
     keys = ["base", 0, 1, 2, 3, 4]
     label = {"base": "base", 0: "R1-Zero", 1: "1 cold start", 2: "2 reasoning RL", 3: "3 rejection SFT",

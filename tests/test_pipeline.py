@@ -35,6 +35,8 @@ def test_every_stage_writes_its_outputs_and_the_report(tiny_run):
     assert {(r["eval"]["n"], r["eval"]["k"]) for r in results.values()} == {(cfg.eval_prompts, cfg.eval_k)}
     # the recipe's GRPO steps match R1-Zero's by default
     assert results["0 r1zero"]["steps"] == results["2 reasoning_rl"]["steps"] + results["4 all_scenario_rl"]["steps"]
+    lrs = [json.loads((P.stage_dir(cfg, n) / "config.json").read_text())["lr"] for n in (0, 2, 4)]
+    assert lrs == [cfg.r1zero_lr, cfg.lr, cfg.all_scenario_lr] and cfg.all_scenario_lr != cfg.lr  # each its own
     # stage 1 built program-written data; stage 3 kept nothing from a random model and fell back to it
     cold = [json.loads(l) for l in open(P.stage_dir(cfg, 1) / "data.jsonl")]
     assert len(cold) == cfg.cold_start_size
@@ -231,6 +233,7 @@ def test_header_states_the_current_defaults():
     assert f"Reward weights: {cfg.r1zero_weights} for R1-Zero" in P.__doc__
     assert cfg.reward_weights == cfg.r1zero_weights + ",language=0.05" and "language=0.05 added" in P.__doc__
     assert "--lr 2e-5," in P.__doc__ and cfg.lr == 2e-5
+    assert "--all-scenario-lr 1e-5," in P.__doc__ and cfg.all_scenario_lr == 1e-5
     assert "R1-Zero at train.py's 5e-5" in P.__doc__ and cfg.r1zero_lr == train.TrainConfig().lr == 5e-5
     n = cfg.rs_prompts * cfg.samples_per_prompt
     assert f"of {n} samples of {cfg.rs_prompts} prompts" in P.__doc__

@@ -132,7 +132,7 @@ def save_checkpoint(run: "Run", step: int):
             shutil.rmtree(tmp, ignore_errors=True)
         last = list_checkpoints(run.out_dir)
         raise WriteFailed(f"cannot write the checkpoint {final} ({e}); "
-                          f"{'the last one, ' + str(last[-1]) + ', is intact' if last else 'no earlier one exists'}"
+                          f"{'the last one, ' + str(last[-1]) + ', is intact' if last else 'no previous one exists'}"
                           ) from e
     if cfg.keep_checkpoints:
         for old in list_checkpoints(run.out_dir)[:-cfg.keep_checkpoints]:

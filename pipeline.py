@@ -728,6 +728,15 @@ def eval_dir(cfg, name: str) -> Path:
     return Path(cfg.out) / "base" if name == "base" else stage_dir(cfg, int(name.split()[0]))
 
 
+def previous_row(results: dict, name: str) -> str | None:
+    """The results key ("base", "1 cold_start", ...) of the model that stage row `name` starts from
+    (PREVIOUS), or None for the base model's row or when that model was not evaluated in this run."""
+    if name == "base":
+        return None
+    start = str(PREVIOUS[int(name.split()[0])])
+    return next((n for n in results if n.split()[0] == start), None)
+
+
 def paired_delta(cfg, a: str, b: str) -> tuple[float, float]:
     """pass@1 of row a minus row b, and its standard error, paired over the held-out prompts both were
     evaluated on (the same prompts and seed): the mean and std / sqrt(n) (n-1 denominator) of the per-prompt
@@ -747,10 +756,9 @@ def report(cfg, results: dict) -> str:
     rows = ["| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc | cons@k | language "
             "| format | mean len | entropy | wall s | eval s |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    names = {n.split()[0]: n for n in results}
     for name, r in results.items():
         e = r["eval"]
-        prev = None if name == "base" else names.get(str(PREVIOUS[int(name.split()[0])]))
+        prev = previous_row(results, name)
         delta = "-" if prev is None else "{:+.3f} ± {:.3f} ({})".format(*paired_delta(cfg, name, prev), prev)
         wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
         rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(eval_dir(cfg, name))} | "
@@ -783,14 +791,13 @@ def curves(cfg, results: dict) -> str:
     A stage's held-out pass@1 goes from its starting model's evaluation (step 0) to its own (last step)."""
     if importlib.util.find_spec("matplotlib") is None:
         return ""
-    names = {n.split()[0]: n for n in results}
     runs = []
     for name in results:
         if name == "base":
             continue
         steps, evals = by_step(read_metrics(stage_dir(cfg, int(name.split()[0])) / "metrics.jsonl"))
         if any("reward" in m for m in steps.values()):
-            start = names.get(str(PREVIOUS[int(name.split()[0])]))
+            start = previous_row(results, name)
             ends = {0: results[start]["eval"]} if start else {}
             runs.append((name, steps, {**ends, **evals, results[name]["steps"]: results[name]["eval"]}))
     if not runs:

@@ -259,11 +259,7 @@ class Task:
         self.name, self.seed, self._accuracy, self._extract, self._draw = name, seed, accuracy, extract, draw
         self._well_formed = well_formed or (lambda example, completion: True)
         self._answer_accuracy = answer_accuracy            # None: the accuracy itself
-        self._splits = {}
-        for split, examples in (splits or {}).items():  # a fixed per-seed order, so i = 0, 1, ... is shuffled
-            order = list(examples)
-            random.Random(f"{name}|{seed}|{split}").shuffle(order)
-            self._splits[split] = order
+        self._splits = {split: list(examples) for split, examples in (splits or {}).items()}  # in example order
 
     def _check(self, split: str):
         if split not in ("train", "test"):
@@ -333,10 +329,11 @@ def load_task(spec: str, seed: int = 0) -> Task:
     """A task from its spec: "arith" (default: single-digit a + b, learnable by a 135M model on CPU),
     "arith:operands=3,digits=2,ops=+-*/" (max=N caps the numbers below 10^digits for finer steps),
     "countdown" (3 or 4 numbers in 1..99, target in 1..99; numbers=3 and max=N narrow it),
-    "gsm8k:PATH", "math:PATH", "jsonl:PATH", "code:PATH". A file task's test split is TEST_PATH if
-    given as PATH,test=TEST_PATH, else the lines whose prompt hashes into TEST_PERCENT. Answers are read
-    as the R1 accuracy reward reads them (extract_answer(strict=True): <answer>, \\boxed{}, ####), or
-    with PATH,extract=free also from free-form text (for models that do not use the tags).
+    "gsm8k:PATH", "math:PATH", "jsonl:PATH", "code:PATH". A file task's test split is TEST_PATH in its
+    own order if given as PATH,test=TEST_PATH, else the lines whose prompt hashes into TEST_PERCENT
+    (orders: _file_splits). Answers are read as the R1 accuracy reward reads them (extract_answer(
+    strict=True): <answer>, \\boxed{}, ####), or with PATH,extract=free also from free-form text (for
+    models that do not use the tags).
     Raises ValueError for an unknown task or option, or a malformed line (naming file and line)."""
     name, _, arg = spec.partition(":")
     if name == "arith":
@@ -359,11 +356,7 @@ def load_task(spec: str, seed: int = 0) -> Task:
     if name in FILE_TASKS and arg:
         parse_row, accuracy, extract, well_formed = FILE_TASKS[name]
         path, opts = _file_options(spec, arg)
-        train = _read_jsonl(path, parse_row)
-        if opts["test"]:
-            splits = dict(train=train, test=_read_jsonl(opts["test"], parse_row))
-        else:
-            splits = {s: [ex for ex in train if _split_of(ex.prompt) == s] for s in ("train", "test")}
+        splits = _file_splits(name, path, opts["test"], parse_row, seed)
         strict = opts["extract"] == "strict"
         # code reads its program one way only: answer_accuracy is accuracy, not the tests run a second time
         lenient = None if name == "code" else functools.partial(accuracy, strict=False)
@@ -437,6 +430,27 @@ def jsonl_lines(path: str):
                 raise ValueError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from None
             if line.strip():
                 yield lineno, line
+
+
+def _file_splits(kind: str, path: str, test_path: str, make, seed: int) -> dict[str, list[Example]]:
+    """{"train": [...], "test": [...]} of a file task, in the order example(split, i) serves them. The
+    order depends on the files' contents, the task kind and the seed, never on how the path is spelled:
+    - with test_path, the test split is that file in its own order (GSM8K's test problem i is line i);
+    - without, the test split is the lines whose prompt hashes into TEST_PERCENT (_split_of), shuffled
+      by the kind and the file's SHA-256 (the same held-out problems in the same order for every seed);
+    - the train split is shuffled by the kind, the file's SHA-256 and the seed.
+    Raises ValueError as _read_jsonl does, or OSError for a file that cannot be read."""
+    train = _read_jsonl(path, make)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    if test_path:
+        test = _read_jsonl(test_path, make)
+    else:
+        test = [ex for ex in train if _split_of(ex.prompt) == "test"]
+        train = [ex for ex in train if _split_of(ex.prompt) == "train"]
+        random.Random(f"{kind}|{digest}|test").shuffle(test)   # str seeds hash with SHA-512: stable
+    random.Random(f"{kind}|{digest}|{seed}|train").shuffle(train)
+    return {"train": train, "test": test}
 
 
 def _read_jsonl(path: str, make) -> list[Example]:

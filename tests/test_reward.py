@@ -399,6 +399,28 @@ def test_gsm8k_loading(tmp_path):
     assert [load_task(f"gsm8k:{path}", seed=1).example("train", k) for k in range(len(train))] != train
 
 
+def test_file_splits_do_not_depend_on_how_the_path_is_spelled(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    rows = [{"question": f"Q{i}: how many?", "answer": f"#### {i}"} for i in range(80)]
+    write_jsonl(tmp_path / "data" / "train.jsonl", rows)
+    write_jsonl(tmp_path / "data" / "test.jsonl", rows[:30])
+    monkeypatch.chdir(tmp_path)
+    spellings = [str(tmp_path / "data"), "data", "./data", "data/../data", f"{tmp_path}/./data"]
+
+    def splits(spec, seed=0):
+        task = load_task(spec, seed=seed)
+        return [[task.example(s, i).prompt for i in range(task.size(s))] for s in ("train", "test")]
+
+    for template in ("gsm8k:{d}/train.jsonl", "gsm8k:{d}/train.jsonl,test={d}/test.jsonl"):
+        each = [splits(template.format(d=d)) for d in spellings]
+        assert all(s == each[0] for s in each[1:]), template                    # train and test, in order
+    train, test = splits("gsm8k:data/train.jsonl,test=data/test.jsonl")
+    assert test == [r["question"] for r in rows[:30]]                            # the test file in its own order
+    assert train != [r["question"] for r in rows]                               # the train split is shuffled
+    assert splits("gsm8k:data/train.jsonl", seed=1)[1] == splits("gsm8k:data/train.jsonl")[1]  # held out: any seed
+    assert splits("gsm8k:data/train.jsonl", seed=1)[0] != splits("gsm8k:data/train.jsonl")[0]
+
+
 def test_separate_test_file(tmp_path):
     a = write_jsonl(tmp_path / "a.jsonl", [{"prompt": f"p{i}", "answer": i} for i in range(5)])
     b = write_jsonl(tmp_path / "b.jsonl", [{"prompt": "q", "answer": "1/2"}])

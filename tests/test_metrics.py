@@ -66,3 +66,27 @@ def test_curve_table_and_plot(tmp_path):
 def _has_matplotlib() -> bool:
     import importlib.util
     return importlib.util.find_spec("matplotlib") is not None
+
+
+def test_recipe_table_pools_prompts_and_seeds(tmp_path):
+    """benchmarks/recipe_table.py over two hand-written report.md files. Seed pass@1 0.40 and 0.42 with s.e.
+    0.05 each over their prompts: the seeds' spread gives variance 0.0002 (s.e. 0.010, what the table printed
+    before), the prompts' mean squared s.e. 0.0025; the larger over 2 seeds: sqrt(0.0025 / 2) = 0.035. The
+    change, 0.30 and 0.10 with paired s.e. 0.01 each: spread variance 0.02 beats 0.0001: sqrt(0.02 / 2) = 0.100."""
+    head = ("| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc | cons@k | language "
+            "| format | mean len | entropy | wall s | eval s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for seed, (p, d) in enumerate([(0.40, 0.30), (0.42, 0.10)]):
+        (tmp_path / f"s{seed}").mkdir()
+        (tmp_path / f"s{seed}" / "report.md").write_text(
+            "# r1 pipeline report\n\n" + head +
+            f"| base | - | - | {p - d:.3f} ± 0.040 | - | 0.1 | 0.1 | 1.000 | 0.000 | 40.0 | 0.400 | - | 60 |\n"
+            f"| 1 cold_start | 16 | - | {p:.3f} ± 0.050 | {d:+.3f} ± 0.010 (base) | 0.4 | 0.4 | 1.000 | 1.000 | 70.0 "
+            "| 0.040 | 60 | 60 |\n")
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_table.py"), "s0", "s1"],
+                         capture_output=True, text=True, check=True, cwd=tmp_path).stdout
+    row = next(line for line in out.splitlines() if line.startswith("| 1 cold start"))
+    assert row.split(" | ")[1:3] == ["0.410 ± 0.035", "+0.200 ± 0.100 (base)"]
+    assert "| s0 | 0.100 | - | 0.400 | - | - | - | 3.0 |" in out                     # 60 + 60 + 60 s
+    bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "recipe_table.py"), "nowhere"],
+                         capture_output=True, text=True, cwd=tmp_path)
+    assert bad.returncode != 0 and "nowhere: no report.md" in bad.stderr

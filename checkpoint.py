@@ -142,9 +142,11 @@ def save_checkpoint(run: "Run", step: int):
 def stop_after(run: "Run", step: int, saved: bool, signum: int | None):
     """Ends a run that received SIGTERM/SIGINT at step's boundary: a checkpoint of step unless the loop just
     wrote one, then one line, then SystemExit(128 + signum), as a shell reports a process the signal killed.
+    Under torchrun no rank exits before rank 0 has written it (torchrun stops the others when one exits).
     Metrics lines are written (closed) as they are logged, so nothing is left to flush."""
     if not saved:
         save_checkpoint(run, step)
+        run.dist.wait_for_rank0()
     signum = signum or signal.SIGTERM                 # a rank that did not receive it stops with the one that did
     if run.dist.rank == 0:
         print(f"stopped by {signal.Signals(signum).name} after step {step}: checkpoint "

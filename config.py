@@ -1,12 +1,14 @@
 """
 config.py: train.py's flags. TrainConfig holds every flag with its default and --help text; parse_config
 makes the argparse parser from it (one source of truth for help, defaults and the config saved with each
-checkpoint), and validate() refuses contradictory or impossible settings before any work starts.
+checkpoint), and validate() refuses contradictory or impossible settings before any work starts. Bad input
+found later, while loading, is an InputError, which the commands print as one line (one_line_errors).
 
     python train.py --help
     python -m pytest tests/test_train.py -q
 """
 import argparse
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass, field
@@ -245,15 +247,53 @@ def validate(cfg: TrainConfig):
     parse_weights(cfg.reward_weights)
 
 
-def parse_weights(text: str) -> dict[str, float]:
-    """'accuracy=1,format=0.5' -> {'accuracy': 1.0, 'format': 0.5}. Raises ValueError on bad syntax."""
+def parse_weights(text: str, flag: str = "--reward-weights") -> dict[str, float]:
+    """'accuracy=1,format=0.5' -> {'accuracy': 1.0, 'format': 0.5}: each weight a finite number (a negative one
+    penalises its part). Raises ValueError naming flag for bad syntax, or a weight that is nan or infinite."""
     out = {}
     for item in filter(None, text.split(",")):
         name, eq, value = item.partition("=")
         try:
-            out[name.strip()] = float(value)
+            weight = float(value)
         except ValueError:
-            raise ValueError(f"--reward-weights: {item!r} is not name=number") from None
-        if not eq:
-            raise ValueError(f"--reward-weights: {item!r} is not name=number")
+            weight = math.nan
+        if not eq or not math.isfinite(weight):
+            raise ValueError(f"{flag}: {item!r} is not name=number (a finite number)")
+        out[name.strip()] = weight
     return out
+
+
+# -----------------------------------------------------------------------------
+# Errors a command reports in one line
+
+
+class InputError(ValueError):
+    """The command's input is wrong: a data file (its message names file:line and what was expected there), a
+    model, a flag combination found wrong while loading. Raised by reading_input and by the checks of train.py and
+    sample.py; one_line_errors prints it without a traceback."""
+
+
+@contextlib.contextmanager
+def reading_input():
+    """Marks the code that loads and checks a command's input (tasks, data files, the model, the checkpoint to
+    resume): a ValueError raised inside (reward.py and model.py name the file and line) becomes InputError.
+    Also a decorator."""
+    try:
+        yield
+    except InputError:
+        raise
+    except ValueError as e:
+        raise InputError(str(e)) from e
+
+
+@contextlib.contextmanager
+def one_line_errors():
+    """The entry of train.py, sample.py and pipeline.py: bad input (InputError), a file the OS cannot read or
+    write (OSError: its message, or WriteFailed's, names the path) and a diverged run (FloatingPointError) end
+    the command with one line "error: <message>" on stderr and exit status 1, the status an uncaught exception
+    gives (argparse's usage errors exit 2). Only these types are caught, so every other exception keeps its
+    traceback: a ValueError raised outside reading_input is a bug, not input."""
+    try:
+        yield
+    except (InputError, OSError, FloatingPointError) as e:
+        raise SystemExit(f"error: {e}") from None

@@ -9,12 +9,15 @@ touches torch.distributed, and every function here is the identity or its plain 
 What it guarantees: each rank samples and scores its share of the step's prompts (whole groups, so
 advantages stay group-local); the loss normaliser and the gradients are summed over ranks, so the update
 equals the one-process update of the whole batch (tests/test_distributed.py checks 2 ranks x half the
-batch against 1 rank x all of it, replicated and under FSDP, to 1e-6). Rank 0 logs, evaluates and saves.
+batch against 1 rank x all of it, replicated and under FSDP, to 1e-6). Rank 0 logs, evaluates and saves,
+and the other ranks wait for that without a time limit while rank 0 shows signs of life (Rank0Progress); a rank
+that dies, or hangs for --dist-timeout seconds, ends the job.
 """
 import gc
 import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING
@@ -33,6 +36,7 @@ class Dist:
     world: int = 1
     fsdp: bool = False           # weights sharded with FSDP2: gradients are reduce-scattered in backward
     device: torch.device = torch.device("cpu")   # where collectives' tensors live: NCCL takes CUDA tensors only
+    progress: "Rank0Progress | None" = None      # set by init_distributed; without it wait_for_rank0 is a barrier
 
     def sum(self, x: float) -> float:
         """All-reduce SUM of a Python number (a count: the loss normaliser, or a metric's sum), as a float64
@@ -74,6 +78,61 @@ class Dist:
             import torch.distributed as dist
             dist.barrier()
 
+    def wait_for_rank0(self):
+        """Where rank 0 may have worked alone (evaluated, written a checkpoint): every rank calls it, and the others
+        return once rank 0 has called it too, however long that takes (Rank0Progress.wait)."""
+        if self.world == 1:
+            return
+        if self.progress is None:
+            self.barrier()
+        else:
+            self.progress.wait()
+
+
+class Rank0Progress:
+    """How the other ranks wait for rank 0's work alone. A held-out evaluation or a checkpoint of a large model can
+    take longer than --dist-timeout (GSM8K evaluation of a 1.5B model on 2 cores: ~300 s per 25 prompts), so the
+    wait cannot be a collective, which fails after that timeout. Instead rank 0 counts the wait points it has
+    reached in the process group's key-value store, and a thread of rank 0 raises a heartbeat counter there every
+    HEARTBEAT_S seconds while the process lives; the other ranks poll both. They wait as long as the heartbeat
+    moves, and raise RuntimeError when it has stood still for --dist-timeout seconds (rank 0 hangs, or is stopped).
+    A rank that dies ends the job anyway: torchrun stops the others. This keeps every number of the run as one
+    process computes it; sharing the evaluation out over the ranks would not cover checkpoint writes."""
+    HEARTBEAT_S = 1.0
+
+    def __init__(self, store, rank: int, timeout_s: float):
+        self.store, self.rank, self.timeout_s, self.reached = store, rank, timeout_s, 0
+        self.stopped = threading.Event()
+        if rank == 0:
+            beat_store = store.clone()                 # a store object is not to be shared between threads
+            threading.Thread(target=self.beat, args=(beat_store,), name="r1-rank0-heartbeat", daemon=True).start()
+
+    def beat(self, store):
+        while not self.stopped.wait(self.HEARTBEAT_S):
+            try:
+                store.add("heartbeat", 1)
+            except Exception:                          # the store is gone: the job is ending
+                return
+
+    def wait(self):
+        self.reached += 1
+        if self.rank == 0:
+            self.store.add("reached", 1)
+            return
+        beat, since, pause = None, time.monotonic(), 0.001
+        while self.store.add("reached", 0) < self.reached:
+            now, seen = time.monotonic(), self.store.add("heartbeat", 0)
+            if seen != beat:
+                beat, since = seen, now
+            elif now - since > self.timeout_s:
+                raise RuntimeError(f"rank 0 has shown no sign of life for {self.timeout_s:g} s (--dist-timeout): "
+                                   "it died or hangs")
+            time.sleep(pause)
+            pause = min(2 * pause, 0.1)                # quick when rank 0 is about to arrive, cheap when it is not
+
+
+_progress: Rank0Progress | None = None     # this process's, made with its process group (pipeline.py trains repeatedly)
+
 
 def init_distributed(cfg: "TrainConfig") -> tuple[Dist, torch.device]:
     """Under torchrun (WORLD_SIZE > 1): a process group (NCCL on CUDA, gloo on CPU) and this rank's
@@ -93,11 +152,17 @@ def init_distributed(cfg: "TrainConfig") -> tuple[Dist, torch.device]:
                              "torchrun with --nproc-per-node at most that, or pass --device cpu (gloo)")
         device = torch.device("cuda", local)
         torch.cuda.set_device(device)
+    global _progress
     if not dist.is_initialized():
         # a rank that died or hangs fails the others' next collective after --dist-timeout (torch's default: 30 min)
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo",
-                                timeout=timedelta(seconds=cfg.dist_timeout))
-    return Dist(dist.get_rank(), world, device=device), device
+        timeout = timedelta(seconds=cfg.dist_timeout)
+        store, rank, _ = next(dist.rendezvous("env://", timeout=timeout))     # what init_process_group would make
+        store.set_timeout(timeout)
+        backend = "nccl" if device.type == "cuda" else "gloo"
+        dist.init_process_group(backend, store=dist.PrefixStore("default_pg", store), rank=rank, world_size=world,
+                                timeout=timeout)
+        _progress = Rank0Progress(dist.PrefixStore("r1_rank0", store), rank, cfg.dist_timeout)
+    return Dist(dist.get_rank(), world, device=device, progress=_progress), device
 
 
 class StopSignals:
@@ -140,6 +205,10 @@ def close_distributed():
     frees them while the group is still alive, and destroying it then drops its last reference here, not in
     the teardown. Not called on an error: a rank still inside a collective would hang it."""
     import torch.distributed as dist
+    global _progress
+    if _progress is not None:
+        _progress.stopped.set()
+        _progress = None
     if dist.is_available() and dist.is_initialized():
         gc.collect()
         dist.destroy_process_group()

@@ -253,7 +253,7 @@ def validate(cfg: PipelineConfig):
     for name, text, known in (("r1zero-weights", cfg.r1zero_weights, DEFAULT_WEIGHTS),
                               ("reward-weights", cfg.reward_weights, DEFAULT_WEIGHTS),
                               ("all-scenario-weights", cfg.all_scenario_weights, MixedTask.PARTS)):
-        if set(parse_weights(text)) - set(known):
+        if set(parse_weights(text, f"--{name}")) - set(known):
             raise ValueError(f"--{name} {text}: the parts are {', '.join(known)}")
     for name, spec in (("task", cfg.task), ("cold-start-task", cfg.cold_start_task or cfg.task)):
         try:
@@ -835,5 +835,7 @@ def run_locked(cfg: PipelineConfig, out: Path) -> dict:
 
 
 if __name__ == "__main__":
-    run(parse_config())
+    from config import one_line_errors
+    with one_line_errors():       # a stage stopped by a signal ends the pipeline with its SystemExit(128 + n)
+        run(parse_config())
     close_distributed()

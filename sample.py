@@ -201,9 +201,10 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
     full length. Device and dtype are the model's. compile=True replays each decode step (forward and
     sampling) from a CUDA graph (CUDAGraphStep): the same kernels as without it, so the same tokens and
     log-probs, minus the per-kernel launch cost; compaction is off so the batch keeps its shape.
-    Raises ValueError for an empty prompt list or prompt, a bad temperature / top_p / top_k, a prompt
-    that leaves no room for max_new_tokens in the model's context, or compile=True with a model that is
-    not on CUDA; FloatingPointError when the model's logits are not finite (diverged weights)."""
+    Raises ValueError for an empty prompt list or prompt, a bad temperature / top_p / top_k, or compile=True
+    with a model that is not on CUDA; config.InputError (a ValueError) for a prompt that leaves no room for
+    max_new_tokens in the model's context; FloatingPointError when the model's logits are not finite (diverged
+    weights)."""
     if not prompts or any(len(p) == 0 for p in prompts):
         raise ValueError("sample needs at least one prompt, and no empty prompt")
     if temperature < 0 or not 0 < top_p <= 1 or top_k < 0 or group_size < 1 or max_new_tokens < 1:
@@ -216,7 +217,8 @@ def sample(model, prompts: list[list[int]], group_size: int, max_new_tokens: int
     P, G, N, L = len(prompts), group_size, max_new_tokens, max(map(len, prompts))
     context = getattr(getattr(model, "cfg", None), "max_seq_len", None)
     if context is not None and L + N > context:
-        raise ValueError(f"a prompt of {L} tokens + max_new_tokens={N} exceeds the model's context of {context} "
+        from config import InputError
+        raise InputError(f"a prompt of {L} tokens + max_new_tokens={N} exceeds the model's context of {context} "
                          "positions (max_position_embeddings)")
     B = P * G
     u = torch.stack([torch.rand(N, generator=g) for g in row_generators(prompts, G, seed)]).to(device)   # (B, N)
@@ -480,13 +482,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    from config import reading_input
     from model import load_pretrained, pick_device
-    device = pick_device(args.device)
-    dtype = default_dtype(device) if args.dtype == "auto" else getattr(torch, args.dtype)
-    model, tok = load_pretrained(args.model, device=device, dtype=dtype)
-    if args.task:
-        from reward import load_task
-        task = load_task(args.task, seed=args.task_seed)
+    from reward import load_task
+    with reading_input():                 # a bad task file or model fails here (the task before the model loads)
+        task = load_task(args.task, seed=args.task_seed) if args.task else None
+        device = pick_device(args.device)
+        dtype = default_dtype(device) if args.dtype == "auto" else getattr(torch, args.dtype)
+        model, tok = load_pretrained(args.model, device=device, dtype=dtype)
+    if task is not None:
         r = evaluate(model, tok, task, args.n_prompts, args.k, template=args.template,
                      think_prefilled=args.think_prefilled, max_new_tokens=args.max_new_tokens,
                      temperature=0.6 if args.temperature is None else args.temperature,
@@ -514,4 +518,6 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    main()
+    from config import one_line_errors
+    with one_line_errors():
+        main()

@@ -54,9 +54,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from config import TrainConfig, parse_config, parse_weights
-from checkpoint import (WriteFailed, check_resumed_config, list_checkpoints, locked_folder, restore_trainer_state,
-                        resume_state, save_checkpoint, stop_after, writing)
+from config import InputError, TrainConfig, one_line_errors, parse_config, parse_weights, reading_input
+from checkpoint import (check_resumed_config, list_checkpoints, locked_folder, restore_trainer_state, resume_state,
+                        save_checkpoint, stop_after, writing)
 from distributed import (Dist, StopSignals, clip_grad_norm, close_distributed, fsdp_shard, init_distributed,
                          sync_weights)
 from grpo import (group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
@@ -354,9 +354,11 @@ def train(cfg: TrainConfig, task=None) -> dict:
     has reward.Task's example/reward/extract methods (pipeline.py's mixed all-scenario task).
     Holds --out-dir's lock throughout: raises SystemExit if another run holds it (checkpoint.locked_folder).
     SIGTERM or SIGINT stops the run after its current step with a checkpoint: SystemExit(128 + the signal's
-    number). Raises FloatingPointError naming the step when the loss, the gradient norm or the sampler's
+    number); one received during the last step skips the final evaluation, one received during it ends the run
+    after it. Raises FloatingPointError naming the step when the loss, the gradient norm or the sampler's
     logits are not finite, WriteFailed naming the path when a checkpoint, metrics or rollouts cannot be written,
-    ValueError for bad input (before the model loads)."""
+    InputError for bad input, before the model loads (SFT examples longer than the model's context: once it
+    has loaded)."""
     check_writable(Path(cfg.out_dir))
     with locked_folder(Path(cfg.out_dir), take=int(os.environ.get("RANK", "0")) == 0), StopSignals() as stop:
         return train_steps(cfg, task, stop)
@@ -380,7 +382,7 @@ def train_steps(cfg: TrainConfig, task, stop: StopSignals) -> dict:
     last = {}
     if start_step == 0:
         last["eval"] = run_eval(run, 0, "start")
-    dist.barrier()                                      # the other ranks wait for rank 0's evaluation
+    dist.wait_for_rank0()                               # for rank 0's evaluation, however long it takes
     bar = tqdm(range(start_step, total_steps), initial=start_step, total=total_steps, desc=cfg.stage,
                dynamic_ncols=True, disable=None if dist.rank == 0 else True)
     for step in bar:
@@ -414,12 +416,15 @@ def train_steps(cfg: TrainConfig, task, stop: StopSignals) -> dict:
         saved = done or (cfg.save_every and (step + 1) % cfg.save_every == 0)
         if saved:
             save_checkpoint(run, step + 1)
-        if not done and stop.requested(dist):
+        dist.wait_for_rank0()                           # for rank 0's evaluation and checkpoint write
+        if stop.requested(dist):                        # the last step's too: no final evaluation then
             stop_after(run, step + 1, saved, stop.received)      # a checkpoint, a line, SystemExit
         dist.barrier()
     if start_step < total_steps or not list_checkpoints(run.out_dir):
         last["eval"] = run_eval(run, total_steps, "end")
-    dist.barrier()
+    dist.wait_for_rank0()
+    if stop.requested(dist):                            # received during the final evaluation
+        stop_after(run, total_steps, True, stop.received)
     return last
 
 
@@ -430,30 +435,31 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out_dir = Path(cfg.out_dir)
-    dist, device = init_distributed(cfg)
-    dist.fsdp = cfg.fsdp and dist.world > 1
-    dtype = compute_dtype(cfg.dtype, device)
-    if device.type == "cpu":
-        cap_kernel_caches()
-    # everything that can fail on bad input fails here, before the model is loaded
-    if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
-        task = load_task(cfg.task, seed=cfg.seed)
-    weights = parse_weights(cfg.reward_weights)
-    if cfg.stage == "grpo":                       # the task knows its reward parts: unknown names fail here
-        task.reward(task.example("train", 0), "", cfg.think_prefill, weights=weights)
-    if cfg.eval_prompts and task is not None:
-        task.example("test", 0)                   # an empty test split fails here, not after the model loads
-    check_writable(out_dir)
-    resolve_model_path(cfg.model)
-    state, ckpt = resume_state(out_dir, cfg.resume, dist.rank)
-    if state:
-        check_resumed_config(cfg, state["config"], ckpt)
-        if dist.rank == 0:
-            print(f"resuming from {ckpt} (step {state['step']})")
+    with reading_input():          # everything that can fail on bad input fails here, before the model is loaded
+        dist, device = init_distributed(cfg)
+        dist.fsdp = cfg.fsdp and dist.world > 1
+        dtype = compute_dtype(cfg.dtype, device)
+        if device.type == "cpu":
+            cap_kernel_caches()
+        if task is None and (cfg.stage == "grpo" or cfg.eval_prompts):
+            task = load_task(cfg.task, seed=cfg.seed)
+        weights = parse_weights(cfg.reward_weights)
+        if cfg.stage == "grpo":                   # the task knows its reward parts: unknown names fail here
+            task.reward(task.example("train", 0), "", cfg.think_prefill, weights=weights)
+        if cfg.eval_prompts and task is not None:
+            task.example("test", 0)               # an empty test split fails here, not after the model loads
+        check_writable(out_dir)
+        resolve_model_path(cfg.model)
+        state, ckpt = resume_state(out_dir, cfg.resume, dist.rank)
+        if state:
+            check_resumed_config(cfg, state["config"], ckpt)
+            if dist.rank == 0:
+                print(f"resuming from {ckpt} (step {state['step']})")
     torch.manual_seed(cfg.seed)
     random.seed(cfg.seed)
 
-    policy, tok = load_pretrained(ckpt if state else cfg.model, device=device, dtype=torch.float32)
+    with reading_input():          # the model's files: a malformed one is named
+        policy, tok = load_pretrained(ckpt if state else cfg.model, device=device, dtype=torch.float32)
     policy.requires_grad_(True).train()
     policy.checkpoint_blocks = cfg.activation_checkpointing
     # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
@@ -538,13 +544,13 @@ def diverged_at(step: int):
 
 
 def check_writable(out_dir: Path):
-    """Raises ValueError unless out_dir is (or can be made) a directory this process can write in."""
+    """Raises InputError unless out_dir is (or can be made) a directory this process can write in."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile(dir=out_dir):
             pass
     except OSError as e:
-        raise ValueError(f"--out-dir {out_dir}: not a writable directory ({e.strerror or e})") from None
+        raise InputError(f"--out-dir {out_dir}: not a writable directory ({e.strerror or e})") from None
 
 
 def log_metrics(run: Run, record: dict):
@@ -627,9 +633,11 @@ def eval_line(tag: str, step: int, r: dict) -> str:
 # SFT (R1's cold start and rejection-sampling stages)
 
 
+@reading_input()
 def read_sft_data(path: str) -> list[dict]:
     """Reads a jsonl of {"prompt": str, "completion": str} or {"messages": [{"role", "content"}, ...]}
-    (the last message the assistant's). Raises ValueError naming the file and line of a bad record."""
+    (the last message the assistant's). Raises InputError naming the file and line of a bad record or one that
+    is not UTF-8, OSError for a file that cannot be read."""
     records = []
     for n, line in jsonl_lines(path):
         try:
@@ -674,17 +682,19 @@ def tokenize_sft(records: list[dict], tok, template: str, think_prefill: bool) -
 
 
 def sft_pairs(cfg: TrainConfig, records: list[dict], tok, context: int) -> list[tuple[list[int], list[int]]]:
-    """tokenize_sft's pairs, checked against the model: raises ValueError naming the file and line of the first
+    """tokenize_sft's pairs, checked against the model: raises InputError naming the file and line of the first
     example whose prompt is empty under --template, else of the first one longer than the model's context."""
     pairs = tokenize_sft(records, tok, cfg.template, cfg.think_prefill)
     too_long = [i for i, (p, c) in enumerate(pairs) if len(p) + len(c) > context]
     empty = [i for i, (p, _) in enumerate(pairs) if not p]
     if empty:
-        raise ValueError(f"{cfg.data}:{line_of(cfg.data, empty[0])}: the prompt is empty under --template "
+        raise InputError(f"{cfg.data}:{line_of(cfg.data, empty[0])}: the prompt is empty under --template "
                          f"{cfg.template}: the first completion token has nothing to be predicted from")
     if too_long:
-        raise ValueError(f"{cfg.data}: {len(too_long)} examples are longer than the model's context of {context} "
-                         f"tokens, e.g. the one at line {line_of(cfg.data, too_long[0])}")
+        p, c = pairs[too_long[0]]
+        raise InputError(f"{cfg.data}:{line_of(cfg.data, too_long[0])}: prompt + completion are {len(p) + len(c)} "
+                         f"tokens, longer than the model's context of {context} tokens; too long: {len(too_long)} of "
+                         f"{len(pairs)} examples")
     return pairs
 
 
@@ -763,8 +773,6 @@ def __getattr__(name: str):
 
 
 if __name__ == "__main__":
-    try:
+    with one_line_errors():
         train(parse_config())
-    except (FloatingPointError, WriteFailed) as e:         # a diverged run, a full disk: the message says it all
-        raise SystemExit(f"error: {e}") from None
     close_distributed()

@@ -1,7 +1,8 @@
 """distributed.py: train.py under torch.distributed on CPU (gloo; --device cpu, also where CUDA is present): 2
 ranks x half the batch give the same update as 1 rank x the whole batch, replicated or sharded (FSDP2), and a
 2-process torchrun run completes, checkpoints once and resumes, also with --fsdp and from a sharded run into a
-single process; the sampler's weight copy (sync_weights) is the policy's, rounded."""
+single process; the sampler's weight copy (sync_weights) is the policy's, rounded; rank 0 evaluating alone for
+longer than --dist-timeout does not end the job, a dead or hung rank does."""
 import contextlib
 import copy
 import json
@@ -255,3 +256,40 @@ def test_a_dead_or_hung_rank_ends_the_job_and_it_resumes(tmp_path, how):
     stdout, stderr = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, stderr[-3000:]
     assert list_checkpoints(out)[-1].name == f"step_{last + 1}"
+
+
+SLOW_FIRST_EVALUATION = """\
+import os, runpy, sys, time
+sys.path.insert(0, sys.argv.pop(1))
+import sample
+evaluate, calls = sample.evaluate, []
+
+
+def slow_evaluate(*args, **kwargs):        # rank 0's first held-out evaluation outlasts --dist-timeout
+    if not calls and os.environ["RANK"] == "0":
+        time.sleep(float(os.environ["R1_TEST_EVAL_SLEEP_S"]))
+    calls.append(1)
+    return evaluate(*args, **kwargs)
+
+
+sample.evaluate = slow_evaluate            # train.py imports it from sample as it starts
+sys.argv[0] = os.path.join(sys.path[0], "train.py")
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_rank0_evaluating_longer_than_the_dist_timeout_does_not_end_the_job(tmp_path):
+    """2 ranks, --dist-timeout 5, rank 0's start evaluation taking 8 s (train.py run with sample.evaluate wrapped
+    to sleep first on rank 0): rank 1 waits for it however long it takes, and the job ends with status 0."""
+    (tmp_path / "slow_eval.py").write_text(SLOW_FIRST_EVALUATION)
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
+           str(tmp_path / "slow_eval.py"), str(REPO), "--model", "tiny", "--out-dir", str(out), "--dtype", "float32",
+           "--device", "cpu", "--prompts-per-step", "2", "--group-size", "2", "--max-new-tokens", "4",
+           "--eval-prompts", "2", "--eval-k", "2", "--steps", "1", "--threads", "1", "--dist-timeout", "5"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "R1_TEST_EVAL_SLEEP_S": "8"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "eval step=0 start" in r.stdout and "eval step=1 end" in r.stdout
+    assert [p.name for p in list_checkpoints(out)] == ["step_1"]

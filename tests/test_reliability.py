@@ -1,10 +1,12 @@
 """What a run survives, each tried on real processes (tiny model, CPU): flags out of range are refused before
 the model loads; a diverged run stops naming the step and the quantity, and never saves non-finite weights;
 one run per output folder (a real flock, two real processes); SIGTERM/SIGINT stop at a step boundary with a
-checkpoint that resumes exactly; a failed write (a file standing where a folder must be, RLIMIT_FSIZE) stops
-the run naming the path, the previous checkpoint intact."""
+checkpoint that resumes exactly, also when the signal comes in the last step (pipeline.py then stops too); a
+failed write (a file standing where a folder must be, RLIMIT_FSIZE) stops the run naming the path, the previous
+checkpoint intact; a malformed input file ends train.py, sample.py and pipeline.py with one line naming file:line."""
 import json
 import math
+import os
 import resource
 import signal
 import subprocess
@@ -96,6 +98,19 @@ def test_negative_clip_eps_and_grad_clip_are_refused_at_once(tmp_path):
         r = run(train_cmd(tmp_path / "out", flag, "-0.1"))
         assert r.returncode == 2 and f"{flag} -0.1: must be" in r.stderr, r.stderr
         assert not (tmp_path / "out").exists()            # nothing started
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
+def test_reward_weights_that_are_not_finite_numbers_are_refused_naming_the_flag(value, capsys):
+    """float() reads nan and inf, and nan passes every comparison: each reward-weights flag of train.py and
+    pipeline.py refuses a weight that is not a finite number (argparse's exit, status 2), naming the flag."""
+    for parse, flag in [(T.parse_config, "--reward-weights"), (pipeline.parse_config, "--reward-weights"),
+                        (pipeline.parse_config, "--r1zero-weights"), (pipeline.parse_config, "--all-scenario-weights")]:
+        with pytest.raises(SystemExit) as e:
+            parse([flag, f"accuracy=1,format={value}"])
+        assert e.value.code == 2, (flag, value)
+        err = capsys.readouterr().err
+        assert f"{flag}: 'format={value}' is not name=number (a finite number)" in err, (flag, value, err)
 
 
 # --- divergence ------------------------------------------------------------------------------------------------
@@ -227,6 +242,49 @@ def test_sigterm_stops_the_pipeline_and_its_rerun_resumes_the_stage(tmp_path):
     assert r.returncode == 0 and f"resuming from {stage / 'checkpoints' / f'step_{k}'}" in r.stdout, r.stderr[-2000:]
     assert [m["step"] for m in read_metrics(stage / "metrics.jsonl") if "loss" in m] == list(range(1, k + 3))
 
+def started_until(p: subprocess.Popen, prefix: str) -> list[str]:
+    """The stdout lines of p up to and including the first that starts with prefix (p runs unbuffered)."""
+    lines = []
+    for line in p.stdout:
+        lines.append(line)
+        if line.startswith(prefix):
+            return lines
+    pytest.fail(f"{prefix!r} never printed; stderr: {p.stderr.read()[-2000:]}")
+
+
+UNBUFFERED = {**os.environ, "PYTHONUNBUFFERED": "1"}
+
+
+def test_sigterm_during_the_last_step_or_the_final_evaluation_stops_the_run(tmp_path):
+    """SIGTERM sent as the last step's line is printed (the run then writes its last checkpoint, then evaluates):
+    the run ends with 128 + SIGTERM and the stop line, the last step's checkpoint whole."""
+    out = tmp_path / "out"
+    p = subprocess.Popen(train_cmd(out, "--steps", "2", "--save-every", "100", "--eval-prompts", "32"), cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=UNBUFFERED)
+    started_until(p, "step=2/2")
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert f"stopped by SIGTERM after step 2: checkpoint {out / 'checkpoints' / 'step_2'}" in stdout
+    assert [c.name for c in list_checkpoints(out)] == ["step_2"] and logged_steps(out) == 2
+    assert checkpoint_damage(out / "checkpoints" / "step_2") is None
+
+
+def test_sigterm_during_a_stages_last_step_stops_the_pipeline_before_the_next_stage(tmp_path):
+    """pipeline.py, SIGTERM sent as stage 0's last step is printed: it exits with 128 + SIGTERM, stage 0 not marked
+    done and stage 1 not begun."""
+    out = tmp_path / "pipe"
+    p = subprocess.Popen([sys.executable, str(ROOT / "pipeline.py"), "--preset", "tiny", "--out", str(out),
+                          "--until-stage", "1", "--r1zero-steps", "2", "--save-every", "100"], cwd=ROOT,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=UNBUFFERED)
+    started_until(p, "step=2/2")
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 128 + signal.SIGTERM, stderr[-2000:]
+    assert "stopped by SIGTERM after step 2" in stdout and "== stage 1" not in stdout
+    assert not (out / "00_r1zero" / "done.json").exists()
+
+
 # --- write failures --------------------------------------------------------------------------------------------
 
 def test_a_file_where_the_rollouts_folder_must_be_stops_the_run_naming_it(tmp_path):
@@ -255,4 +313,57 @@ def test_a_failed_checkpoint_write_stops_the_run_and_keeps_the_previous_one(tmp_
     assert checkpoint_damage(out / "checkpoints" / "step_2") is None
     r = run(train_cmd(out, "--steps", "4", "--save-every", "1", "--resume"))
     assert r.returncode == 0 and "resuming from" in r.stdout and "(step 2)" in r.stdout, r.stderr[-2000:]
-    assert json.loads((out / "checkpoints" / "step_4" / "config.json").read_text())
+    assert [c.name for c in list_checkpoints(out)] == ["step_3", "step_4"]
+    assert checkpoint_damage(out / "checkpoints" / "step_4") is None
+    tiny, _ = load_pretrained("tiny", device="cpu", dtype=torch.float32)
+    assert json.loads((out / "checkpoints" / "step_4" / "config.json").read_text()) == tiny.cfg.to_hf()
+
+
+# --- bad input: one line, no traceback -------------------------------------------------------------------------
+
+def gsm8k_rows(n: int) -> list[str]:
+    return [json.dumps({"question": f"What is {i} + 1?", "answer": f"{i} + 1 = {i + 1}\n#### {i + 1}"})
+            for i in range(n)]
+
+
+def lines(*rows: str) -> bytes:
+    return "".join(row + "\n" for row in rows).encode()
+
+
+BAD_FILES = {   # name: (the file's bytes, the bad line, what the message says about it)
+    "gsm8k_bad_json": (lines(*gsm8k_rows(6), '{"question": "What is 6 + 1?", "answer": "7'), 7, "JSONDecodeError"),
+    "gsm8k_no_answer": (lines(*gsm8k_rows(2), json.dumps({"question": "What is 2 + 1?", "answer": "3"})), 3,
+                        "answer must end in '#### <number>'"),
+    "gsm8k_not_utf8": (lines(*gsm8k_rows(1)) + b'{"question": "\xff", "answer": "#### 1"}\n', 2, "not UTF-8 text"),
+    "sft_no_completion": (lines('{"prompt": "a", "completion": "b"}', '{"prompt": "a"}'), 2,
+                          "expected {'prompt': str, 'completion': str}"),
+    "sft_too_long": (lines(json.dumps({"prompt": "a", "completion": "b"}), "",
+                           json.dumps({"prompt": "x" * 2100, "completion": "b"})), 3,
+                     "longer than the model's context of 2048 tokens"),
+}
+
+
+def bad_input_cmd(script: str, path: Path, tmp_path: Path) -> list[str]:
+    if script == "sample.py":
+        return [sys.executable, str(ROOT / "sample.py"), "--model", "tiny", "--device", "cpu", "--dtype", "float32",
+                "--task", f"gsm8k:{path}", "--n-prompts", "1", "-k", "1", "--max-new-tokens", "4"]
+    if script == "pipeline.py":
+        return [sys.executable, str(ROOT / "pipeline.py"), "--preset", "tiny", "--out", str(tmp_path / "pipe"),
+                "--from-stage", "1", "--until-stage", "1", "--cold-start-data", str(path)]
+    if path.name.startswith("gsm8k"):
+        return train_cmd(tmp_path / "out", "--task", f"gsm8k:{path}", "--steps", "1")
+    return train_cmd(tmp_path / "out", "--stage", "sft", "--data", str(path), "--template", "raw")
+
+
+@pytest.mark.parametrize("script, name", [("train.py", name) for name in BAD_FILES]
+                         + [("sample.py", "gsm8k_bad_json"), ("pipeline.py", "sft_no_completion")])
+def test_bad_input_file_ends_the_command_with_one_error_line(tmp_path, script, name):
+    """A malformed data file ends train.py, sample.py and pipeline.py with status 1 and one line on stderr,
+    'error: FILE:LINE: what is wrong there', no traceback."""
+    content, line, what = BAD_FILES[name]
+    path = tmp_path / f"{name}.jsonl"
+    path.write_bytes(content)
+    r = run(bad_input_cmd(script, path, tmp_path), timeout=120)
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert len(r.stderr.strip().splitlines()) == 1, r.stderr[-3000:]
+    assert r.stderr.startswith(f"error: {path}:{line}: ") and what in r.stderr, r.stderr

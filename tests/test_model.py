@@ -438,7 +438,8 @@ def test_default_model_tokenizer_matches_transformers(default_model):
                  [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
                   {"role": "assistant", "content": "Hello!"}, {"role": "user", "content": "Bye"}]):
         assert tok.render_chat(msgs) == hf_tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-    assert tok.stop_ids == [hf_tok.convert_tokens_to_ids("<|im_end|>")]
+    # llama.cpp's end-of-generation set for this GGUF file (eos, and <|endoftext|> by its text), eos first
+    assert tok.stop_ids == [hf_tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]
 
 
 @pytest.mark.slow

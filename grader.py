@@ -19,13 +19,16 @@ What it guarantees:
 What is read (extract_answer gives the steps). The R1 accuracy reward reads only <answer>...</answer>,
 \\boxed{} and #### (strict, as the paper asks for a final answer in a fixed format; lenient only in not
 needing the format reward's tags, which is the format reward's job). Free-form text (chat and distilled
-models, gold solutions) falls back to what the end of the text offers: an answer phrase, a number that
-the last sentence states ("so the largest $n$ is 34"), a math span, a short line that reads as an answer,
-a number (LaTeX thousands separators included: 11,\\!111).
+models, gold solutions) falls back to what the end of the text offers: an answer phrase (and the value
+a sentence after it states: "Final answer: the smallest $k$ is 7."), a number that the last sentence
+states ("so the largest $n$ is 34"), a math span, a short line that reads as an answer, a number (LaTeX
+thousands separators included: 11,\\!111).
 
 What is judged equal (math_equal), after spellings that never change a value (_normalize: LaTeX spacing
 and sizing, \\dfrac, \\text{} units, $, \\%, degrees, currency signs, \\geq for >=):
-  - The same text, and exact values: + - * / ^, \\frac, mixed numbers, 1,000.5, 2.5e3, \\sqrt of squares.
+  - The same text, and exact values: + - * / ^, \\frac, mixed numbers, 1,000.5, 2.5e3, \\sqrt of squares;
+    thousands separators as LaTeX writes them, spaces around them included (1{,} 234, 1,\\! 234), while a
+    bare comma and a space separate a list (1, 234 is 1 and 234: _latex_thousands).
   - Decimals against fractions. A decimal written with k >= MIN_PLACES = 6 places equals a value that no
     finite decimal equals (a fraction whose denominator has a prime other than 2 and 5, or an irrational
     number) when they differ by less than 10^-k: rounded or truncated, 0.333333 is 1/3. This cannot make
@@ -48,8 +51,11 @@ and sizing, \\dfrac, \\text{} units, $, \\%, degrees, currency signs, \\geq for 
     on a lone variable == its interval); sets and lists order-free, tuples and intervals in order with
     their brackets, matrices cell by cell; \\pm as a two-element set; units and trailing words after a
     number dropped.
-  - What does not evaluate (\\log, \\sin, n!): the same top-level terms in another order, and the same
-    factors (\\cdot, \\times, *) in another order unless one may be a matrix: \\log 2 + 1 == 1 + \\log 2.
+  - What does not evaluate (\\log, \\sin, \\sum, n!), or is defined at too few points (\\sqrt{ab}): the same
+    expression up to the order of the terms of each sum and of the factors of each product (\\cdot, \\times,
+    * or side by side), at any depth: \\log 2 + 1 == 1 + \\log 2, \\sum_i b_i a_i == \\sum_i a_i b_i,
+    \\frac{\\log(ba)}{2} == \\frac{\\log(ab)}{2}. Factors that may be matrices (capital letters, \\mathbf,
+    \\vec) keep their order, and so do subscripts (a_{ij} != a_{ji}): _Shape.
   - Refused (False): an empty answer, prose that is not spelled the same, a value out of bounds (MAX_BITS),
     different kinds (a tuple vs a set, an interval vs a number, an equation vs its right side).
 
@@ -93,9 +99,9 @@ def _group_end(s: str, i: int, limit: int = MAX_SCAN) -> int | None:
 def _marked_answer(text: str, list_boxes: bool = False) -> tuple[bool, str | None]:
     """(found, answer) for the markers the R1 accuracy reward reads: the last <answer>...</answer>; else the
     last \\boxed{...} or \\fbox{...} (only the last one is tried, and it must close within MAX_SCAN
-    characters; list_boxes adds the boxes listed before it, see _listed_boxes); else the rest of the last
-    line starting with "####" (GSM8K style). found with answer None: the marker is there but empty or
-    broken (the model committed, so no fallback is tried)."""
+    characters; list_boxes adds the boxes listed before it, see _listed_boxes); else the last GSM8K answer
+    line (_gsm8k_line). found with answer None: the marker is there but empty or broken (the model
+    committed, so no fallback is tried)."""
     end = text.rfind("</answer>")
     start = text.rfind("<answer>", 0, end) if end >= 0 else -1
     if start >= 0:
@@ -105,9 +111,28 @@ def _marked_answer(text: str, list_boxes: bool = False) -> tuple[bool, str | Non
         box = _box_at(text, cmd)
         return True, (_listed_boxes(text) if list_boxes else box[0] or None) if box else None
     for line in reversed(text.split("\n")):
-        if line.lstrip().startswith("####"):
-            return True, line.lstrip()[4:].strip() or None
+        if (answer := _gsm8k_line(line)) is not None:
+            return True, answer
     return False, None
+
+
+def _gsm8k_line(line: str) -> str | None:
+    """The rest of a line that starts with "####" when a number follows the marker, as GSM8K writes its
+    answers: "#### 72", "#### -3", "#### $1,234", "#### 1.5 kg" (a sign and a currency sign may come
+    first). None for anything else: a Markdown heading ("#### Step 1: Compute", "#### 1. Setup", "#### 2)
+    Check", "##### 8") is not an answer."""
+    line = line.lstrip()
+    if not line.startswith("####"):
+        return None
+    rest = line[4:].strip()
+    s = rest.lstrip("+-\u2212")
+    s = s[2:] if s.startswith("\\$") else s[1:] if s[:1] == "$" else s
+    s = s.lstrip(" +-\u2212")
+    digits = len(s) - len(s.lstrip("0123456789"))
+    if not digits and not (s[:1] == "." and len(s) > 1 and s[1] in "0123456789"):
+        return None
+    numbered = s[digits:digits + 1] in (".", ")", ":") and s[digits + 1:digits + 2] == " " and s[digits + 2:].strip()
+    return None if numbered else rest
 
 
 def _last_box(text: str, end: int) -> int:
@@ -147,7 +172,8 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
     """The final answer in a completion, stripped, or None. Tried in this order, the first that applies wins:
       1. the R1 markers (_marked_answer): the last <answer>...</answer>, else the last \\boxed{} / \\fbox{}
          (in free-form mode with the boxes listed before it by "," / "and" / "or"), else the last "####"
-         line. An empty or broken marker gives None, with no fallback.
+         line with a number after the marker (a Markdown heading is not one). An empty or broken marker
+         gives None, with no fallback.
     strict=True stops here: that is what the R1 accuracy reward reads (accuracy_reward). Otherwise, for
     free-form text (chat and distilled models, gold solutions), and only if no <answer> tag was opened:
       2. the text after the last "answer is" / "answer:" / "final answer" (any case): its first math span
@@ -170,41 +196,60 @@ def extract_answer(text: str, strict: bool = False) -> str | None:
 _VERBS = ("is", "are", "was", "equals", "=")   # "the largest $n$ is 34": what the last sentence says a thing is
 
 
-def _stated_value(text: str) -> str | None:
+def _stated_value(text: str, spans: bool = False) -> str | None:
     """Step 2b of extract_answer: a number (with units) that ends the last sentence after one of _VERBS, as
     MATH-style prose states its result: "Therefore, the largest value of $n$ is 34." -> "34" (the math span
-    $n$ names the unknown; step 3 would read it as the answer). None when the words after the verb are
-    anything else ("$x = 5$ is the answer")."""
+    $n$ names the unknown; step 3 would read it as the answer). With spans (a sentence after an answer
+    phrase), also the math spans that start the words after the verb ("the area is $\\frac72$." ->
+    "\\frac72"). None when the words after the verb are anything else ("$x = 5$ is the answer")."""
     s = text.strip().rstrip(".!").strip()
     cut = max(s.rfind(". "), s.rfind("\n"), s.rfind("? "), s.rfind("! "))
     words = s[cut + 1:].split()
     at = max((i for i, w in enumerate(words) if w.translate(_ASCII_LOWER) in _VERBS), default=-1)
     rest = " ".join(words[at + 1:])
-    if at < 0 or not rest or "$" in rest or "\\" in rest or not is_number(rest):
+    if at < 0 or not rest:
         return None
-    return rest
+    if spans and (math := _leading_math(rest)):
+        return math
+    return None if "$" in rest or "\\" in rest or not is_number(rest) else rest
 
 
 _ASCII_LOWER = {c: c + 32 for c in range(ord("A"), ord("Z") + 1)}  # str.lower() can change a string's length
 _PHRASES = ("answer is", "answer:", "final answer")
+_NEGATIONS = ("not", "no", "never", "cannot", "isn't", "aren't", "wasn't", "doesn't")
 _JOINS = (",", "and", ", and", "or", ", or")  # what may stand between the spans of one listed answer
 _CLOSERS = {"[": "\\]", "(": "\\)"}
 MAX_DELIMITERS = 2_000  # math delimiters ($, \\[, \\() read before giving up (keeps 1 MB inputs fast)
 
 
 def _phrase_answer(text: str) -> str | None:
-    """Step 2 of extract_answer: what follows the last answer phrase."""
+    """Step 2 of extract_answer: what follows the last answer phrase: the math spans it starts with, else
+    the rest of its sentence; a sentence in words is read for the value it states ("Final answer: the
+    smallest $k$ is 7." -> "7"): the number or math after its last verb (_stated_value), else its last
+    math span that holds a digit ($k$ names the unknown), else its last number, else the sentence itself
+    (and the sentence itself when it denies: "the answer is not 5")."""
     low = text.translate(_ASCII_LOWER)
     at, phrase = max((low.rfind(p), p) for p in _PHRASES)
     if at < 0:
         return None
     rest = text[at + len(phrase):].lstrip(" \t\n*:")
-    spans = _math_spans(rest) if rest[:1] == "$" or rest[:2] in ("\\[", "\\(") else []
-    if spans and spans[0][0] == 0:
-        return _joined(rest, spans, 0, +1)
+    if math := _leading_math(rest):
+        return math
     ends = [i for i in (rest.find("\n"), rest.find(". ")) if i >= 0]
-    answer = rest[:min(ends)] if ends else rest
-    return answer.strip().rstrip(".").strip("* ") or None
+    answer = (rest[:min(ends)] if ends else rest).strip().rstrip(".").strip("* ")
+    if not answer or not is_prose(answer) or any(w.strip(".,;:!?").translate(_ASCII_LOWER) in _NEGATIONS
+                                                 for w in answer.split()):
+        return answer or None
+    spans = _math_spans(answer)
+    k = max((i for i, (_, _, c) in enumerate(spans) if any(d in c for d in "0123456789")), default=-1)
+    return (_stated_value(answer, spans=True) or (_joined(answer, spans, k, -1) if k >= 0 else None)
+            or last_number(answer) or answer)
+
+
+def _leading_math(text: str) -> str | None:
+    """The math spans that text starts with, joined as _joined joins them ("$4$ and $9$." -> "4, 9")."""
+    spans = _math_spans(text) if text[:1] == "$" or text[:2] in ("\\[", "\\(") else []
+    return _joined(text, spans, 0, +1) if spans and spans[0][0] == 0 else None
 
 
 def _math_spans(text: str) -> list[tuple[int, int, str]]:
@@ -295,24 +340,15 @@ def _has_text(node: tuple) -> bool:
 def last_number(text: str) -> str | None:
     """Step 5 of extract_answer: the last number, with its sign, decimal point, thousands separators, or
     a /denominator; a comma not followed by a 3-digit group ends it ("(3,4)" -> "4"). LaTeX's thousands
-    separators inside a number count as commas: 11,\\!111, 11{,}111 and 11\\,111 -> "11,111"."""
+    separators count as commas (_latex_thousands): 11,\\!111, 11{,} 111 and 11\\,111 -> "11,111"."""
     end = max(text.rfind(d) for d in "0123456789") + 1
     if end == 0:
         return None
-    start = end
-    while start > 0 and end - start < 100:
-        if text[start - 3:start] == "{,}" or text[start - 2:start] in ("\\!", "\\,"):
-            step = 3 if text[start - 1] == "}" else 2
-            if not text[start - step - 1:start - step].isdigit() and text[start - step - 1:start - step] != ",":
-                break                               # a separator only between digits (or after 11, in 11,\!111)
-            start -= step
-        elif text[start - 1] in ".,/0123456789":
-            start -= 1
-        else:
-            break
+    text = _latex_thousands(text[max(0, end - 300):end])   # the number: its last 100 characters at most
+    start = end = len(text)
+    while start > 0 and end - start < 100 and text[start - 1] in ".,/0123456789":
+        start -= 1
     run = text[start:end]
-    for sep in ("{,}", ",\\!", "\\!", "\\,"):          # the LaTeX separators, as plain commas
-        run = run.replace(sep, ",")
     number = run.lstrip(",/")
     if "," in number and _thousands(number) == number:  # not a thousands grouping: the digits after the comma
         number = number.rpartition(",")[2]
@@ -756,7 +792,7 @@ _MACROS = {  # LaTeX command name -> what it means here ("" drops it); other com
     "langle": "(", "rangle": ")",        # a vector <1, 2> is the tuple (1, 2)
     "dfrac": "\\frac", "tfrac": "\\frac", "cfrac": "\\frac",
     "textnormal": "\\text", "textrm": "\\text", "textbf": "\\text", "textit": "\\text", "textup": "\\text",
-    "mathrm": "\\text", "mathbf": "\\text", "mbox": "\\text", "operatorname": "\\text",
+    "mathrm": "\\text", "mbox": "\\text", "operatorname": "\\text",   # \mathbf stays: a vector or matrix
     "cdot": "*", "times": "*", "ast": "*", "div": "/", "degree": "", "circ": "", "euro": "", "pounds": "",
     "le": "<=", "leq": "<=", "leqslant": "<=", "ge": ">=", "geq": ">=", "geqslant": ">=", "lt": "<", "gt": ">",
     "ne": "!=", "neq": "!=", "emptyset": "\\{\\}", "varnothing": "\\{\\}",
@@ -882,6 +918,7 @@ def _normalize(s: str) -> str:
     s = s.strip()
     if len(s) > MAX_ANSWER_CHARS:
         return s
+    s = _latex_thousands(s)
     for old, new in _BEFORE_MACROS:
         s = s.replace(old, new)
     s = _rename_macros(s)
@@ -896,10 +933,48 @@ def _normalize(s: str) -> str:
 
 
 def _despace(s: str) -> str:
-    """s without whitespace, except one space between digits: "1 2" is not 12."""
+    """s without whitespace, except one space between digits, or after a comma after a digit: "1 2" is not
+    12, and "1, 234" (a list, _latex_thousands) is not 1,234."""
     words = s.split()
-    return "".join(w if not i or not (words[i - 1][-1].isdigit() and w[0].isdigit()) else " " + w
+    return "".join(" " + w if i and w[0].isdigit() and (words[i - 1][-1].isdigit() or words[i - 1][-2:-1].isdigit()
+                                                         and words[i - 1][-1] == ",") else w
                    for i, w in enumerate(words))
+
+
+_SPACING = ("\\!", "\\,", "\\ ", "\\;", "\\:")   # LaTeX's spacing commands
+
+
+def _latex_thousands(s: str) -> str:
+    """LaTeX's thousands separators as plain commas: a comma that LaTeX markup touches ({,}, or a comma
+    next to a spacing command \\! \\, \\  \\; \\:), or a spacing command alone (1\\,234, the SI style), between
+    a digit and a group of exactly 3 digits, with any spaces around it, since math mode ignores them:
+    1,\\! 234, 1{,} 234, 1,\\ 234 and 1\\, 234 -> 1,234. A bare comma and a space are left alone: "1, 234" is
+    the list 1 and 234, as in prose and as lists are typed."""
+    if "\\" not in s and "{,}" not in s:
+        return s
+    out, last, i = [], 0, 0
+    while i < len(s):
+        if s[i] not in "0123456789":
+            i += 1
+            continue
+        j, commas, marks = i + 1, 0, 0
+        while j < len(s):
+            if s[j] == " ":
+                j += 1
+            elif s.startswith("{,}", j) or s[j] == ",":
+                commas, marks, j = commas + 1, marks + (s[j] == "{"), j + (3 if s[j] == "{" else 1)
+            elif s.startswith(_SPACING, j):
+                marks, j = marks + 1, j + 2
+            else:
+                break
+        group = s[j:j + 4]
+        if marks and commas <= 1 and len(group) >= 3 and all(c in "0123456789" for c in group[:3]) \
+                and group[3:] not in tuple("0123456789"):
+            out.append(s[last:i + 1] + ",")
+            last = i = j
+        else:
+            i += 1
+    return "".join(out) + s[last:]
 
 
 def _thousands(s: str) -> str:
@@ -1030,7 +1105,8 @@ def _expr_equal(a: _Expr, b: _Expr) -> bool:
     """Constants: exact when both are exact; a decimal literal with >= MIN_PLACES places against a value no
     finite decimal equals (1/3, \\sqrt2) when they differ by less than one unit in its last place; else
     agreement to REL_TOL. With variables: the two agree at every point where either is defined, and at
-    least MIN_DEFINED points are (polynomial identity testing; this file's header gives the odds)."""
+    least MIN_DEFINED points are (polynomial identity testing; this file's header gives the odds), or
+    fewer are and they have the same _shape (\\sqrt{ab} and \\sqrt{ba} are undefined where ab < 0)."""
     if not a.has_vars and not b.has_vars:
         va, vb = a.value(0), b.value(0)
         if va is None or vb is None:
@@ -1050,7 +1126,7 @@ def _expr_equal(a: _Expr, b: _Expr) -> bool:
         if va is None or vb is None or not _close(va, vb):
             return False
         defined += 1
-    return defined >= MIN_DEFINED
+    return defined >= MIN_DEFINED or _shape(a.src) is not None and _shape(a.src) == _shape(b.src)
 
 
 def _split_top(s: str, seps: tuple = (",",)) -> tuple[list[str], list[str]] | None:
@@ -1194,8 +1270,8 @@ def _plus_minus(s: str, seed: bytes, depth: int):
 
 
 def _prose(s: str) -> tuple:
-    """What is not mathematics (or is too big to read): compared as lower-case text without spaces."""
-    return ("text", _despace(s).translate(_ASCII_LOWER))
+    """What does not evaluate (or is too big to read): ("text", lower-case text without spaces, _shape)."""
+    return ("text", _despace(s).translate(_ASCII_LOWER), _shape(s))
 
 
 def _unwrap(s: str) -> str:
@@ -1210,14 +1286,17 @@ def _unwrap(s: str) -> str:
 def _parse(s: str, seed: bytes, depth: int = 0) -> tuple:
     """A normalised answer as a tree that _equal compares: ("expr", _Expr), ("set", items) for \\{..\\} and
     bare lists (order-free), ("union", items), ("tuple", brackets, items), ("matrix", rows), ("rel", op, a,
-    b), or ("text", s) for what is not mathematics (compared as lower-case text without spaces).
-    seed picks the points at which expressions with variables are evaluated."""
+    b), or ("text", s, shape) for what does not evaluate (_prose: compared as lower-case text without
+    spaces, or by _shape). seed picks the points at which expressions with variables are evaluated."""
     if len(s) > MAX_ANSWER_CHARS:
-        return ("text", s)  # never read, so never equal to a different spelling
+        return ("text", s, None)  # never read, so never equal to a different spelling
     s = _unwrap(s)
     if not s or depth > MAX_NEST:
         return _prose(s)
     s = _strip_units(_thousands(s))
+    label, eq, value = s.rpartition("=")
+    if eq and _is_label(label) and (number := _strip_units(_thousands(value.strip()))) != value.strip():
+        s = f"{label}= {number}"  # x = 1,234: one number, not the list "x = 1" and 234
     items = _split_top(s)
     if items and len(items[0]) > 1:
         if len(items[0]) > MAX_ITEMS or any(not x.strip() for x in items[0]):
@@ -1229,7 +1308,7 @@ def _parse(s: str, seed: bytes, depth: int = 0) -> tuple:
     if (mixed := _mixed_number(s)) is not None:
         return _expr(("num", mixed, 0), seed, s)
     try:
-        return _expr(_Parser(_tokens(s)).run(), seed, _despace(s))
+        return _expr(_Parser(_tokens(s)).run(), seed, s)
     except _ParseError:
         return _prose(s)
 
@@ -1254,8 +1333,8 @@ def _equal(a: tuple, b: tuple) -> bool:
     kind = a[0]
     if kind == "expr":
         return _expr_equal(a[1], b[1])
-    if kind == "text":
-        return bool(a[1]) and a[1] == b[1]
+    if kind == "text":  # the same text, or the same expression up to the order of terms and factors
+        return bool(a[1]) and a[1] == b[1] or a[2] is not None and a[2] == b[2]
     if kind in ("set", "union"):
         return _same_items(a[1], b[1])
     if kind == "tuple":
@@ -1283,10 +1362,11 @@ def _form(node: tuple, readable: bool = False) -> str:
     if kind == "expr":
         e = node[1]
         if all(v is None for v in e.values()) or e.has_vars and readable:
-            return e.src + (f"  (variables {', '.join(sorted(_variables(e.tree, set())))})" if readable else "")
+            names = ", ".join(sorted(_variables(e.tree, set())))
+            return _despace(e.src) + (f"  (variables {names})" if readable else "")
         return _number_text(e.value(0)) if not e.has_vars else "(" + ",".join(map(_number_text, e.values())) + ")"
     if kind == "text":
-        return node[1]
+        return node[1] if node[2] is None else node[2].removeprefix("+")
     if kind in ("set", "union"):
         items = sorted(_form(x, readable) for x in node[1])
         return "{" + ", ".join(items) + "}" if kind == "set" else " \\cup ".join(items)
@@ -1296,6 +1376,233 @@ def _form(node: tuple, readable: bool = False) -> str:
         return "[" + "; ".join(", ".join(_form(x, readable) for x in row) for row in node[1]) + "]"
     sides = [_form(node[2], readable), _form(node[3], readable)]
     return f" {node[1]} ".join(sorted(sides) if node[1] in ("=", "!=") else sides)
+
+
+# -----------------------------------------------------------------------------
+# Answers that do not evaluate: the same expression up to the order of terms and of scalar factors
+
+
+_FUNCTIONS = {"sin", "cos", "tan", "cot", "sec", "csc", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "log",
+              "ln", "lg", "exp", "det", "gcd", "lcm", "max", "min", "arg", "deg"}   # applied to what follows
+_BIG_OPERATORS = {"sum", "prod", "int", "iint", "iiint", "oint", "lim", "sup", "inf"}   # over the rest of the term
+_ACCENTS = {"bar", "overline", "hat", "widehat", "tilde", "widetilde", "dot", "ddot", "vec", "overrightarrow",
+            "mathbf", "boldsymbol"}
+_VECTORS = ("\\vec", "\\overrightarrow", "\\mathbf", "\\boldsymbol")
+_SYMBOLS = GREEK | {"Gamma", "Delta", "Theta", "Lambda", "Xi", "Pi", "Sigma", "Phi", "Psi", "Omega", "pi", "infty",
+                    "ell", "partial"}
+_SHAPE_RELATIONS = {"in", "notin", "subset", "subseteq", "to", "approx", "equiv", "\\"}   # and , ; & = < > <= >= !=
+
+
+def _shape_tokens(s: str) -> list[tuple[str, str]] | None:
+    """A normalised answer as (kind, text) tokens for _Shape: num, letter, cmd (a known command or function
+    name, sqrt and pi without a backslash), open, close, bar, op (+ - * / ^ _ ! '), sep (a comma, a relation).
+    None for anything else, an unknown command or a word standing alone (prose) included."""
+    out, i = [], 0
+    while i < len(s):
+        c = s[i]
+        if c.isspace():
+            i += 1
+        elif c in "0123456789" or c == "." and s[i + 1:i + 2].isdigit():
+            _, j, _ = _scan_number(s, i, integers_only=False)
+            out.append(("num", s[i:j]))
+            i = j
+        elif s.startswith(("<=", ">=", "!="), i):
+            out.append(("sep", s[i:i + 2]))
+            i += 2
+        elif c in "([{)]}|+-*/^_!',;&=<>":
+            kind = "open" if c in "([{" else "close" if c in ")]}" else "bar" if c == "|" else \
+                "sep" if c in ",;&=<>" else "op"
+            out.append((kind, c))
+            i += 1
+        elif c == "\\":
+            j = i + 1
+            while j < len(s) and s[j].isascii() and s[j].isalpha():
+                j += 1
+            j = max(j, i + 2)                  # a control symbol: \{ \} \\
+            name = s[i + 1:j]
+            if name in ("{", "}"):
+                out.append(("open" if name == "{" else "close", "\\" + name))
+            elif name in _SHAPE_RELATIONS:
+                out.append(("sep", "\\" + name))
+            elif name in _FUNCTIONS or name in _BIG_OPERATORS or name in _ACCENTS or name in _SYMBOLS \
+                    or name in ("sqrt", "binom"):
+                out.append(("cmd", name))
+            else:
+                return None
+            i = j
+        elif c.isascii() and c.isalpha():
+            j = i
+            while j < len(s) and s[j].isascii() and s[j].isalpha():
+                j += 1
+            run = s[i:j]
+            if run in _FUNCTIONS or run in ("sqrt", "pi"):
+                out.append(("cmd", run))
+            elif j - i > 1 and _stands_alone(s, i):
+                return None
+            else:
+                out.extend(("letter", x) for x in run)
+            i = j
+        else:
+            return None
+    return out
+
+
+def _may_be_matrix(key: str) -> bool:
+    """A factor that may be a matrix or vector (a capital letter, \\mathbf, \\vec anywhere in it): its
+    products do not commute."""
+    return any("A" <= c <= "Z" for c in key) or any(v in key for v in _VECTORS)
+
+
+class _Shape:
+    """The canonical text of an answer that does not evaluate, read by recursive descent over _shape_tokens:
+    the terms of every sum sorted, and the factors of every product (joined by *, / or written side by
+    side) sorted unless one may be a matrix (_may_be_matrix), at every depth: inside brackets, |..|,
+    arguments of functions and \\sqrt, the body of \\sum / \\prod / \\int / \\lim (the rest of its term) and
+    exponents. Subscripts are kept as written (a_{ij} is not a_{ji}), and so is the order of what commas
+    and relations separate. So two answers with the same shape are equal for any scalar values.
+        seq := sum (sep sum)*        sum := [+|-] term ((+|-) term)*       term := factor ((*|/)? factor)*
+        factor := [+|-] factor | atom (^ script | _ script | ! | ')* [( seq )]
+    A letter followed by ( is a function applied, f(x), not a product; a function name takes a bracket, or
+    the factors written side by side after it up to the next function (\\log 2x, \\sin x \\cos x)."""
+
+    def __init__(self, tokens: list):
+        self.tokens, self.pos, self.depth, self.bars, self.verbatim = tokens, 0, 0, 0, 0
+
+    def run(self) -> str:
+        key = self.seq()
+        if self.pos != len(self.tokens):
+            raise _ParseError("trailing tokens")
+        return key
+
+    def peek(self) -> tuple:
+        return self.tokens[self.pos] if self.pos < len(self.tokens) else (None, None)
+
+    def take(self, kind: str | None = None) -> tuple:
+        tok = self.peek()
+        if tok[0] is None or kind and tok[0] != kind:
+            raise _ParseError(f"expected {kind}")
+        self.pos += 1
+        return tok
+
+    def nested(self, parse, *args):  # every level of nesting goes through here, so recursion stays bounded
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _ParseError("nested too deeply")
+        key = parse(*args)
+        self.depth -= 1
+        return key
+
+    def seq(self) -> str:
+        key = self.sum()
+        while self.peek()[0] == "sep":
+            key += self.take()[1] + self.sum()
+        return key
+
+    def sum(self) -> str:
+        terms = []
+        while not terms or self.peek() in (("op", "+"), ("op", "-")):
+            sign = self.take()[1] if self.peek() in (("op", "+"), ("op", "-")) else "+"
+            terms.append(sign + self.term())
+        return "".join(terms if self.verbatim else sorted(terms))
+
+    def term(self, argument: bool = False) -> str:
+        """A product; argument: only factors written side by side, up to the next function (\\log 2x)."""
+        factors = ["*" + self.factor()]
+        while True:
+            kind, text = self.peek()
+            if kind == "op" and text in "*/" and not argument:
+                self.take()
+                factors.append(text + self.factor())
+            elif kind in ("num", "letter", "open") or kind == "bar" and not self.bars or kind == "cmd" and not (
+                    argument and (text in _FUNCTIONS or text in _BIG_OPERATORS)):
+                if kind == "num" and self.tokens[self.pos - 1][0] == "num":
+                    raise _ParseError("two numbers side by side")
+                factors.append("*" + self.factor())
+            else:
+                break
+        ordered = self.verbatim or any(_may_be_matrix(f) for f in factors)
+        return "".join(factors if ordered else sorted(factors))[1:]  # "*" sorts before "/": a product comes first
+
+    def factor(self) -> str:
+        if self.peek() in (("op", "+"), ("op", "-")):  # a sign inside a product: a * -b
+            return self.take()[1] + self.nested(self.factor)
+        letter = self.peek()[0] == "letter"
+        key = self.nested(self.atom)
+        while self.peek()[0] == "op" and self.peek()[1] in "^_!'":
+            op = self.take()[1]
+            key += op + (self.script(op) if op in "^_" else "")
+        if letter and self.peek() == ("open", "("):
+            key += self.group()
+        return key
+
+    def script(self, op: str) -> str:
+        """A superscript (read like any expression) or a subscript (kept as written) after op."""
+        self.verbatim += op == "_"
+        kind, text = self.peek()
+        if kind == "open":
+            key = self.group()
+        elif (kind, text) in (("op", "+"), ("op", "-")):
+            self.take()
+            key = text + self.nested(self.atom)
+        else:
+            key = self.nested(self.atom)
+        self.verbatim -= op == "_"
+        return key
+
+    def group(self) -> str:
+        opener = self.take("open")[1]
+        bars, self.bars = self.bars, 0
+        inner = self.nested(self.seq) if self.peek()[0] != "close" else ""
+        closer = self.take("close")[1]
+        self.bars = bars
+        return opener + inner + closer
+
+    def atom(self) -> str:
+        kind, text = self.peek()
+        if kind == "open":
+            return self.group()
+        self.take()
+        if kind in ("num", "letter"):
+            return text
+        if kind == "bar" and not self.bars:
+            self.bars += 1
+            inner = self.nested(self.seq)
+            self.take("bar")
+            self.bars -= 1
+            return "|" + inner + "|"
+        if kind != "cmd":
+            raise _ParseError(f"unexpected {text!r}")
+        key = "\\" + text
+        if text in _FUNCTIONS or text in _BIG_OPERATORS:
+            while self.peek() in (("op", "^"), ("op", "_")):
+                op = self.take()[1]
+                key += op + self.script(op)
+            if text in _BIG_OPERATORS:
+                return key + "[" + self.nested(self.term) + "]"
+            return key + "(" + self.argument() + ")"
+        if text == "sqrt":
+            return key + (self.group() if self.peek() == ("open", "[") else "") + "{" + self.argument() + "}"
+        if text in _ACCENTS:
+            return key + "{" + self.argument() + "}"
+        if text == "binom":
+            return key + "{" + self.argument() + "}{" + self.argument() + "}"
+        return key
+
+    def argument(self) -> str:
+        if self.peek()[0] == "open" or self.peek()[0] == "bar" and not self.bars:
+            return self.nested(self.atom)
+        return self.nested(self.term, True)
+
+
+@functools.lru_cache(maxsize=4096)
+def _shape(s: str) -> str | None:
+    """_Shape's canonical text of a normalised answer; None when it does not read (prose, an unknown
+    command, unbalanced brackets) or is longer than MAX_ANSWER_CHARS."""
+    try:
+        tokens = _shape_tokens(s) if len(s) <= MAX_ANSWER_CHARS else None
+        return _Shape(tokens).run() if tokens else None
+    except _ParseError:
+        return None
 
 
 # -----------------------------------------------------------------------------
@@ -1324,67 +1631,7 @@ def math_equal(pred: str, gold: str) -> bool:
         return True
     seed = hashlib.sha256("\0".join(sorted((a, b))).encode("utf-8", "surrogatepass")).digest()
     pa, pb = _parse(a, seed), _parse(b, seed)
-    if _equal(pa, pb):
-        return True
-    if pa[0] == pb[0] == "text" and pa[1] and pb[1]:   # neither side evaluates: the same terms in another order?
-        ta = _terms(a)
-        return ta is not None and ta == _terms(b)
-    return False
-
-
-_FACTOR_SEPS = ("\\cdot", "\\times", "*")
-_NO_SIGN_AFTER = "^_*/({[=<>,\\"   # a + or - after these is a sign inside a term, not between terms
-
-
-def _top_split(s: str, seps: tuple) -> list[tuple[str, str]] | None:
-    """s cut at each separator in seps that is outside (), [] and {}: [(separator before, piece)], the
-    first with separator "". None if the brackets do not balance."""
-    out, depth, start, sep, i = [], 0, 0, "", 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\" and s[i + 1:i + 2] in ("{", "}"):
-            i += 2
-            continue
-        depth += (c in "([{") - (c in ")]}")
-        if depth < 0:
-            return None
-        hit = next((x for x in seps if s.startswith(x, i)), None) if depth == 0 else None
-        before = s[:i].rstrip()
-        exponent = before[-1:] == "e" and before[-2:-1].isdigit()     # 1e-5
-        if hit and (hit not in "+-" or before and before[-1] not in _NO_SIGN_AFTER and not exponent):
-            out.append((sep, s[start:i]))
-            sep, start = hit, i + len(hit)
-            i += len(hit)
-            continue
-        i += 1
-    return None if depth else out + [(sep, s[start:])]
-
-
-def _terms(s: str) -> tuple | None:
-    """A normalised answer that does not evaluate (\\log 2 + 1, n! \\cdot 3) as the sorted multiset of its
-    top-level terms, each a sign and the sorted multiset of its factors (joined by \\cdot, \\times, *; kept in
-    order when one is a capital letter or \\mathbf / \\vec: a matrix), each factor despaced and lower-cased,
-    so "\\log 2 + 1" == "1 + \\log 2" and "3 \\cdot n!" == "n! * 3". None when
-    s has a single term of a single factor (nothing to reorder) or its brackets do not balance."""
-    terms = _top_split(s, ("+", "-"))
-    if terms is None:
-        return None
-    out = []
-    for sign, term in terms:
-        term, negative = term.strip(), sign == "-"
-        if term[:1] in ("+", "-"):               # a leading sign: "-a + b"
-            term, negative = term[1:], negative != (term[0] == "-")
-        factors = _top_split(term, _FACTOR_SEPS)
-        if factors is None or any(not f.strip() for _, f in factors):
-            return None
-        keys = [_despace(f).translate(_ASCII_LOWER) for _, f in factors]
-        # capitals and bold names may be matrices, whose products do not commute: their order stays
-        ordered = any(len(k) == 1 and f.strip().isupper() or k.startswith(("\\mathbf", "\\vec"))
-                      for k, (_, f) in zip(keys, factors))
-        out.append((negative, tuple(keys if ordered else sorted(keys))))
-    if len(out) == 1 and len(out[0][1]) == 1:
-        return None
-    return tuple(sorted(out))
+    return _equal(pa, pb)
 
 
 def is_number(answer: str) -> bool:
@@ -1402,7 +1649,7 @@ def is_prose(answer: str) -> bool:
 
 
 def spelling(answer: str) -> str:
-    """The answer as _normalize spells it, without spaces (one kept between digits): the text math_equal
+    """The answer as _normalize spells it, without spaces (as _despace keeps them): the text math_equal
     compares first."""
     return _despace(_normalize(answer))
 

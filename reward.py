@@ -315,9 +315,10 @@ class Task:
 
     def answer_accuracy(self, example: Example, completion: str) -> float:
         """Format-independent accuracy: the answer read leniently, wherever it is (arithmetic: the last number
-        in the completion; math: extract_answer(strict=False); countdown: the free-form answer; code: the same
-        as accuracy). Returns a float in [0, 1]; never raises on model output. What the model knows, apart from
-        whether it learned the tags."""
+        in the completion; math, jsonl and gsm8k: extract_answer(strict=False), equal by math_equal, so an
+        expression worth the answer counts here even where the accuracy wants a number, as gsm8k's does;
+        countdown: the free-form answer; code: the same as accuracy). Returns a float in [0, 1]; never raises
+        on model output. What the model knows, apart from whether it learned the tags."""
         return (self._answer_accuracy or self._accuracy)(example, completion)
 
     def extract(self, completion: str) -> str | None:
@@ -359,7 +360,7 @@ def load_task(spec: str, seed: int = 0) -> Task:
         splits = _file_splits(name, path, opts["test"], parse_row, seed)
         strict = opts["extract"] == "strict"
         # code reads its program one way only: answer_accuracy is accuracy, not the tests run a second time
-        lenient = None if name == "code" else functools.partial(accuracy, strict=False)
+        lenient = None if name == "code" else functools.partial(_math_accuracy, strict=False)
         return Task(spec, seed, functools.partial(accuracy, strict=strict), functools.partial(extract, strict=strict),
                     splits=splits, well_formed=well_formed, answer_accuracy=lenient)
     raise ValueError(f"unknown task {spec!r}; known tasks: {KNOWN_TASKS}")
@@ -531,6 +532,11 @@ def _math_accuracy(example: Example, completion: str, strict: bool = True) -> fl
     return accuracy_reward(completion, example.answer, strict=strict)
 
 
+def _number_accuracy(example: Example, completion: str, strict: bool = True) -> float:
+    """GSM8K's answer is a number (as lm-evaluation-harness and R1's evaluation read it): "20 - 5" is not 15."""
+    return accuracy_reward(completion, example.answer, number_only=True, strict=strict)
+
+
 def _lenient_answer(completion: str) -> str | None:
     return extract_answer(completion, strict=False)
 
@@ -574,7 +580,7 @@ def _code_extract(completion: str, strict: bool = True) -> str | None:
 
 FILE_TASKS = {  # name -> (row parser, accuracy(example, completion, strict), extract(completion, strict),
     #                 well_formed(example, completion))
-    "gsm8k": (_gsm8k_row, _math_accuracy, _math_extract, _number_formed),
+    "gsm8k": (_gsm8k_row, _number_accuracy, _math_extract, _number_formed),
     "math": (_math_row, _math_accuracy, _math_extract, _math_formed),
     "jsonl": (_jsonl_row, _math_accuracy, _math_extract, _math_formed),
     "code": (_code_row, _code_accuracy, _code_extract, _code_formed),

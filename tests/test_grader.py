@@ -6,6 +6,7 @@ with tests/test_reward.py and tests/test_sandbox.py.
 
     python -m pytest tests/test_grader.py -q
 """
+import itertools
 import math
 import random
 import time
@@ -43,6 +44,26 @@ from grader import main as grader_main
 ])
 def test_extract_answer_strict(text, expected):
     assert extract_answer(text, strict=True) == expected
+
+
+GSM8K_LINES = [  # (text, strict, free-form): "####" marks GSM8K's answer only when a number follows it
+    ("work\n#### 8", "8", "8"), ("#### $1,234", "$1,234", "$1,234"), ("#### \\$1,234", "\\$1,234", "\\$1,234"),
+    ("#### -3", "-3", "-3"), ("#### 1.5", "1.5", "1.5"), ("#### .5", ".5", ".5"), ("#### 1,234\n", "1,234", "1,234"),
+    ("#### 18 dollars", "18 dollars", "18 dollars"), ("#### 8.", "8.", "8."),
+    ("#### 8\n#### Check\nIt works.", "8", "8"),                       # a heading after the answer is no answer
+    # Markdown headings: no number right after the marker, or a numbered heading; the next rule reads the text
+    ("#### Step 1: Compute\n2 + 6 = 8\nThe answer is 8.", None, "8"),
+    ("#### 1. Setup\nwe add 2 and 6\nso the total is 8", None, "8"),
+    ("#### 2) Check\n8 - 6 = 2 works, so it is 8", None, "8"),
+    ("#### 3: Result\nShe has 8 apples.", None, "8"),
+    ("##### 8 apples\nthe answer is 9", None, "9"), ("### 8 apples", None, "8"),
+    ("#### Final answer: 42", None, "42"), ("#### x = 5\nso it is 7", None, "7"), ("####\nso it is 7", None, "7"),
+]
+
+
+def test_gsm8k_answer_lines_and_markdown_headings():
+    for text, strict, free in GSM8K_LINES:
+        assert (extract_answer(text, strict=True), extract_answer(text)) == (strict, free), text
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -126,15 +147,116 @@ def test_extract_answer_prose_results(text, expected):
     ("\\sin x + \\cos x", "\\cos x + \\sin x", True), ("n! + 1", "1 + n!", True),
     ("3 \\cdot \\log 3", "\\log 3 \\times 3", True), ("a! \\times b!", "b! * a!", True),
     ("\\sin(x+1) + 2", "2 + \\sin(x+1)", True), ("e^{-x}\\log x + 1", "1 + e^{-x} \\log x", True),
-    # near misses: a sign, a term, a repeated term, a different inner order (inside a function: not reordered)
+    ("\\sin(x+1) + 2", "2 + \\sin(1+x)", True),                      # inside a function too
+    # near misses: a sign, a term, a repeated term, matrices
     ("\\sin x + \\cos x", "\\cos x - \\sin x", False), ("\\log 2 + 1", "\\log 2 + 2", False),
     ("\\log 2 + \\log 2 + 1", "\\log 2 + 1 + 1", False), ("\\log 2 + 1", "1 + \\log 2 + 0", False),
-    ("\\sin(x+1) + 2", "2 + \\sin(1+x)", False), ("\\mathbf{A} \\cdot \\mathbf{B} + \\log 2", "\\log 2 + \\mathbf{B} "
-                                                "\\cdot \\mathbf{A}", False),   # matrices do not commute
+    ("\\mathbf{A} \\cdot \\mathbf{B} + \\log 2", "\\log 2 + \\mathbf{B} \\cdot \\mathbf{A}", False),  # matrices
     ("\\log 2", "\\log 3", False),
 ])
 def test_math_equal_prose_answers_and_reordered_terms(pred, gold, equal):
     assert math_equal(pred, gold) == equal and math_equal(gold, pred) == equal
+
+
+# Generated tables, one per class of answer: every true pair must be equal, every near miss not
+
+PHRASE_MARKERS = ["Final answer: {}", "Final Answer: {}", "**Final Answer:** {}", "The final answer is: {}",
+                  "Answer: {}", "ANSWER:\n{}", "We checked $k = 1$ to $6$.\n\nFinal answer: {} This settles it."]
+PHRASINGS = ["the smallest $k$ is {}.", "the smallest k is {}.", "the number of ways is {}.", "there are {} ways.",
+             "the value of $x$ equals {}.", "it is {}", "she has {} apples left.", "the total over all $3$ days is {}."]
+SPAN_PHRASINGS = ["so $k$ is ${}$.", "there are ${}$ values of $n$.", "we get $N = {}$.", "therefore ${}$"]
+STATED = {"7": "8", "-3": "3", "12": "21", "1,234": "1,243", "2.5": "2.6", "0": "1"}   # value -> a near miss
+STATED_MATH = {"\\frac{7}{2}": "\\frac{7}{3}", "2\\sqrt{3}": "3\\sqrt{2}"}
+
+
+def test_answer_phrase_followed_by_a_sentence():
+    # markers x phrasings x values: the value the sentence states is the answer, not the sentence
+    cases = [(m.format(p.format(v)), v, miss) for m in PHRASE_MARKERS for p in PHRASINGS for v, miss in STATED.items()]
+    cases += [(m.format(p.format(v)), v, miss) for m in PHRASE_MARKERS for p in SPAN_PHRASINGS
+              for v, miss in (STATED | STATED_MATH).items()]
+    cases += [(m.format(p.format(v)), None, v) for m in PHRASE_MARKERS for p in ("it is not {}.", "$k$ is never {}")
+              for v in STATED]                                       # a sentence that denies states no value
+    unequal = [(text, v) for text, v, _ in cases if v is not None and not grade(text, v).equal]
+    false_equal = [(text, miss) for text, _, miss in cases if grade(text, miss).equal]
+    assert not unequal and not false_equal, (unequal[:5], false_equal[:5])
+
+
+SEPARATORS = ["{,}", ",\\!", ",\\ ", ",\\,", "\\,", "\\!"]   # how LaTeX writes a thousands separator
+SPACINGS = [("", ""), (" ", ""), ("", " "), (" ", " ")]
+GROUPED = ["1,234", "12,345", "-1,234", "1,234,567", "1,234.5", "999,000"]
+
+
+def test_latex_thousands_separators_with_spacing():
+    # separators x spacing x numbers: one number, in an answer and in prose; near misses: other digits, a
+    # 2-digit group, and a bare comma and space (a list: "1, 234" is 1 and 234)
+    unequal, false_equal = [], []
+    for sep, (before, after) in itertools.product(SEPARATORS, SPACINGS):
+        for n in GROUPED:
+            written, plain = n.replace(",", before + sep + after), n.replace(",", "")
+            other = str(Fraction(plain) + 10)                      # a digit off: 1,234 vs 1244
+            for pred in (written, f"$\\boxed{{{written}}}$", f"So the total is {written} dollars.",
+                         f"There are {written} ways in all"):
+                unequal += [(pred, gold) for gold in (plain, n) if not grade(pred, gold).equal]
+                false_equal += [(pred, gold) for gold in (other, n.replace(",", ", ")) if grade(pred, gold).equal]
+        short = "1" + before + sep + after + "23"                   # a comma before 2 digits: a list
+        if sep not in ("\\,", "\\!"):
+            false_equal += [(short, gold) for gold in ("123", "1.23") if math_equal(short, gold)]
+    for n in GROUPED[:2]:
+        listed = n.replace(",", ", ")
+        assert not math_equal(listed, n.replace(",", "")) and math_equal(listed, ", ".join(listed.split(", ")[::-1]))
+    assert not unequal and not false_equal, (unequal[:5], false_equal[:5])
+
+
+# (form, the same form written another way) around an answer; the bare \sum takes the rest of its term,
+# so it only ever wraps the product itself
+WRAPPERS = [("\\log({})", "\\log({})"), ("\\frac{{{}}}{{2}}", "\\frac{{{}}}{{2}}"), ("\\sqrt{{{}}}", "\\sqrt{{{}}}"),
+            ("\\sin\\left({}\\right)", "\\sin({})"), ("\\log 2 + {}", "{} + \\log 2"), ("e^{{{}}}", "e^{{{}}}"),
+            ("({}) \\log 3", "\\log 3 \\cdot ({})")]
+SUM = ("\\sum_i {}", "\\sum_i {}")
+FACTORS = [["a_i", "b_i"], ["x", "y", "z"], ["\\alpha", "\\beta", "c"], ["n!", "m"], ["2", "p", "q"],
+           ["\\log x", "y"], ["a_i", "b_j", "c_k"]]
+
+
+def test_reordered_factors_at_any_depth():
+    # products of scalars in another order, wrapped in 0 to 3 operators; near misses: another factor, subscripts
+    # traded (a_i b_j vs a_j b_i), a factor moved out of its operator, a sign; products that may be matrices
+    # (capitals, \mathbf) keep their order
+    rng, same, differ = random.Random(14), [], []
+    for _ in range(400):
+        factors = list(rng.choice(FACTORS))
+        chain = [SUM] * (rng.random() < 0.3) + rng.sample(WRAPPERS, rng.randint(0, 3))
+        order = factors[:]
+        while order == factors:
+            rng.shuffle(order)
+        joins = (" \\cdot ", " \\times ") if "\\log x" in factors else (" ", " \\cdot ")  # \log x y is \log(xy)
+
+        def wrap(inner: str, side: int) -> str:
+            for w in chain:
+                inner = w[side].format(inner)
+            return inner
+
+        same.append((wrap(joins[0].join(factors), 0), wrap(joins[1].join(order), 1)))
+        other = order[:]
+        other[rng.randrange(len(other))] = "w"
+        differ += [(wrap(" ".join(factors), 0), wrap(" ".join(other), 1)),
+                   (wrap(" ".join(factors), 0), wrap("-" + " ".join(order), 1))]
+        if factors[1] == "b_j":
+            differ.append((wrap("a_i b_j c_k", 0), wrap("a_j b_i c_k", 0)))
+        if chain and chain[0] in (WRAPPERS[0], WRAPPERS[2], WRAPPERS[3], WRAPPERS[5]):   # not linear in the product
+            inner = chain[0][0].format(" ".join(factors[:-1])) + " " + factors[-1]
+            moved = inner
+            for w in chain[1:]:
+                moved = w[0].format(moved)
+            differ.append((wrap(" ".join(factors), 0), moved))
+        if any(w in chain for w in (SUM, WRAPPERS[0], WRAPPERS[3])):  # not evaluated: letters are not scalars there
+            differ.append((wrap("A B", 0), wrap("B A", 1)))
+        differ.append((wrap("\\mathbf{u} \\mathbf{v}", 0), wrap("\\mathbf{v} \\mathbf{u}", 1)))
+    unequal = [(a, b) for a, b in same if not (math_equal(a, b) and math_equal(b, a))]
+    false_equal = [(a, b) for a, b in differ if math_equal(a, b) or math_equal(b, a)]
+    assert not unequal and not false_equal, (len(unequal), unequal[:5], len(false_equal), false_equal[:5])
+    assert math_equal("\\sum_i b_i a_i", "\\sum_i a_i b_i") and not math_equal("\\sum_i a_i b_j", "\\sum_i a_j b_i")
+    assert not math_equal("a_i \\sum_i b_i", "\\sum_i a_i b_i")        # what the sum runs over is kept
+    assert not math_equal("a_{ij}", "a_{ji}") and not math_equal("|a - b| + |c - d|", "|a - d| + |c - b|")
 
 # -----------------------------------------------------------------------------
 # math_equal

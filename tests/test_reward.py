@@ -509,6 +509,25 @@ def test_gsm8k_free_form_answers(tmp_path):
                                  ("So 1,007 - 7 = 1,000 remain.", 0.0), ("The answer is 1007.5.", 0.0)]:
         assert task.reward(ex, completion)[1]["accuracy"] == accuracy, completion
 
+
+def test_gsm8k_accuracy_needs_a_number(tmp_path):
+    # GSM8K's answer is a number: an expression worth 15 scores 0 as accuracy (as in the arithmetic task), in
+    # every marker and extraction mode; answer_accuracy, the format-independent figure, still counts it
+    path = write_jsonl(tmp_path / "gsm8k.jsonl", [{"question": "How many?", "answer": "20 - 5 = 15\n#### 15"}])
+    numbers = ["15", "15.0", "15.00", "+15", "\\$15", "15 dollars"]   # is_number: a plain signed number, units
+    expressions = ["20 - 5", "10 + 5", "3 \\cdot 5", "3 * 5", "30/2", "15 + 0", "\\frac{30}{2}", "\\sqrt{225}"]
+    markers = ["\\boxed{{{}}}", "<think>t</think> <answer>{}</answer>", "Work.\n#### {}"]
+    for mode in ("strict", "free"):
+        task = load_task(f"gsm8k:{path},extract={mode},test={path}")
+        ex = task.example("test", 0)
+        for marker in markers:
+            tried = expressions[:-2] if marker.startswith("Work") else expressions   # #### needs a number first
+            for answer, accuracy, lenient in ([(a, 1.0, 1.0) for a in numbers] + [(a, 0.0, 1.0) for a in tried]
+                                              + [("16", 0.0, 0.0), ("20 - 4", 0.0, 0.0)]):
+                completion = marker.format(answer)
+                assert task.reward(ex, completion)[1]["accuracy"] == accuracy, (mode, completion)
+                assert task.answer_accuracy(ex, completion) == lenient, (mode, completion)
+
 # -----------------------------------------------------------------------------
 # Fuzzing: no model output crashes or stalls a reward (the inputs: test_grader.py)
 

@@ -69,7 +69,9 @@ Departures from the paper, besides scale (a 135M model, 96-token completions, te
      because no smaller real model of the same family is at hand. R1 distils into real Qwen/Llama.
   8. Equal compute for the comparison means equal GRPO steps by default (--r1zero-steps 0 = stage 2
      + stage 4 steps); the recipe also spends time on SFT and sampling, which the report shows.
-A resumed stage reports the wall time of its last run only. Delete OUT/NN_name/ to redo a stage.
+A resumed stage reports the wall time of its last run only. Delete OUT/NN_name/ to redo a stage. A rerun
+with another --eval-prompts or --eval-k evaluates every model again; one with another --model, --task, --seed,
+--template, --think-prefill or --max-new-tokens than a finished stage was run with is refused.
 """
 import argparse
 import ast
@@ -93,7 +95,7 @@ from model import Transformer, load_pretrained, pick_device, save_pretrained
 from reward import (DEFAULT_WEIGHTS, TEMPLATES, Example, extract_answer, format_reward, language_consistency_reward,
                     load_task, render_prompt, tags_reward)
 from sample import evaluate, sample
-from config import TrainConfig, add_flags, check_ranges, flag, parse_weights, validate as validate_train
+from config import InputError, TrainConfig, add_flags, check_ranges, flag, parse_weights, validate as validate_train
 from train import compute_dtype, read_sft_data
 
 TRAIN = TrainConfig()         # train.py's defaults, which the pipeline's follow where they share a meaning
@@ -532,10 +534,29 @@ def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[P
     return final.relative_to(out_dir), int(final.name.removeprefix("step_"))
 
 
+EVAL_SETTINGS = ("model", "task", "seed", "template", "think_prefill", "max_new_tokens", "eval_prompts", "eval_k")
+EVAL_ONLY = ("eval_prompts", "eval_k")       # the other EVAL_SETTINGS shaped every stage's training as well
+
+
+def eval_settings(cfg) -> dict:
+    """The flags (EVAL_SETTINGS) a held-out evaluation depends on besides the model it evaluates: which prompts
+    (--task, --seed, --eval-prompts, --template, --think-prefill), how many samples of what length (--eval-k,
+    --max-new-tokens), and --model (the base row's model, the one every stage's descends from)."""
+    return {name: getattr(cfg, name) for name in EVAL_SETTINGS}
+
+
+def setting_changes(cfg, saved_eval: dict, names) -> list[str]:
+    """'--flag old (this run: new)' for each of names that an evaluation (eval.json's content) recorded in its
+    "settings" with another value than this run's."""
+    old, new = saved_eval.get("settings", {}), eval_settings(cfg)
+    return [f"--{k.replace('_', '-')} {old[k]} (this run: {new[k]})" for k in names if k in old and old[k] != new[k]]
+
+
 def run_eval(cfg, model_path, out_dir: Path) -> dict:
     """sample.evaluate on the same held-out prompts and seed for every model, plus the mean
     language_consistency_reward and format_reward over all its completions.
-    Writes out_dir/eval.json and eval_records.jsonl; returns the numbers."""
+    Writes out_dir/eval.json (with "settings": eval_settings) and eval_records.jsonl (one record per prompt,
+    with the prompt's text); returns eval.json's content."""
     task = load_task(cfg.task, seed=cfg.seed)
     model, tok = load_for_sampling(cfg, model_path)
     t0 = time.time()
@@ -547,10 +568,23 @@ def run_eval(cfg, model_path, out_dir: Path) -> dict:
     out["language"] = sum(map(language_consistency_reward, texts)) / len(texts)
     out["format"] = sum(format_reward(t, cfg.think_prefill) for t in texts) / len(texts)
     out["eval_s"] = time.time() - t0
+    out["settings"] = eval_settings(cfg)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_jsonl(out_dir / "eval_records.jsonl", r["records"])
     write_atomic(out_dir / "eval.json", json.dumps(out, indent=2))
     return out
+
+
+def up_to_date_eval(cfg, row: str, saved: dict | None, model_path, out_dir: Path) -> dict:
+    """saved (an eval.json's content, or None) if it was made with this run's eval_settings; else, saying so, a new
+    run_eval of model_path into out_dir. So a rerun with another --eval-prompts evaluates every row again, on the
+    same prompts, rather than pairing old rows with new ones."""
+    if saved is not None and saved.get("settings") == eval_settings(cfg):
+        return saved
+    if saved is not None:
+        changes = setting_changes(cfg, saved, EVAL_SETTINGS)
+        print(f"== {row}: evaluated with {', '.join(changes) or 'unrecorded settings'}, evaluating again")
+    return run_eval(cfg, model_path, out_dir)
 
 # -----------------------------------------------------------------------------
 # The stages: each takes (cfg, its directory), returns {"model", "steps", "summary", ...}
@@ -694,24 +728,55 @@ STAGE_FNS = (stage_r1zero, stage_cold_start, stage_reasoning_rl, stage_rejection
 
 
 def run_stage(cfg, n: int) -> dict:
-    """Runs stage n unless OUT/NN_name/done.json exists; evaluates its model; writes summary.md, then
-    done.json (atomically, last). Returns done.json's content."""
+    """Runs stage n unless OUT/NN_name/done.json exists (then finished_stage); evaluates its model; writes
+    summary.md, then done.json (atomically, last: write_done). Returns done.json's content."""
     d = stage_dir(cfg, n)
     if (d / "done.json").exists():
         print(f"== stage {n} {STAGES[n]}: done, skipped ({d / 'done.json'})")
-        return json.loads((d / "done.json").read_text())
+        return finished_stage(cfg, n)
     print(f"== stage {n} {STAGES[n]} -> {d}")
     d.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
     result = STAGE_FNS[n](cfg, d)
     result["wall_s"] = time.time() - t0
     result["eval"] = run_eval(cfg, d / result["model"], d)
+    write_done(d, result)
+    return result
+
+
+def write_done(d: Path, result: dict):
+    """A stage's summary.md (its summary and held-out numbers), then done.json, each atomically."""
     e = result["eval"]
     write_atomic(d / "summary.md", result["summary"] + f" Held-out pass@1 {e['pass@1']:.3f} ± {e['pass@1_se']:.3f}, "
                  f"cons@{e['k']} {e['cons@k']:.3f}, format {e['format']:.2f}, mean length {e['mean_len']:.1f} tokens; "
                  f"{result['wall_s']:.0f} s.\n")
     write_atomic(d / "done.json", json.dumps(result, indent=2))
+
+
+def finished_stage(cfg, n: int) -> dict:
+    """done.json's content of finished stage n, its evaluation brought up to date (up_to_date_eval; a new one
+    is written into summary.md and done.json)."""
+    d = stage_dir(cfg, n)
+    result = json.loads((d / "done.json").read_text())
+    e = up_to_date_eval(cfg, f"stage {n} {STAGES[n]}", result["eval"], d / result["model"], d)
+    if e is not result["eval"]:
+        result["eval"] = e
+        write_done(d, result)
     return result
+
+
+def refuse_other_recipe(cfg):
+    """Raises InputError naming each finished stage whose evaluation recorded another value than this run's of a
+    setting that shaped its training too (EVAL_SETTINGS less EVAL_ONLY: --model, --task, --seed, ...): neither its
+    model nor its evaluation belongs to this run."""
+    stale, recipe = [], [k for k in EVAL_SETTINGS if k not in EVAL_ONLY]
+    for n in range(len(STAGES)):
+        done = stage_dir(cfg, n) / "done.json"
+        if done.exists() and (changes := setting_changes(cfg, json.loads(done.read_text())["eval"], recipe)):
+            stale.append(f"stage {n} ({STAGES[n]}) in {done.parent} was run with {', '.join(changes)}")
+    if stale:
+        raise InputError("; ".join(stale) + ". A finished stage's model was trained with those settings: rerun with "
+                         "them, choose another --out, or delete those stage directories to redo the stages")
 
 
 def zero_std_share(d: Path) -> str:
@@ -741,10 +806,13 @@ def paired_delta(cfg, a: str, b: str) -> tuple[float, float]:
     """pass@1 of row a minus row b, and its standard error, paired over the held-out prompts both were
     evaluated on (the same prompts and seed): the mean and std / sqrt(n) (n-1 denominator) of the per-prompt
     differences of the k-sample accuracy. Tighter than combining two unpaired s.e.s, since a prompt's
-    difficulty cancels."""
-    per_prompt = [[r["correct"] for r in map(json.loads, (eval_dir(cfg, x) / "eval_records.jsonl").open())]
-                  for x in (a, b)]
-    diff = [x - y for x, y in zip(*per_prompt, strict=True)]
+    difficulty cancels. Raises InputError naming both rows if their records' prompts differ."""
+    paths = [eval_dir(cfg, x) / "eval_records.jsonl" for x in (a, b)]
+    records = [[json.loads(line) for line in p.open()] for p in paths]
+    if [r["prompt"] for r in records[0]] != [r["prompt"] for r in records[1]]:
+        raise InputError(f"{a} and {b} were evaluated on different held-out prompts ({paths[0]}, {paths[1]}): "
+                         "their pass@1 cannot be paired")
+    diff = [x["correct"] - y["correct"] for x, y in zip(*records)]
     mean = sum(diff) / len(diff)
     var = sum((d - mean) ** 2 for d in diff) / (len(diff) - 1) if len(diff) > 1 else 0.0
     return mean, math.sqrt(var / len(diff))
@@ -818,16 +886,19 @@ def run(cfg: PipelineConfig) -> dict:
 
 
 def run_locked(cfg: PipelineConfig, out: Path) -> dict:
-    """run()'s body, under OUT's lock."""
+    """run()'s body, under OUT's lock. Raises InputError before anything is written if OUT's finished stages were
+    run with other settings (refuse_other_recipe)."""
+    refuse_other_recipe(cfg)
     write_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
     base = out / "base" / "eval.json"
-    base_eval = json.loads(base.read_text()) if base.exists() else run_eval(cfg, cfg.model, base.parent)
+    base_eval = up_to_date_eval(cfg, "base", json.loads(base.read_text()) if base.exists() else None, cfg.model,
+                                base.parent)
     results = {"base": {"eval": base_eval}}
     for n in range(len(STAGES)):
         if cfg.from_stage <= n <= cfg.until_stage:
             results[f"{n} {STAGES[n]}"] = run_stage(cfg, n)
         elif (stage_dir(cfg, n) / "done.json").exists():
-            results[f"{n} {STAGES[n]}"] = json.loads((stage_dir(cfg, n) / "done.json").read_text())
+            results[f"{n} {STAGES[n]}"] = finished_stage(cfg, n)
     text = report(cfg, results) + curves(cfg, results)
     write_atomic(out / "report.md", text)
     print(text)

@@ -1,17 +1,20 @@
 """pipeline.py on the tiny preset (CPU, one thread): every stage writes its outputs and the report, a
 re-run skips finished stages without training or sampling, a stage interrupted after its first
-checkpoint resumes from it; the pieces (program-written solutions, rewrite, filters, the judge, the
-mixed task, the layer-dropped student) checked on their own."""
+checkpoint resumes from it, a re-run with other evaluation settings evaluates again and one with another
+task or seed is refused; stage 3 from a stage-2 model that answers right; the pieces (program-written
+solutions, rewrite, filters, the judge, the mixed task, the layer-dropped student) checked on their own."""
 import importlib.util
 import json
+import shutil
 
 import pytest
 import torch
 
 import pipeline as P
 import train
+from config import InputError
 from model import load_pretrained
-from reward import Example, load_task
+from reward import Example, load_task, render_prompt
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +103,92 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch):
     assert results["2 reasoning_rl"]["steps"] == 3 and (d / "done.json").exists()
     assert [json.loads(l)["step"] for l in open(d / "metrics.jsonl")] == [1, 2, 3]
     assert "0 r1zero" not in results                                  # outside --from-stage, never run
+
+
+def count_evaluations(monkeypatch) -> list:
+    """Wraps pipeline's evaluate so that each call (its n_prompts) is recorded in the returned list."""
+    calls, evaluate = [], P.evaluate
+    monkeypatch.setattr(P, "evaluate", lambda *a, **kw: calls.append(kw["n_prompts"]) or evaluate(*a, **kw))
+    return calls
+
+
+def test_rerun_with_other_eval_prompts_evaluates_every_row_again(tiny_run, tmp_path, monkeypatch):
+    """A finished OUT rerun with --eval-prompts 5 --eval-k 3: the base model and every stage's model are evaluated
+    again, on the first 5 held-out prompts, and the report pairs those; a rerun with the same settings reuses them."""
+    shutil.copytree(tiny_run[0].out, tmp_path / "out")
+    cfg = P.make_config("tiny", out=str(tmp_path / "out"), eval_prompts=5, eval_k=3)
+    calls = count_evaluations(monkeypatch)
+    results = P.run(cfg)
+    assert calls == [5] * 7 and len(results) == 7
+    task, (_, tok) = load_task(cfg.task, seed=cfg.seed), load_pretrained("tiny", device="cpu")
+    held_out = [render_prompt(task.example("test", i), cfg.template, tok, cfg.think_prefill) for i in range(5)]
+    for name, r in results.items():
+        assert (r["eval"]["n"], r["eval"]["k"]) == (5, 3), name
+        records = [json.loads(line) for line in open(P.eval_dir(cfg, name) / "eval_records.jsonl")]
+        assert [rec["prompt"] for rec in records] == held_out, name
+        if name != "base":
+            done = json.loads((P.eval_dir(cfg, name) / "done.json").read_text())
+            assert done["eval"]["n"] == 5 and f"pass@1 {done['eval']['pass@1']:.3f}" in (
+                P.eval_dir(cfg, name) / "summary.md").read_text()
+    calls.clear()
+    assert P.run(cfg) == json.loads(json.dumps(results)) and calls == []
+
+
+@pytest.mark.parametrize("flag, value", [("seed", 2), ("task", "arith:operands=2,digits=2")])
+def test_rerun_with_another_task_or_seed_is_refused(tiny_run, tmp_path, monkeypatch, flag, value):
+    """The finished stages were trained and evaluated for one --task and --seed: a rerun with another stops before
+    any work, naming each such stage and the setting, and leaves OUT as it was."""
+    out = tmp_path / "out"
+    shutil.copytree(tiny_run[0].out, out)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    calls = count_evaluations(monkeypatch)
+    with pytest.raises(InputError) as e:                              # one line from the command
+        P.run(P.make_config("tiny", out=str(out), **{flag: value}))
+    assert calls == []
+    assert all(f"stage {n} ({name})" in str(e.value) for n, name in enumerate(P.STAGES))
+    assert f"--{flag} {getattr(tiny_run[0], flag)} (this run: {value})" in str(e.value)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".lock"} == before
+
+
+def test_rejection_sampling_keeps_stage_2s_correct_completions(tmp_path, monkeypatch):
+    """Stage 3 from a stage-2 model fine-tuned to answer "3 + 4" prompts (two ways) but not "4 + 4" ones: its SFT
+    data holds exactly the sampled completions that the task's grader scores correct and in format, that stopped
+    and are readable, each prompt's distinct ones (at most --keep-per-prompt) in sampling order, then the general
+    records."""
+    task_file = tmp_path / "sums.jsonl"
+    P.write_jsonl(task_file, [{"prompt": f"Item {i}: what is {3 + i % 2} + 4?", "answer": str(7 + i % 2)}
+                              for i in range(6)])
+    task = load_task(f"jsonl:{task_file}", seed=P.TRAIN.seed)
+    train_prompts = [task.example("train", i) for i in range(task.size("train"))]      # 3 of 3 + 4, 2 of 4 + 4
+    cfg = P.make_config("tiny", out=str(tmp_path / "out"), task=f"jsonl:{task_file}", max_new_tokens=40,
+                        rs_prompts=len(train_prompts), samples_per_prompt=8, keep_per_prompt=3, save_every=0)
+    solved = [{"prompt": ex.prompt, "completion": f"\n{a} + {b} = 7.\n</think>\n<answer>7</answer>"}
+              for ex in train_prompts if ex.answer == "7" for a, b in ((3, 4), (4, 3))]   # after the prefilled <think>
+    P.write_jsonl(tmp_path / "solved.jsonl", solved)
+    d2 = P.stage_dir(cfg, 2)
+    ckpt, _ = P.run_train(cfg, d2, "sft", "tiny", data=str(tmp_path / "solved.jsonl"), epochs=80,
+                          prompts_per_step=len(solved), lr=1e-2)
+    (d2 / "done.json").write_text(json.dumps({"model": str(ckpt)}))
+    rollouts, sample = [], P.sample
+    monkeypatch.setattr(P, "sample", lambda *a, **kw: rollouts.append(sample(*a, **kw)) or rollouts[-1])
+    P.stage_dir(cfg, 3).mkdir()
+    P.stage_rejection_sft(cfg, P.stage_dir(cfg, 3))
+    _, tok = load_pretrained("tiny", device="cpu")
+    ro, G = rollouts[0], cfg.samples_per_prompt                       # the stage-2 samples (then the general ones)
+    texts, expected = ro.texts(tok), []
+    for j in range(cfg.rs_prompts):
+        ex, kept = task.example("train", P.DATA_OFFSET[3] + j), []
+        for text, stopped in zip(texts[j * G:(j + 1) * G], ro.stopped[j * G:(j + 1) * G].tolist()):
+            parts = task.reward(ex, text, cfg.think_prefill)[1]
+            if (stopped and parts["accuracy"] == parts["format"] == 1 and P.readable(text, cfg)
+                    and " ".join(text.split()) not in kept and len(kept) < cfg.keep_per_prompt):
+                kept.append(" ".join(text.split()))
+                expected.append({"prompt": ex.prompt, "completion": text})
+    assert {r["prompt"] for r in expected} == {ex.prompt for ex in train_prompts if ex.answer == "7"}
+    data = [json.loads(line) for line in open(P.stage_dir(cfg, 3) / "data.jsonl")]
+    stats = json.loads((P.stage_dir(cfg, 3) / "data_stats.json").read_text())
+    assert data[:len(expected)] == expected and "fallback" not in stats
+    assert stats["kept"] == stats["reasoning"] == len(expected) and len(data) == len(expected) + stats["general"]
 
 
 @pytest.mark.parametrize("spec", ["arith", "arith:operands=3,digits=2,ops=+-*/", "countdown"])
@@ -203,18 +292,25 @@ def test_bad_flags_fail_before_any_work():
     assert P.parse_config(["--preset", "tiny"]).model == "tiny"
 
 
+def record_training(monkeypatch) -> list:
+    """Replaces train.train by a stub that records each TrainConfig it is given (in the returned list) and leaves a
+    step_1 checkpoint for the pipeline to find."""
+    seen = []
+
+    def fake_train(tc, task=None):
+        seen.append(tc)
+        (P.Path(tc.out_dir) / "checkpoints" / "step_1").mkdir(parents=True)
+        (P.Path(tc.out_dir) / "checkpoints" / "step_1" / "trainer_state.pt").write_bytes(b"")
+    monkeypatch.setattr(train, "train", fake_train)
+    return seen
+
+
 def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
     """The objective's flags (GRPO_FLAGS) go to every GRPO stage's train.py run, and not to the SFT stages."""
     cfg = P.parse_config(["--preset", "tiny", "--out", str(tmp_path), "--dynamic-sampling", "--max-sampling-rounds",
                           "2", "--importance-sampling-level", "sequence", "--clip-delta", "3", "--overlong-buffer", "4",
                           "--num-iterations", "2", "--loss-agg", "token_mean", "--temperature", "0.7"])
-    seen = []
-
-    def fake_train(tc, task=None):                   # records the config; leaves a checkpoint to report
-        seen.append(tc)
-        (P.Path(tc.out_dir) / "checkpoints" / "step_1").mkdir(parents=True)
-        (P.Path(tc.out_dir) / "checkpoints" / "step_1" / "trainer_state.pt").write_bytes(b"")
-    monkeypatch.setattr(train, "train", fake_train)
+    seen = record_training(monkeypatch)
     P.run_train(cfg, tmp_path / "grpo", "grpo", "tiny")
     P.run_train(cfg, tmp_path / "sft", "sft", "tiny", data="sft.jsonl")
     grpo, sft = seen
@@ -225,30 +321,40 @@ def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
     assert {k: getattr(sft, k) for k in P.GRPO_FLAGS} == {k: getattr(train.TrainConfig(), k) for k in P.GRPO_FLAGS}
 
 
-def test_header_states_the_current_defaults():
-    """The header's completion length, reward weights, learning rates and rejection-sampling size are the
-    pipeline's defaults."""
-    cfg = P.PipelineConfig()
-    assert f"{cfg.max_new_tokens}-token completions" in P.__doc__
-    assert f"Reward weights: {cfg.r1zero_weights} for R1-Zero" in P.__doc__
-    assert cfg.reward_weights == cfg.r1zero_weights + ",language=0.05" and "language=0.05 added" in P.__doc__
-    assert "--lr 2e-5," in P.__doc__ and cfg.lr == 2e-5
-    assert "--all-scenario-lr 1e-5," in P.__doc__ and cfg.all_scenario_lr == 1e-5
-    assert "R1-Zero at train.py's 5e-5" in P.__doc__ and cfg.r1zero_lr == train.TrainConfig().lr == 5e-5
-    n = cfg.rs_prompts * cfg.samples_per_prompt
-    assert f"of {n} samples of {cfg.rs_prompts} prompts" in P.__doc__
+def test_defaults_train_each_grpo_stage_as_the_header_states(tmp_path, monkeypatch):
+    """With pipeline.py's defaults, train.py is asked for what the header's departures 1, 3 and 8 state: R1-Zero
+    at 5e-5 for as many GRPO steps as stages 2 and 4 together, stage 2 at 2e-5, stage 4 at 1e-5, each on
+    96-token completions, with R1-Zero's reward weights and language=0.05 added in stages 2 and 4."""
+    cfg = P.make_config(out=str(tmp_path), judge="tiny")             # a tiny judge: stage 4 loads no real model
+    for n in (1, 3):                                                  # what stages 2 and 4 start from
+        P.stage_dir(cfg, n).mkdir(parents=True)
+        (P.stage_dir(cfg, n) / "done.json").write_text(json.dumps({"model": "checkpoints/step_1"}))
+    seen = record_training(monkeypatch)
+    P.stage_r1zero(cfg, P.stage_dir(cfg, 0))
+    P.stage_reasoning_rl(cfg, P.stage_dir(cfg, 2))
+    P.stage_all_scenario_rl(cfg, P.stage_dir(cfg, 4))
+    r1zero = "accuracy=1,format=0.1,tags=0.05,answer=0.5"
+    assert [(tc.stage, tc.lr, tc.steps, tc.max_new_tokens, tc.reward_weights) for tc in seen] == [
+        ("grpo", 5e-5, 12 + 4, 96, r1zero),
+        ("grpo", 2e-5, 12, 96, r1zero + ",language=0.05"),
+        ("grpo", 1e-5, 4, 96, r1zero + ",language=0.05,preference=1")]
 
 
 def test_paired_delta_by_hand(tmp_path):
     """Per-prompt k-sample accuracies of two rows: differences +0.5, 0, +0.25, -0.25 -> mean 0.125, sample std
-    sqrt(0.3125 / 3), s.e. that / sqrt(4)."""
+    sqrt(0.3125 / 3), s.e. that / sqrt(4). Rows evaluated on different prompts are not paired."""
     cfg = P.make_config("tiny", out=str(tmp_path))
-    for d, correct in ((tmp_path / "base", [0.25, 0.5, 0.0, 1.0]), (P.stage_dir(cfg, 1), [0.75, 0.5, 0.25, 0.75])):
-        d.mkdir(parents=True)
-        P.write_jsonl(d / "eval_records.jsonl", [{"correct": c} for c in correct])
+    rows = (("base", [0.25, 0.5, 0.0, 1.0]), ("1 cold_start", [0.75, 0.5, 0.25, 0.75]), ("2 reasoning_rl", [0] * 4))
+    for name, correct in rows:
+        P.eval_dir(cfg, name).mkdir(parents=True)
+        prompts = [f"Compute {i + (name == '2 reasoning_rl')}" for i in range(4)]     # stage 2's are shifted by one
+        P.write_jsonl(P.eval_dir(cfg, name) / "eval_records.jsonl",
+                      [{"prompt": p, "correct": c} for p, c in zip(prompts, correct)])
     mean, se = P.paired_delta(cfg, "1 cold_start", "base")
     assert mean == pytest.approx(0.125)
     assert se == pytest.approx((0.3125 / 3) ** 0.5 / 2)
+    with pytest.raises(InputError, match="2 reasoning_rl and 1 cold_start were evaluated on different held-out"):
+        P.paired_delta(cfg, "2 reasoning_rl", "1 cold_start")
 
 
 def test_cold_start_task_builds_the_data_from_its_own_problems(tmp_path):

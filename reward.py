@@ -117,16 +117,13 @@ def format_reward(text: str, think_prefilled: bool = False) -> float:
     return 1.0 if found and not between.strip() and answer.strip() and not tail.strip() else 0.0
 
 
-def tags_reward(text: str, think_prefilled: bool = False, answer_formed: bool = True) -> float:
+def tags_reward(text: str, think_prefilled: bool = False) -> float:
     """Partial credit on the way to format_reward: 0.25 for each of <think>, </think>, <answer>,
-    </answer> that appears exactly once (<think>: not at all when think_prefilled); the answer tags
-    only when answer_formed (Task.reward: what they hold is an answer). A shaping term, not in the
-    paper: a small model that never writes the tags gets format = accuracy = 0 in every sample, so
-    every group has zero reward variance and GRPO has nothing to learn from; this part varies from the
-    first step (open R1 reproductions use the same "count the tags" reward)."""
-    want = {"<think>": 0 if think_prefilled else 1, "</think>": 1}
-    if answer_formed:
-        want |= {"<answer>": 1, "</answer>": 1}
+    </answer> that appears exactly once (<think>: not at all when think_prefilled). A shaping term,
+    not in the paper: a small model that never writes the tags gets format = accuracy = 0 in every
+    sample, so every group has zero reward variance and GRPO has nothing to learn from; this part
+    varies from the first step (open R1 reproductions use the same "count the tags" reward)."""
+    want = {"<think>": 0 if think_prefilled else 1, "</think>": 1, "<answer>": 1, "</answer>": 1}
     return sum(0.25 for tag, n in want.items() if text.count(tag) == n)
 
 
@@ -296,16 +293,13 @@ class Task:
         answer (answer_accuracy: the answer read wherever it is, tags or not; weight 0 by default);
         total = sum(weights[k] * parts[k]), weights defaulting to DEFAULT_WEIGHTS. Raises ValueError for an
         unknown weight name.
-        No answer, no credit: format, the answer tags and language pay only when the completion's answer (read leniently,
+        No answer, no credit: format, tags and language pay only when the completion's answer (read leniently,
         extract_answer(strict=False)) is a well-formed answer for the task: a number for arithmetic, an
         expression for countdown, mathematics (not prose, unless the gold is prose) for math files, a program
         for code. Otherwise tags around any text ("<answer> answer here </answer>", the template's own
         placeholder) pay as much as a real answer, and a policy that copies the placeholder gets a reward with
         zero variance in every group and stops learning. The paper's format reward checks tags only;
-        R1's real policies always put an answer in them, a 135M model does not. The think tags pay either
-        way, so an answer tag around a non-answer earns what stopping before it earns, never less: when it
-        lost the think tags' credit too, the base model's frequent "<answer>" around words was punished
-        below "3 + 4 = 7</think>" and some seeds stopped at </think> for good (every group alike)."""
+        R1's real policies always put an answer in them, a 135M model does not."""
         w = {**DEFAULT_WEIGHTS, **(weights or {})}
         if set(w) != set(DEFAULT_WEIGHTS):
             raise ValueError(f"unknown reward weights {sorted(set(w) - set(DEFAULT_WEIGHTS))}; "
@@ -314,7 +308,7 @@ class Task:
         accuracy = self._accuracy(example, completion)
         parts = {"accuracy": accuracy,
                  "format": format_reward(completion, think_prefilled) if formed else 0.0,
-                 "tags": tags_reward(completion, think_prefilled, answer_formed=formed),
+                 "tags": tags_reward(completion, think_prefilled) if formed else 0.0,
                  "language": language_consistency_reward(completion) if formed else 0.0,
                  "answer": self._answer_accuracy(example, completion) if self._answer_accuracy else accuracy}
         return sum(w[k] * parts[k] for k in parts), parts

@@ -299,8 +299,7 @@ def test_task_reward_parts_and_weights():
 
 
 # The completions of a collapsed float32 run (step 11, every group): the system prompt's
-# placeholder copied back. Answer tags around a non-answer must earn nothing, or GRPO sees zero variance
-# forever; nor may they cost the think tags' credit, or writing <answer> is punished below stopping at </think>.
+# placeholder copied back. Tags around a non-answer must earn nothing, or GRPO sees zero variance forever.
 PLACEHOLDERS = ["computation here </think> <answer> answer here </answer>", "Compute</think> <answer>answer</answer>",
                 " reasoning process here </think> <answer> answer here </answer>", "x </think> <answer> </answer>",
                 "x </think> <answer>the sum</answer>"]
@@ -308,25 +307,11 @@ PLACEHOLDERS = ["computation here </think> <answer> answer here </answer>", "Com
 
 @pytest.mark.parametrize("completion", PLACEHOLDERS)
 @pytest.mark.parametrize("spec", ["arith", "countdown", "arith:digits=2"])
-def test_placeholder_answers_earn_what_stopping_before_them_earns(spec, completion):
+def test_placeholder_answers_earn_nothing(spec, completion):
     task = load_task(spec)
     ex = task.example("train", 0)
-    weights = {"tags": 0.5, "language": 1.0}
-    total, parts = task.reward(ex, completion, think_prefilled=True, weights=weights)
-    assert parts == {"accuracy": 0.0, "format": 0.0, "tags": 0.5, "language": 0.0, "answer": 0.0}   # </think>, no <think>
-    assert total == task.reward(ex, completion.partition("<answer>")[0], think_prefilled=True, weights=weights)[0]
-
-
-def test_an_answer_tag_never_earns_less_than_stopping_before_it():
-    """Default train.py weights (accuracy 1, format 1, tags 0.5, answer 0.1), hand-scored: stopping at </think>
-    0.5 x 0.5 + 0.1 = 0.35; the placeholder after it the same; the right answer in tags 1 + 1 + 0.5 + 0.1."""
-    task, w = load_task("arith"), {"accuracy": 1, "format": 1, "tags": 0.5, "answer": 0.1}
-    ex = Example("Compute 3 + 4", "7")
-    score = lambda c: task.reward(ex, c, True, w)[0]                                  # noqa: E731
-    assert score("3 + 4 = 7</think>") == pytest.approx(0.35)
-    assert score("3 + 4 = 7</think> <answer> answer here </answer>") == pytest.approx(0.35)
-    assert score("3 + 4 = 7</think> <answer>7</answer>") == pytest.approx(2.6)
-    assert score("3 + 4 = 8</think> <answer>8</answer>") == pytest.approx(1.5)          # format, all four tags
+    total, parts = task.reward(ex, completion, think_prefilled=True, weights={"tags": 0.5, "language": 1.0})
+    assert total == 0.0 and set(parts.values()) == {0.0}, parts
 
 
 def test_well_formed_wrong_answers_keep_format_credit():
@@ -335,9 +320,9 @@ def test_well_formed_wrong_answers_keep_format_credit():
     ex = Example("Compute 3 + 5", "8")
     assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True)[1] == \
         {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 0.0}
-    assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.5   # cut off: only </think>
+    assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.0   # cut off: nothing is trusted
     assert task.reward(ex, "3 plus 5 is 8 </think>", True)[1]["tags"] == 0.5           # no tag: the last number
-    assert task.reward(ex, "three plus five is eight </think>", True)[1]["format"] == 0.0
+    assert task.reward(ex, "three plus five is eight </think>", True)[1]["tags"] == 0.0
     cd = load_task("countdown")
     ex = Example("Using the numbers [1, 2, 3] ...", "(1 + 2) * 3")
     assert cd.reward(ex, "x </think> <answer> 3 * (2 + 1) </answer>", True)[1]["format"] == 1.0
@@ -355,8 +340,7 @@ def test_answer_part_pays_a_right_answer_wherever_it_is():
     assert task.reward(ex, "3 + 5 = 9</think>", True, weights=w)[0] == 0.5 * 0.5
     assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True, weights=w)[0] == 1.0 + 0.5 * 1.0
     assert task.reward(ex, "7 </think> <answer>8</answer>", True, weights=w)[0] == pytest.approx(1 + 1 + 0.5 + 0.1)
-    assert task.reward(ex, "the sum is eight", True, weights=w)[1] == \
-        {"accuracy": 0.0, "format": 0.0, "tags": 0.25, "language": 0.0, "answer": 0.0}   # no second <think>: 0.25
+    assert task.reward(ex, "the sum is eight", True, weights=w)[0] == 0.0
 
 
 def test_math_file_task_well_formed(tmp_path):

@@ -43,15 +43,17 @@ def by_step(records: list[dict]) -> tuple[dict, dict]:
 
 
 def plot(runs: list[tuple[str, dict, dict]], path: str):
-    """Six panels against step, one line per run (label, *by_step(records)): reward, accuracy and format
-    (train), held-out pass@1 ± s.e. (and answer_acc, dashed), completion length, KL. Writes a PNG to path."""
+    """Eight panels against step, one line per run (label, *by_step(records)): reward, accuracy and format
+    (train), held-out pass@1 ± s.e. (and answer_acc, dashed), completion length, the policy's token entropy, KL, the
+    share of groups whose rewards were all equal. Writes a PNG to path."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     panels = [("reward", "train reward"), ("accuracy", "train accuracy"), ("format", "train format"),
               ("pass@1", "held-out pass@1 (dashed: answer_acc)"), ("len_mean", "completion length, tokens"),
-              ("kl_token_mean", "KL to the reference, per token")]
-    fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
+              ("entropy", "token entropy, nats"), ("kl_token_mean", "KL to the reference, per token"),
+              ("zero_std_groups", "groups with equal rewards")]
+    fig, axes = plt.subplots(2, 4, figsize=(17, 6.5))
     for ax, (key, title) in zip(axes.flat, panels):
         for i, (label, steps, evals) in enumerate(runs):
             color = f"C{i}"

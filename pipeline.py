@@ -6,6 +6,7 @@ train.py (GRPO or SFT), sample.py (sampling, evaluation) and reward.py (tasks, r
     python pipeline.py                       # default model, stages 0-4, CPU scale (under an hour on 2 cores)
     python pipeline.py --preset tiny         # tiny random model: the mechanics in about a minute
     python pipeline.py --from-stage 3        # redo nothing that is done, start at stage 3
+    python pipeline.py --preset gsm8k --stages 0   # GSM8K, Qwen2.5-Coder 0.5B: R1-Zero (its arms: README)
     python -m pytest tests/test_pipeline.py -q
 
 Stages, each writing OUT/NN_name/ (train.py's checkpoints/ and metrics.jsonl, the data it built,
@@ -17,11 +18,14 @@ eval.json, summary.md, and done.json last, so a re-run skips it and an interrupt
                       non-reasoning data, SFT (from the base model, as the paper does, or stage 1)
   4. all_scenario_rl  GRPO from stage 3 on reasoning prompts (rule rewards) mixed with general
                       prompts scored by an LLM judge (the preference reward)
-  5. distill          SFT of a smaller student on stage 3's data (--until-stage 5)
-Then OUT/report.md: held-out pass@1 (± standard error) and its change from the model the stage starts from
-(± paired standard error), format-independent accuracy, cons@k, language consistency, format rate, mean
-length, token entropy, zero-std groups and wall time, for the base model and after every stage, on the same
-prompts and seed; and the GRPO stages' curves.
+  5. distill          SFT of a smaller student on stage 3's data (--until-stage 5), or with --teacher on the
+                      teacher's correct chains for train problems (rejection-sampled: teacher_data)
+--stages 0,5 runs just those. Then OUT/report.md: held-out pass@1 (± standard error), format-independent accuracy
+(answer_acc), each with its change from the model the stage starts from (± paired standard error), cons@k,
+language consistency, format rate, mean length, token entropy, zero-std groups and minutes (data, training,
+evaluation), for the base model, after every stage and (--eval-teacher) for the teacher, on the same prompts and
+seed; with --eval-greedy the same for greedy decoding; and the GRPO stages' curves. Evaluations and the teacher's
+sampling run in chunks of --chunk-prompts prompts, each saved as it ends: an interrupted one resumes at the next.
 The GRPO stages 0, 2 and 4 share train.py's flags for the objective and its variants (--clip-eps,
 --clip-delta, --importance-sampling-level, --dynamic-sampling, --overlong-buffer, ...: GRPO_FLAGS).
 
@@ -65,8 +69,9 @@ Departures from the paper, besides scale (a 135M model, 96-token completions, te
      (R1 used DeepSeek-V3's SFT data).
   6. The preference reward is a yes/no LLM judge built on model.py (by default the stage-3 model),
      not a trained reward model (Judge; what it is asked: MixedTask). A 135M judge is a weak one.
-  7. The student's default is the base model with every other layer dropped (DistilBERT's init),
-     because no smaller real model of the same family is at hand. R1 distils into real Qwen/Llama.
+  7. Without --teacher, the student's default is the base model with every other layer dropped (DistilBERT's
+     init), because no smaller real model of the same family is at hand. R1 distils into real Qwen/Llama; so does
+     --preset gsm8k: Qwen2.5-Coder-1.5B-Instruct's chains into the 0.5B.
   8. Equal compute for the comparison means equal GRPO steps by default (--r1zero-steps 0 = stage 2
      + stage 4 steps); the recipe also spends time on SFT and sampling, which the report shows.
 A resumed stage reports the wall time of its last run only. Delete OUT/NN_name/ to redo a stage. A rerun
@@ -94,7 +99,7 @@ from metrics import by_step, plot, read_metrics
 from model import Transformer, load_pretrained, pick_device, save_pretrained
 from reward import (DEFAULT_WEIGHTS, TEMPLATES, Example, extract_answer, format_reward, language_consistency_reward,
                     load_task, render_prompt, tags_reward)
-from sample import evaluate, sample
+from sample import evaluate, sample, summarize
 from config import InputError, TrainConfig, add_flags, check_ranges, flag, parse_weights, validate as validate_train
 from train import compute_dtype, read_sft_data
 
@@ -131,6 +136,8 @@ class PipelineConfig:
     out: str = flag("out/pipeline", "OUT: one NN_name/ directory per stage, and report.md")
     from_stage: int = flag(0, "first stage to run (0 = R1-Zero); finished stages are skipped anyway", range="[0, 5]")
     until_stage: int = flag(4, "last stage to run (4 = all-scenario RL, 5 = distillation)", range="[0, 5]")
+    stages: str = flag("", "the stages to run, comma-separated (0,5: R1-Zero and distillation); '' = --from-stage .. "
+                           "--until-stage")
     # GRPO, shared by stages 0, 2 and 4
     group_size: int = flag(TRAIN.group_size, "G: completions per prompt", range=">= 2")
     prompts_per_step: int = flag(TRAIN.prompts_per_step, "P: prompts per GRPO step", range=">= 1")
@@ -143,6 +150,10 @@ class PipelineConfig:
     r1zero_steps: int = flag(0, "stage 0 GRPO steps (0 = --reasoning-steps + --all-scenario-steps)", range=">= 0")
     r1zero_lr: float = flag(TRAIN.lr, "stage 0 learning rate (train.py's default)", range="> 0")
     r1zero_weights: str = flag(R1ZERO_WEIGHTS, "stage 0 reward weights (stage 2's, less language consistency)")
+    r1zero_eval_every: int = flag(0, "stage 0: held-out pass@1 every N GRPO steps, and at its start and end, on the "
+                                     "first --r1zero-eval-prompts test problems (its curve); 0 = none", range=">= 0")
+    r1zero_eval_prompts: int = flag(32, "test problems of stage 0's own evaluations (--r1zero-eval-every)",
+                                    range=">= 1")
     # the GRPO objective and its variants: train.py's flags, for stages 0, 2 and 4 alike
     temperature: float = train_flag("temperature", 0.7)
     clip_eps: float = train_flag("clip_eps")
@@ -168,8 +179,10 @@ class PipelineConfig:
     cold_start_size: int = flag(64, "cold-start examples to build when no --cold-start-data", range=">= 1")
     cold_start_prompts: int = flag(0, "prompts sampled from the stage-0 (or base) model for cold-start candidates",
                                    range=">= 0")
-    samples_per_prompt: int = flag(8, "completions per prompt when sampling data (stages 1 and 3)", range=">= 1")
-    data_temperature: float = flag(0.7, "sampling temperature for data (stages 1 and 3)", range=">= 0")
+    samples_per_prompt: int = flag(8, "completions per prompt when sampling data (stages 1 and 3, the teacher's "
+                                      "chains of stage 5)", range=">= 1")
+    data_temperature: float = flag(0.7, "sampling temperature for data (stages 1 and 3, the teacher's chains)",
+                                   range=">= 0")
     sft_lr: float = flag(5e-5, "SFT learning rate (stages 1 and 3)", range="> 0")
     sft_batch: int = flag(8, "SFT examples per optimiser step", range=">= 1")
     cold_start_epochs: int = flag(2, "SFT epochs over the cold-start data", range=">= 1")
@@ -192,13 +205,22 @@ class PipelineConfig:
     all_scenario_weights: str = flag(R1ZERO_WEIGHTS + ",language=0.05,preference=1",
                                      "stage 4 reward weights (parts: stage 2's + preference)")
     # stage 5
-    student: str = flag("", "student model ('' = the base model with every other layer dropped)")
-    distill_epochs: int = flag(12, "SFT epochs of the student over the stage-3 data", range=">= 1")
+    student: str = flag("", "student model ('' = the base model: itself with --teacher, else with every other layer "
+                            "dropped)")
+    teacher: str = flag("", "teacher model: stage 5 distils its rejection-sampled chains on train problems instead of "
+                            "stage 3's data ('' = stage 3's)")
+    distill_prompts: int = flag(256, "train problems the teacher samples --samples-per-prompt chains for (--teacher)",
+                                range=">= 1")
+    distill_epochs: int = flag(12, "SFT epochs of the student over its data", range=">= 1")
     distill_lr: float = flag(1e-4, "the student's SFT learning rate (a layer-dropped init has more to repair)",
                              range="> 0")
     # evaluation and runtime
     eval_prompts: int = flag(96, "held-out prompts (the same ones after every stage)", range=">= 1")
     eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their vote", range=">= 1")
+    eval_greedy: bool = flag(False, "also evaluate every row greedily (one completion at temperature 0 per prompt)")
+    eval_teacher: bool = flag(False, "evaluate --teacher too, a report row on the same held-out prompts")
+    chunk_prompts: int = flag(16, "prompts per chunk of evaluation and of the teacher's sampling: each chunk is saved "
+                                  "as it ends, so an interrupted run resumes at the next one", range=">= 1")
     seed: int = flag(TRAIN.seed, "seeds every stage, data sampling and evaluation", range=">= 0")
     device: str = flag(TRAIN.device, "auto, cpu, cuda, mps")
     dtype: str = flag(TRAIN.dtype, "compute dtype for sampling and autocast (train.py's --dtype)")
@@ -212,6 +234,20 @@ PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", until_stage=5, gr
                         all_scenario_steps=2, general_every=2, distill_epochs=1, eval_prompts=4, eval_k=2,
                         dtype="float32", lr=1e-3, r1zero_lr=1e-3, all_scenario_lr=5e-4, sft_lr=1e-3, distill_lr=1e-3,
                         threads=1)}   # one thread: a tiny model gains nothing from two, and loses a lot on a busy CPU
+GSM8K = "gsm8k:../shared/data/gsm8k_train.jsonl,test=../shared/data/gsm8k_test.jsonl"
+# R1's small-model result (§2.4, §4.1) on GSM8K: the arms R1-Zero (stage 0) and distillation (stage 5) of the 0.5B,
+# its teacher the 1.5B. boxed: the models' own chat format, no tags, so R1-Zero's reward is the accuracy alone (the
+# grader reads the \boxed{} answer: the format this template asks for). lr 3e-6, within the 1e-6..1e-5 used for GRPO on
+# 0.5B-1.5B models: at 5e-5 this model's KL reached 0.45 after one step (benchmarks/results/qwen_zen4.log), and a
+# small step's KL grows as lr^2, so ~0.002 a step here. 512 tokens: the 0.5B's greedy chains average ~290
+# (benchmarks/results/gsm8k_zen4/log.txt), and a cut chain has no answer. SFT: 2 epochs at 1e-5 (R1 §2.3.3: 2 epochs).
+PRESETS["gsm8k"] = dict(model="qwen2.5-coder-0.5b-instruct", teacher="qwen2.5-coder-1.5b-instruct", task=GSM8K,
+                        template="boxed", think_prefill=False, out="out/gsm8k", stages="0,5", group_size=4,
+                        prompts_per_step=2, max_new_tokens=512, save_every=2, r1zero_steps=40, r1zero_lr=3e-6,
+                        r1zero_weights="accuracy=1,format=0", r1zero_eval_every=20, r1zero_eval_prompts=48,
+                        distill_prompts=320, samples_per_prompt=4, keep_per_prompt=4, data_temperature=0.7,
+                        distill_epochs=2, distill_lr=1e-5, sft_batch=8, eval_prompts=300, eval_k=2, eval_greedy=True,
+                        chunk_prompts=16, dtype="auto")
 
 
 def make_config(preset: str = "", **overrides) -> PipelineConfig:
@@ -248,6 +284,9 @@ def validate(cfg: PipelineConfig):
     check_ranges(cfg)
     if not 0 <= cfg.from_stage <= cfg.until_stage <= 5:
         raise ValueError(f"--from-stage {cfg.from_stage} --until-stage {cfg.until_stage}: need 0 <= from <= until <= 5")
+    selected_stages(cfg)
+    if cfg.eval_teacher and not cfg.teacher:
+        raise ValueError("--eval-teacher: no --teacher to evaluate")
     if cfg.template not in TEMPLATES:
         raise ValueError(f"--template {cfg.template}: expected one of {TEMPLATES}")
     if cfg.rs_sft_from not in ("base", "cold_start"):
@@ -264,6 +303,21 @@ def validate(cfg: PipelineConfig):
             raise ValueError(f"--{name} {spec}: {e}") from None
     validate_train(TrainConfig(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, beta=cfg.beta,
                                **grpo_flags(cfg)))                  # the GRPO flags fail here, not at stage 0
+
+
+def selected_stages(cfg) -> list[int]:
+    """The stages this run runs: --stages, else --from-stage .. --until-stage. Raises ValueError for a --stages
+    that is not stage numbers separated by commas."""
+    if not cfg.stages:
+        return list(range(cfg.from_stage, cfg.until_stage + 1))
+    try:
+        stages = sorted({int(x) for x in cfg.stages.split(",")})
+    except ValueError:
+        stages = []
+    if not stages or not all(0 <= n < len(STAGES) for n in stages):
+        raise ValueError(f"--stages {cfg.stages}: expected stage numbers 0-{len(STAGES) - 1} separated by commas, "
+                         "e.g. 0,5")
+    return stages
 
 
 def grpo_flags(cfg) -> dict:
@@ -352,12 +406,12 @@ def program_solution(example: Example, task_name: str, short: bool = False) -> s
     return in_format("\n".join(steps), str(value))
 
 
-def sample_filtered(cfg, model_path, task, n_prompts: int, offset: int, need_format: bool) -> tuple[list, dict]:
-    """Samples --samples-per-prompt completions for train prompts offset .. offset+n_prompts-1 and keeps
-    those that are correct (accuracy 1), end within --max-new-tokens, pass readable(), and (need_format)
-    score format 1; deduplicated by whitespace-normalised text, at most --keep-per-prompt per prompt.
-    Returns ([(Example, completion), ...], counts of sampled / correct / readable / kept)."""
-    model, tok = load_for_sampling(cfg, model_path)
+def sample_filtered(cfg, model, tok, task, n_prompts: int, offset: int, need_format: bool) -> tuple[list, dict]:
+    """Rejection sampling (R1 §2.3.3): samples --samples-per-prompt completions from model for train prompts offset ..
+    offset+n_prompts-1 and keeps those that are correct (accuracy 1), end within --max-new-tokens, pass readable(),
+    and (need_format) score format 1; deduplicated by whitespace-normalised text, at most --keep-per-prompt per
+    prompt. Returns ([(train index, Example, completion, its length in tokens), ...], counts of sampled / correct /
+    readable / kept)."""
     examples = [task.example("train", offset + i) for i in range(n_prompts)]
     kept, counts, G = [], dict(sampled=0, correct=0, readable=0, kept=0), cfg.samples_per_prompt
     for s in range(0, n_prompts, 8):                               # 8 prompts per batch bounds the KV cache
@@ -380,7 +434,7 @@ def sample_filtered(cfg, model_path, task, n_prompts: int, offset: int, need_for
                 key = " ".join(text.split())
                 if key not in seen and len(seen) < cfg.keep_per_prompt:
                     seen.add(key)
-                    kept.append((ex, text))
+                    kept.append((offset + s + j, ex, text, int(ro.lengths[j * G + g])))
     counts["kept"] = len(kept)
     return kept, counts
 
@@ -524,7 +578,8 @@ def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[P
     resuming whatever out_dir holds (train.py's --resume; a finished run resumes to a no-op). Returns (final
     checkpoint relative to out_dir, steps)."""
     tc = TrainConfig(stage=stage, model=str(model), task=cfg.task, template=cfg.template,
-                     think_prefill=cfg.think_prefill, out_dir=str(out_dir), resume=True, eval_prompts=0, seed=cfg.seed,
+                     think_prefill=cfg.think_prefill, out_dir=str(out_dir), resume=True,
+                     eval_prompts=kw.pop("eval_prompts", 0), seed=cfg.seed,
                      device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, group_size=cfg.group_size,
                      max_new_tokens=cfg.max_new_tokens, beta=cfg.beta, save_every=cfg.save_every, keep_checkpoints=1,
                      **(grpo_flags(cfg) if stage == "grpo" else {}), **kw)
@@ -534,8 +589,10 @@ def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[P
     return final.relative_to(out_dir), int(final.name.removeprefix("step_"))
 
 
-EVAL_SETTINGS = ("model", "task", "seed", "template", "think_prefill", "max_new_tokens", "eval_prompts", "eval_k")
-EVAL_ONLY = ("eval_prompts", "eval_k")       # the other EVAL_SETTINGS shaped every stage's training as well
+EVAL_SETTINGS = ("model", "task", "seed", "template", "think_prefill", "max_new_tokens", "eval_prompts", "eval_k",
+                 "eval_greedy")
+EVAL_ONLY = ("eval_prompts", "eval_k", "eval_greedy")   # the other EVAL_SETTINGS shaped every stage's training as well
+RECORDS, GREEDY_RECORDS = "eval_records.jsonl", "eval_greedy_records.jsonl"    # a row's per-prompt evaluation records
 
 
 def eval_settings(cfg) -> dict:
@@ -553,26 +610,62 @@ def setting_changes(cfg, saved_eval: dict, names) -> list[str]:
 
 
 def run_eval(cfg, model_path, out_dir: Path) -> dict:
-    """sample.evaluate on the same held-out prompts and seed for every model, plus the mean
-    language_consistency_reward and format_reward over all its completions.
-    Writes out_dir/eval.json (with "settings": eval_settings) and eval_records.jsonl (one record per prompt,
-    with the prompt's text); returns eval.json's content."""
-    task = load_task(cfg.task, seed=cfg.seed)
-    model, tok = load_for_sampling(cfg, model_path)
-    t0 = time.time()
-    r = evaluate(model, tok, task, n_prompts=cfg.eval_prompts, k=cfg.eval_k, template=cfg.template,
-                 think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens, temperature=0.6, top_p=0.95,
-                 seed=cfg.seed)
-    texts = [c for rec in r["records"] for c in rec["completions"]]
-    out = {k: v for k, v in r.items() if k != "records"}
+    """sample.evaluate on the same held-out prompts (the test split's first --eval-prompts) and seed for every model:
+    --eval-k samples at temperature 0.6, top-p 0.95, with the mean language_consistency_reward and format_reward over
+    them; with --eval-greedy also one completion at temperature 0 (its numbers under "greedy"). Resumable in chunks
+    (eval_records). Writes out_dir/eval.json (with "settings": eval_settings, and eval_s: seconds over every run
+    that evaluated its prompts), after eval_records.jsonl (and eval_greedy_records.jsonl); returns eval.json's
+    content."""
+    task, loaded = load_task(cfg.task, seed=cfg.seed), []
+
+    def load():              # the model, loaded once, and only when a chunk is left to evaluate
+        if not loaded:
+            loaded.extend(load_for_sampling(cfg, model_path))
+        return loaded
+    out_dir.mkdir(parents=True, exist_ok=True)
+    records = eval_records(cfg, task, load, model_path, out_dir / RECORDS, cfg.eval_k, 0.6)
+    texts = [c for rec in records for c in rec["completions"]]
+    out = summarize(records, 0.6)
     out["language"] = sum(map(language_consistency_reward, texts)) / len(texts)
     out["format"] = sum(format_reward(t, cfg.think_prefill) for t in texts) / len(texts)
-    out["eval_s"] = time.time() - t0
+    if cfg.eval_greedy:
+        greedy = eval_records(cfg, task, load, model_path, out_dir / GREEDY_RECORDS, 1, 0.0)
+        out["greedy"] = summarize(greedy, 0.0)
+        records = records + greedy
+    out["eval_s"] = sum(rec["seconds"] for rec in records)
     out["settings"] = eval_settings(cfg)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_jsonl(out_dir / "eval_records.jsonl", r["records"])
     write_atomic(out_dir / "eval.json", json.dumps(out, indent=2))
     return out
+
+
+def eval_records(cfg, task, load, model_path, path: Path, k: int, temperature: float) -> list[dict]:
+    """sample.evaluate's records (plus "seconds": the prompt's share of its chunk's time) of the first --eval-prompts
+    held-out prompts, k samples each at temperature (top-p 0.95), evaluated --chunk-prompts prompts at a time; load()
+    gives (model, tokenizer). After each chunk path (jsonl, a record per prompt) is rewritten atomically. Its key,
+    path.key.json, names what the records depend on (the model evaluated, the prompts, their length, k, temperature),
+    so a rerun with the same key evaluates only the prompts past path's: an interrupted evaluation resumes at the next
+    chunk, and one over more prompts adds to the first ones."""
+    key = dict(model=str(model_path), task=cfg.task, seed=cfg.seed, template=cfg.template,
+               think_prefill=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens, k=k, temperature=temperature)
+    key_path = path.with_suffix(".key.json")
+    if key_path.exists() and path.exists() and json.loads(key_path.read_text()) == key:
+        saved = [json.loads(line) for line in path.open()]
+    else:                                           # another key's records never mix with this one's
+        saved = []
+        path.unlink(missing_ok=True)
+        write_atomic(key_path, json.dumps(key))
+    records = saved[:cfg.eval_prompts]
+    while len(records) < cfg.eval_prompts:
+        first, t0 = len(records), time.time()
+        model, tok = load()
+        r = evaluate(model, tok, task, n_prompts=min(cfg.chunk_prompts, cfg.eval_prompts - first), k=k,
+                     template=cfg.template, think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
+                     temperature=temperature, top_p=0.95, seed=cfg.seed, first=first)
+        records += [{**rec, "seconds": (time.time() - t0) / r["n"]} for rec in r["records"]]
+        write_jsonl(path, records)
+    if len(records) < len(saved):                   # fewer prompts than before: the file holds exactly these
+        write_jsonl(path, records)
+    return records
 
 
 def up_to_date_eval(cfg, row: str, saved: dict | None, model_path, out_dir: Path) -> dict:
@@ -592,18 +685,23 @@ def up_to_date_eval(cfg, row: str, saved: dict | None, model_path, out_dir: Path
 
 def stage_r1zero(cfg, d):
     steps = cfg.r1zero_steps or cfg.reasoning_steps + cfg.all_scenario_steps
+    evals = dict(eval_every=cfg.r1zero_eval_every, eval_prompts=cfg.r1zero_eval_prompts, eval_k=cfg.eval_k)
     ckpt, steps = run_train(cfg, d, "grpo", cfg.model, steps=steps, prompts_per_step=cfg.prompts_per_step,
-                            lr=cfg.r1zero_lr, reward_weights=cfg.r1zero_weights)
+                            lr=cfg.r1zero_lr, reward_weights=cfg.r1zero_weights,
+                            **(evals if cfg.r1zero_eval_every else {}))
     return dict(model=str(ckpt), steps=steps, summary=f"R1-Zero: {steps} GRPO steps straight from {cfg.model}, "
                 f"reward {cfg.r1zero_weights}, lr {cfg.r1zero_lr}, no supervised data.")
 
 
 def build_data(d: Path, build) -> dict:
     """Calls build() -> (SFT records, stats) unless d/data.jsonl exists (a resumed stage reuses its data);
-    writes data_stats.json, then data.jsonl, each atomically. Returns the stats, with "examples" added."""
+    writes data_stats.json, then data.jsonl, each atomically. Returns the stats, with "examples" added, and
+    "data_s", the seconds build() took (unless its stats say, as the teacher's, summed over resumed runs)."""
     if not (d / "data.jsonl").exists():
+        t0 = time.time()
         records, stats = build()
-        write_atomic(d / "data_stats.json", json.dumps({**stats, "examples": len(records)}))
+        stats = {"data_s": time.time() - t0, **stats, "examples": len(records)}
+        write_atomic(d / "data_stats.json", json.dumps(stats))
         write_jsonl(d / "data.jsonl", records)
     return json.loads((d / "data_stats.json").read_text())
 
@@ -619,8 +717,9 @@ def cold_start_data(cfg) -> tuple[list[dict], dict]:
     spec = cfg.cold_start_task or cfg.task
     task = load_task(spec, seed=cfg.seed)
     source = stage_model(cfg, 0) if (stage_dir(cfg, 0) / "done.json").exists() else cfg.model
-    kept, stats = sample_filtered(cfg, source, task, cfg.cold_start_prompts, DATA_OFFSET[1], need_format=False)
-    records = [sft_record(ex.prompt, t, cfg) for ex, c in kept if (t := rewrite(c))]
+    kept, stats = sample_filtered(cfg, *load_for_sampling(cfg, source), task, cfg.cold_start_prompts, DATA_OFFSET[1],
+                                  need_format=False)
+    records = [sft_record(ex.prompt, t, cfg) for _, ex, c, _ in kept if (t := rewrite(c))]
     stats.update(source=str(source), rewritten=len(records))
     for i in range(10 * cfg.cold_start_size):
         if len(records) >= cfg.cold_start_size:
@@ -638,13 +737,61 @@ def cold_start_data(cfg) -> tuple[list[dict], dict]:
 def rejection_data(cfg) -> tuple[list[dict], dict]:
     """Stage 3's data: the stage-2 model's accepted samples (sample_filtered, format required) as sampled,
     or the stage-1 data if none is accepted; then the non-reasoning records (general_records)."""
-    kept, stats = sample_filtered(cfg, stage_model(cfg, 2), load_task(cfg.task, seed=cfg.seed), cfg.rs_prompts,
-                                  DATA_OFFSET[3], need_format=True)
-    reasoning = [{"prompt": ex.prompt, "completion": t} for ex, t in kept]     # already what follows the prompt
+    kept, stats = sample_filtered(cfg, *load_for_sampling(cfg, stage_model(cfg, 2)), load_task(cfg.task, seed=cfg.seed),
+                                  cfg.rs_prompts, DATA_OFFSET[3], need_format=True)
+    reasoning = [{"prompt": ex.prompt, "completion": t} for _, ex, t, _ in kept]     # already what follows the prompt
     if not reasoning:        # nothing survived (e.g. a tiny model): the cold-start data stands in
         reasoning, stats["fallback"] = read_sft_data(str(stage_dir(cfg, 1) / "data.jsonl")), "cold-start data"
     general = general_records(cfg)
     return reasoning + general, {**stats, "reasoning": len(reasoning), "general": len(general)}
+
+
+def teacher_data(cfg, d: Path) -> tuple[list[dict], dict]:
+    """Stage 5's data with a --teacher (R1 §2.4: the student is fine-tuned on the teacher's samples, kept as §2.3.3's
+    rejection sampling keeps them): sample_filtered on the teacher for train problems 0 .. --distill-prompts - 1,
+    requiring the template's format where it has one (boxed asks for none). The kept chains go to d/chains.jsonl, one
+    line each: index (of the train problem), question, completion, gold, tokens (its length, the stop token
+    included), teacher, temperature, samples (per problem), seed. Sampled --chunk-prompts problems at a time: after
+    each chunk the file is rewritten, then d/chains_progress.json (problems done, counts, sampling seconds), each
+    atomically; so an interrupted run resumes at the next chunk, and a finished file is read, never sampled again.
+    Returns ({"prompt", "completion"} records, stats: problems, sampled, correct, readable, kept, mean_tokens,
+    data_s). Raises InputError if d's chains were sampled with other settings, or if none was kept."""
+    chains_path, progress_path = d / "chains.jsonl", d / "chains_progress.json"
+    settings = dict(teacher=cfg.teacher, task=cfg.task, template=cfg.template, think_prefill=cfg.think_prefill,
+                    max_new_tokens=cfg.max_new_tokens, temperature=cfg.data_temperature, samples=cfg.samples_per_prompt,
+                    keep=cfg.keep_per_prompt, max_paragraph_chars=cfg.max_paragraph_chars, seed=cfg.seed)
+    state = dict(settings=settings, problems=0, sampled=0, correct=0, readable=0, data_s=0.0)
+    if progress_path.exists():
+        state = json.loads(progress_path.read_text())
+        old = state["settings"]
+        if changed := [f"{k} {v} (this run: {settings.get(k)})" for k, v in old.items() if settings.get(k) != v]:
+            raise InputError(f"{chains_path} was sampled with {', '.join(changed)}: rerun with those settings, or "
+                             f"delete it and {progress_path.name} to sample again")
+    # lines of a chunk whose progress was not written (a stop in between) are dropped: that chunk is sampled again
+    chains = [c for c in map(json.loads, chains_path.open()) if c["index"] < state["problems"]] \
+        if chains_path.exists() else []
+    task, teacher = load_task(cfg.task, seed=cfg.seed), None
+    if (task.size("train") or math.inf) < cfg.distill_prompts:
+        raise InputError(f"--distill-prompts {cfg.distill_prompts}: {cfg.task} has {task.size('train')} train problems")
+    while state["problems"] < cfg.distill_prompts:
+        first, t0 = state["problems"], time.time()
+        teacher = teacher or load_for_sampling(cfg, cfg.teacher)
+        n = min(cfg.chunk_prompts, cfg.distill_prompts - first)
+        kept, counts = sample_filtered(cfg, *teacher, task, n, first, need_format=cfg.template != "boxed")
+        chains += [dict(index=i, question=ex.prompt, completion=text, gold=ex.answer, tokens=tokens,
+                        teacher=cfg.teacher, temperature=cfg.data_temperature, samples=cfg.samples_per_prompt,
+                        seed=cfg.seed) for i, ex, text, tokens in kept]
+        write_jsonl(chains_path, chains)
+        state.update({k: state[k] + counts[k] for k in ("sampled", "correct", "readable")}, problems=first + n,
+                     data_s=state["data_s"] + time.time() - t0)
+        write_atomic(progress_path, json.dumps(state))
+        print(f"teacher: {state['problems']}/{cfg.distill_prompts} problems, {len(chains)} chains kept")
+    if not chains:
+        raise InputError(f"{chains_path}: the teacher's {state['sampled']} samples of {state['problems']} problems "
+                         f"kept no chain ({state['correct']} correct): raise --distill-prompts or --samples-per-prompt")
+    stats = {k: state[k] for k in ("problems", "sampled", "correct", "readable", "data_s")}
+    return ([{"prompt": c["question"], "completion": c["completion"]} for c in chains],
+            {**stats, "kept": len(chains), "mean_tokens": sum(c["tokens"] for c in chains) / len(chains)})
 
 
 def stage_cold_start(cfg, d):
@@ -709,15 +856,22 @@ def layer_dropped(base, out: Path) -> Path:
 
 
 def stage_distill(cfg, d):
-    student = cfg.student or d / "student_init"
-    if not cfg.student and not (d / "student_init" / "config.json").exists():
-        layer_dropped(cfg.model, d / "student_init")
-    ckpt, steps = run_train(cfg, d, "sft", student, data=str(stage_dir(cfg, 3) / "data.jsonl"),
-                            epochs=cfg.distill_epochs, prompts_per_step=cfg.sft_batch, lr=cfg.distill_lr)
+    if cfg.teacher:
+        stats, student, data = build_data(d, lambda: teacher_data(cfg, d)), cfg.student or cfg.model, d / "data.jsonl"
+        source = (f"{stats['kept']} chains of the teacher {cfg.teacher} ({stats['problems']} train problems x "
+                  f"{cfg.samples_per_prompt} samples at temperature {cfg.data_temperature}: {stats['correct']} "
+                  f"correct, {stats['kept']} kept, {stats['mean_tokens']:.0f} tokens on average)")
+    else:
+        student, data, source = cfg.student or d / "student_init", stage_dir(cfg, 3) / "data.jsonl", "the stage-3 data"
+        if not cfg.student and not (d / "student_init" / "config.json").exists():
+            layer_dropped(cfg.model, d / "student_init")
+    ckpt, steps = run_train(cfg, d, "sft", student, data=str(data), epochs=cfg.distill_epochs,
+                            prompts_per_step=cfg.sft_batch, lr=cfg.distill_lr)
     n_params = sum(p.numel() for p in load_pretrained(d / ckpt, device="cpu")[0].parameters())
     return dict(model=str(ckpt), steps=steps, params=n_params, summary=f"Distillation: SFT of the student "
-                f"({cfg.student or 'base model, every other layer'}; {n_params / 1e6:.1f}M parameters) for "
-                f"{cfg.distill_epochs} epochs ({steps} steps) on the stage-3 data.")
+                f"({cfg.student or (cfg.model if cfg.teacher else 'base model, every other layer')}; "
+                f"{n_params / 1e6:.1f}M parameters) for {cfg.distill_epochs} epochs ({steps} steps) on {source}.",
+                **({"start": "base"} if student == cfg.model else {}))       # compared with the base row
 
 
 STAGE_FNS = (stage_r1zero, stage_cold_start, stage_reasoning_rl, stage_rejection_sft, stage_all_scenario_rl,
@@ -788,62 +942,98 @@ def zero_std_share(d: Path) -> str:
 PREVIOUS = {0: "base", 1: "base", 2: 1, 3: 2, 4: 3, 5: 3}   # what each stage's model is compared with
 
 
+def stage_of(name: str) -> int | None:
+    """The stage number of a report row ("2 reasoning_rl" -> 2), None for the base model's and the teacher's."""
+    return int(name.split()[0]) if name[0].isdigit() else None
+
+
 def eval_dir(cfg, name: str) -> Path:
-    """Where a report row's evaluation lives: OUT/base or the stage's directory."""
-    return Path(cfg.out) / "base" if name == "base" else stage_dir(cfg, int(name.split()[0]))
+    """Where a report row's evaluation lives: OUT/base, OUT/teacher or the stage's directory."""
+    return Path(cfg.out) / name if stage_of(name) is None else stage_dir(cfg, stage_of(name))
 
 
 def previous_row(results: dict, name: str) -> str | None:
-    """The results key ("base", "1 cold_start", ...) of the model that stage row `name` starts from
-    (PREVIOUS), or None for the base model's row or when that model was not evaluated in this run."""
+    """The results key ("base", "1 cold_start", ...) of the model that row `name` starts from (the stage's
+    "start" if it names one, else PREVIOUS; "base" for the teacher, to compare with), or None for the base model's
+    row or when that model was not evaluated in this run."""
     if name == "base":
         return None
-    start = str(PREVIOUS[int(name.split()[0])])
+    start = "base" if name == "teacher" else str(results[name].get("start", PREVIOUS[stage_of(name)]))
     return next((n for n in results if n.split()[0] == start), None)
 
 
-def paired_delta(cfg, a: str, b: str) -> tuple[float, float]:
-    """pass@1 of row a minus row b, and its standard error, paired over the held-out prompts both were
-    evaluated on (the same prompts and seed): the mean and std / sqrt(n) (n-1 denominator) of the per-prompt
-    differences of the k-sample accuracy. Tighter than combining two unpaired s.e.s, since a prompt's
-    difficulty cancels. Raises InputError naming both rows if their records' prompts differ."""
-    paths = [eval_dir(cfg, x) / "eval_records.jsonl" for x in (a, b)]
-    records = [[json.loads(line) for line in p.open()] for p in paths]
-    if [r["prompt"] for r in records[0]] != [r["prompt"] for r in records[1]]:
+def paired_delta(cfg, a: str, b: str, records: str = RECORDS, key: str = "correct") -> tuple[float, float]:
+    """pass@1 of row a minus row b (or, by key and records, answer_acc, or greedy accuracy from
+    eval_greedy_records.jsonl), and its standard error, paired over the held-out prompts both were evaluated on
+    (the same prompts and seed): the mean and std / sqrt(n) (n-1 denominator) of the per-prompt differences of
+    the k-sample accuracy. Tighter than combining two unpaired s.e.s, since a prompt's difficulty cancels.
+    Raises InputError naming both rows if their records' prompts differ."""
+    paths = [eval_dir(cfg, x) / records for x in (a, b)]
+    rows = [[json.loads(line) for line in p.open()] for p in paths]
+    if [r["prompt"] for r in rows[0]] != [r["prompt"] for r in rows[1]]:
         raise InputError(f"{a} and {b} were evaluated on different held-out prompts ({paths[0]}, {paths[1]}): "
                          "their pass@1 cannot be paired")
-    diff = [x["correct"] - y["correct"] for x, y in zip(*records)]
+    diff = [x[key] - y[key] for x, y in zip(*rows)]
     mean = sum(diff) / len(diff)
     var = sum((d - mean) ** 2 for d in diff) / (len(diff) - 1) if len(diff) > 1 else 0.0
     return mean, math.sqrt(var / len(diff))
 
 
+def delta_cell(cfg, name: str, prev: str | None, records: str, key: str) -> str:
+    """A report cell: paired_delta of row name against row prev ("+0.125 ± 0.034"), naming prev for pass@1 ("correct");
+    "-" without a row to compare with."""
+    if prev is None:
+        return "-"
+    return "{:+.3f} ± {:.3f}".format(*paired_delta(cfg, name, prev, records, key)) + (f" ({prev})" if key == "correct"
+                                                                                        else "")
+
+
+def minutes(d: Path, e: dict) -> str:
+    """The report's time cells of a row whose files are in d: minutes sampling its data (data_stats.json's data_s),
+    in its training steps (metrics.jsonl's step_s: summed over resumed runs, evaluations left out) and evaluating
+    it (e: its eval.json), '-' for what it did not do."""
+    stats = json.loads((d / "data_stats.json").read_text()) if (d / "data_stats.json").exists() else {}
+    steps = by_step(read_metrics(d / "metrics.jsonl"))[0].values()
+    cells = (stats.get("data_s"), sum(m["step_s"] for m in steps) if steps else None, e["eval_s"])
+    return " | ".join("-" if x is None else f"{x / 60:.1f}" for x in cells)
+
+
 def report(cfg, results: dict) -> str:
-    """OUT/report.md: one row per evaluated model (the base model, then each finished stage), with the change
-    in pass@1 from the model it builds on (PREVIOUS; paired_delta)."""
-    rows = ["| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc | cons@k | language "
-            "| format | mean len | entropy | wall s | eval s |",
-            "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    """OUT/report.md: one row per evaluated model (the base model, each finished stage, the teacher), with the
+    change in pass@1 and answer_acc from the model it builds on (previous_row; paired_delta), and with
+    --eval-greedy a table of the same for greedy decoding."""
+    rows = ["| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc | Δ answer_acc ± se | "
+            "cons@k | language | format | mean len | entropy | data min | train min | eval min |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    greedy = ["| stage | greedy ± se | Δ greedy ± se (vs) | answer_acc | Δ answer_acc ± se | mean len | truncated |",
+              "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
-        e = r["eval"]
-        prev = previous_row(results, name)
-        delta = "-" if prev is None else "{:+.3f} ± {:.3f} ({})".format(*paired_delta(cfg, name, prev), prev)
-        wall = f"{r['wall_s']:.0f}" if "wall_s" in r else "-"
+        e, prev = r["eval"], previous_row(results, name)
         rows.append(f"| {name} | {r.get('steps', '-')} | {zero_std_share(eval_dir(cfg, name))} | "
-                    f"{e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | {delta} | {e.get('answer_acc', math.nan):.3f} | "
+                    f"{e['pass@1']:.3f} ± {e['pass@1_se']:.3f} | {delta_cell(cfg, name, prev, RECORDS, 'correct')} | "
+                    f"{e.get('answer_acc', math.nan):.3f} | {delta_cell(cfg, name, prev, RECORDS, 'answer_correct')} | "
                     f"{e['cons@k']:.3f} | {e['language']:.3f} | {e['format']:.3f} | {e['mean_len']:.1f} | "
-                    f"{e.get('entropy', math.nan):.3f} | {wall} | {e['eval_s']:.0f} |")
+                    f"{e.get('entropy', math.nan):.3f} | {minutes(eval_dir(cfg, name), e)} |")
+        if "greedy" in e:
+            g = e["greedy"]
+            greedy.append(f"| {name} | {g['pass@1']:.3f} ± {g['pass@1_se']:.3f} | "
+                          f"{delta_cell(cfg, name, prev, GREEDY_RECORDS, 'correct')} | {g['answer_acc']:.3f} | "
+                          f"{delta_cell(cfg, name, prev, GREEDY_RECORDS, 'answer_correct')} | {g['mean_len']:.1f} | "
+                          f"{g['truncated']:.3f} |")
     lines = [f"# r1 pipeline report ({cfg.model}, task {cfg.task}, template {cfg.template})", "",
-             f"Held-out: {cfg.eval_prompts} test prompts x k={cfg.eval_k} samples (temperature 0.6, top-p 0.95, seed "
-             f"{cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row; entropy in nats per completion "
-             "token at that temperature. wall s excludes evaluation.",
-             "", *rows]
+             f"Held-out: the first {cfg.eval_prompts} test prompts x k={cfg.eval_k} samples (temperature 0.6, top-p "
+             f"0.95, seed {cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row; entropy in nats per "
+             "completion token at that temperature. Δ: the change from the row named, ± its standard error paired over "
+             "the prompts. Minutes sampling the stage's data, in its training steps, evaluating; each summed over "
+             "resumed runs.", "", *rows]
+    if cfg.eval_greedy:
+        lines += ["", "Greedy: one completion per prompt at temperature 0, the same prompts.", "", *greedy]
     zero = results.get("0 r1zero")
     last = "4 all_scenario_rl" if "4 all_scenario_rl" in results else "2 reasoning_rl"   # the recipe's last RL stage
     if zero and last in results:
         a, b = results[last]["eval"], zero["eval"]
         diff, se = paired_delta(cfg, last, "0 r1zero")
-        recipe = [k for k in results if k != "base" and 1 <= int(k[0]) <= int(last[0])]   # stages 1..last
+        recipe = [k for k in results if 1 <= (stage_of(k) or 0) <= stage_of(last)]   # stages 1..last
         recipe_s = sum(results[k]["wall_s"] for k in recipe)
         rl = sum(results[k]["steps"] for k in recipe if k in ("2 reasoning_rl", "4 all_scenario_rl"))
         lines += ["", f"Recipe (stages 1-{last[0]}) vs R1-Zero: pass@1 {a['pass@1']:.3f} vs {b['pass@1']:.3f} "
@@ -856,28 +1046,29 @@ def report(cfg, results: dict) -> str:
 def curves(cfg, results: dict) -> str:
     """Draws the GRPO stages' learning curves (metrics.plot) into OUT/curves.png and returns the report's
     markdown line for it; "" when matplotlib (a benchmarks-only package) is not installed or no stage ran GRPO.
-    A stage's held-out pass@1 goes from its starting model's evaluation (step 0) to its own (last step)."""
+    A stage's held-out pass@1 is its own evaluations' (stage 0's --r1zero-eval-every) if it ran any, else from its
+    starting model's evaluation (step 0) to its own (last step)."""
     if importlib.util.find_spec("matplotlib") is None:
         return ""
     runs = []
     for name in results:
-        if name == "base":
+        if stage_of(name) is None:
             continue
-        steps, evals = by_step(read_metrics(stage_dir(cfg, int(name.split()[0])) / "metrics.jsonl"))
+        steps, evals = by_step(read_metrics(stage_dir(cfg, stage_of(name)) / "metrics.jsonl"))
         if any("reward" in m for m in steps.values()):
             start = previous_row(results, name)
-            ends = {0: results[start]["eval"]} if start else {}
-            runs.append((name, steps, {**ends, **evals, results[name]["steps"]: results[name]["eval"]}))
+            ends = {**({0: results[start]["eval"]} if start else {}), results[name]["steps"]: results[name]["eval"]}
+            runs.append((name, steps, evals or ends))
     if not runs:
         return ""
     plot(runs, str(Path(cfg.out) / "curves.png"))
-    return "\nThe GRPO stages' curves (train reward and parts, held-out pass@1 from the stage's start to its end, " \
-           "length, KL):\n\n![GRPO stages](curves.png)\n"
+    return "\nThe GRPO stages' curves (train reward and parts, held-out pass@1, length, token entropy, KL, groups " \
+           "with equal rewards):\n\n![GRPO stages](curves.png)\n"
 
 
 def run(cfg: PipelineConfig) -> dict:
-    """Runs stages --from-stage .. --until-stage (skipping finished ones) and writes OUT/report.md.
-    Returns {row name: result} for the base model and every finished stage."""
+    """Runs the selected stages (selected_stages; skipping finished ones) and writes OUT/report.md.
+    Returns {row name: result} for the base model, every finished stage and, with --eval-teacher, the teacher."""
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     out = Path(cfg.out)
@@ -885,20 +1076,27 @@ def run(cfg: PipelineConfig) -> dict:
         return run_locked(cfg, out)
 
 
+def model_row(cfg, name: str, model: str) -> dict:
+    """The report row of a model no stage trained (the base model, the teacher): OUT/name/eval.json, brought up to
+    date (up_to_date_eval)."""
+    path = Path(cfg.out) / name / "eval.json"
+    return {"eval": up_to_date_eval(cfg, name, json.loads(path.read_text()) if path.exists() else None, model,
+                                    path.parent)}
+
+
 def run_locked(cfg: PipelineConfig, out: Path) -> dict:
     """run()'s body, under OUT's lock. Raises InputError before anything is written if OUT's finished stages were
     run with other settings (refuse_other_recipe)."""
     refuse_other_recipe(cfg)
     write_atomic(out / "config.json", json.dumps(dataclasses.asdict(cfg), indent=2))
-    base = out / "base" / "eval.json"
-    base_eval = up_to_date_eval(cfg, "base", json.loads(base.read_text()) if base.exists() else None, cfg.model,
-                                base.parent)
-    results = {"base": {"eval": base_eval}}
+    results = {"base": model_row(cfg, "base", cfg.model)}
     for n in range(len(STAGES)):
-        if cfg.from_stage <= n <= cfg.until_stage:
+        if n in selected_stages(cfg):
             results[f"{n} {STAGES[n]}"] = run_stage(cfg, n)
         elif (stage_dir(cfg, n) / "done.json").exists():
             results[f"{n} {STAGES[n]}"] = finished_stage(cfg, n)
+    if cfg.eval_teacher:                 # its settings name the teacher, so another --teacher is evaluated anew
+        results["teacher"] = model_row(dataclasses.replace(cfg, model=cfg.teacher), "teacher", cfg.teacher)
     text = report(cfg, results) + curves(cfg, results)
     write_atomic(out / "report.md", text)
     print(text)

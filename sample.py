@@ -369,7 +369,9 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
              batch_prompts: int = 8, first: int = 0) -> dict:
     """Samples k completions for each of the held-out prompts task.example("test", i),
     first <= i < first + n_prompts (first > 0: a long evaluation run in chunks), and scores them with
-    task.reward (its parts["accuracy"] in [0, 1]). Returns a dict:
+    task.reward (its parts["accuracy"] in [0, 1]). Returns summarize(records, temperature), the numbers below, with
+    "records": one dict per prompt (index i, prompt text, gold, completions, answers, accuracy, correct, answer_correct,
+    voted answer, cons_correct, and lengths, stopped and surprisal for the numbers) for dumping.
       pass@1     mean over prompts of the per-prompt mean accuracy of the k samples
       pass@1_se  its standard error: std over prompts (n-1 denominator) of the per-prompt means / sqrt(n);
                  0 when n = 1. (It does not include the sampling noise within a prompt separately.)
@@ -380,8 +382,7 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
                  it is, e.g. the last number for arithmetic), so a run shows what the model knows apart from
                  the tags; a task without answer_accuracy reports its accuracy here
       mean_len   mean completion length in tokens (stop token included); truncated: share of completions
-                 that hit max_new_tokens; n, k; records: one dict per prompt (prompt text, gold, completions,
-                 answers, accuracy, correct, voted answer, cons_correct) for dumping.
+                 that hit max_new_tokens; n, k.
       entropy    the model's token entropy over its completions, nats per token, estimated at no cost by the mean
                  surprisal -log p of the sampled tokens under softmax(logits / temperature) of the full vocabulary
                  (unbiased at top_p = 1; top-p sampling keeps to the likelier tokens, so it reads lower there).
@@ -392,34 +393,45 @@ def evaluate(model, tokenizer, task, n_prompts: int, k: int, template: str = "r1
         raise ValueError(f"n_prompts={n_prompts} and k={k} must be >= 1")
     examples = [task.example("test", i) for i in range(first, first + n_prompts)]
     texts = [render_prompt(ex, template, tokenizer, think_prefilled) for ex in examples]
-    records, lens, stopped, entropy_sum = [], [], [], 0.0
+    records = []
     for s in range(0, n_prompts, batch_prompts):
         ro = sample(model, [tokenizer.encode(t) for t in texts[s:s + batch_prompts]], k, max_new_tokens,
                     temperature=temperature, top_p=top_p, stop_token_ids=tokenizer.stop_ids,
                     pad_id=tokenizer.pad_id, seed=seed)
-        entropy_sum -= ro.logprobs[ro.completion_mask()].sum().item()
-        lens += ro.lengths.tolist()
-        stopped += ro.stopped.tolist()
+        surprisal = (-ro.logprobs * ro.completion_mask()).sum(1).view(-1, k).sum(1).tolist()     # (prompts,)
         completions = ro.texts(tokenizer)
         for j, ex in enumerate(examples[s:s + batch_prompts]):
-            comps = completions[j * k:(j + 1) * k]
+            comps, rows = completions[j * k:(j + 1) * k], slice(j * k, (j + 1) * k)
             acc = [task.reward(ex, c, think_prefilled)[1]["accuracy"] for c in comps]
             lenient = [task.answer_accuracy(ex, c) for c in comps] if hasattr(task, "answer_accuracy") else acc
             answers = [task.extract(c) for c in comps]
             vote = majority_vote(answers)
-            records.append(dict(prompt=texts[s + j], gold=ex.answer, completions=comps, answers=answers,
-                                accuracy=acc, correct=sum(acc) / k, answer_correct=sum(lenient) / k,
+            records.append(dict(index=first + s + j, prompt=texts[s + j], gold=ex.answer, completions=comps,
+                                answers=answers, accuracy=acc, correct=sum(acc) / k, answer_correct=sum(lenient) / k,
                                 voted=None if vote is None else answers[vote],
-                                cons_correct=vote is not None and acc[vote] == 1.0))
+                                cons_correct=vote is not None and acc[vote] == 1.0,
+                                lengths=ro.lengths[rows].tolist(), stopped=ro.stopped[rows].tolist(),
+                                surprisal=surprisal[j]))
+    return {**summarize(records, temperature), "records": records}
+
+
+def summarize(records: list[dict], temperature: float) -> dict:
+    """evaluate's numbers (pass@1, pass@1_se, cons@k, answer_acc, mean_len, truncated, entropy, n, k: see there) from
+    its per-prompt records, so the records of an evaluation run in chunks, put together, give the numbers one run over
+    all their prompts would. Raises ValueError for no records."""
+    if not records:
+        raise ValueError("summarize needs at least one record")
+    n, k = len(records), len(records[0]["completions"])
     per_prompt = [r["correct"] for r in records]
-    mean = sum(per_prompt) / n_prompts
-    var = sum((c - mean) ** 2 for c in per_prompt) / (n_prompts - 1) if n_prompts > 1 else 0.0
-    return {"pass@1": mean, "pass@1_se": math.sqrt(var / n_prompts),
-            "cons@k": sum(r["cons_correct"] for r in records) / n_prompts,
-            "answer_acc": sum(r["answer_correct"] for r in records) / n_prompts,
+    mean = sum(per_prompt) / n
+    var = sum((c - mean) ** 2 for c in per_prompt) / (n - 1) if n > 1 else 0.0
+    lens, stopped = [x for r in records for x in r["lengths"]], [x for r in records for x in r["stopped"]]
+    return {"pass@1": mean, "pass@1_se": math.sqrt(var / n),
+            "cons@k": sum(r["cons_correct"] for r in records) / n,
+            "answer_acc": sum(r["answer_correct"] for r in records) / n,
             "mean_len": sum(lens) / len(lens), "truncated": 1 - sum(stopped) / len(stopped),
-            "entropy": entropy_sum / sum(lens) if temperature > 0 else math.nan,
-            "n": n_prompts, "k": k, "records": records}
+            "entropy": sum(r["surprisal"] for r in records) / sum(lens) if temperature > 0 else math.nan,
+            "n": n, "k": k}
 
 
 # -----------------------------------------------------------------------------
@@ -499,8 +511,7 @@ def main(argv=None):
         if args.dump:
             import json
             with open(args.dump, "w") as f:
-                f.writelines(json.dumps(dict(index=args.first_prompt + i, **rec)) + "\n"
-                             for i, rec in enumerate(r["records"]))
+                f.writelines(json.dumps(rec) + "\n" for rec in r["records"])
         for rec in r["records"][:3]:
             print(f"--- gold {rec['gold']!r}, answers {rec['answers']}\n{rec['completions'][0]}")
         print(f"device={device} dtype={dtype} n={r['n']} mean_len={r['mean_len']:.1f} truncated={r['truncated']:.3f}")

@@ -62,26 +62,35 @@ def number(cell: str) -> float:
 
 
 def read_report(path: Path) -> dict:
-    """{row key ("base", 0, .. 4): {pass1, pass1_se, delta, delta_se, answer_acc, mean_len, entropy, zero_std,
-    seconds}} and "recipe": (difference, s.e.) from a pipeline report.md. Raises ValueError naming the file
-    for a table it cannot read."""
-    rows = {}
+    """{row key ("base", 0, .. 5): {pass1, pass1_se, delta, delta_se, answer_acc, mean_len, entropy, zero_std,
+    seconds}} and "recipe": (difference, s.e.) from a pipeline report.md, its main table read by its header's
+    column names (older reports have wall s and eval s, newer ones minutes of data, training and evaluation).
+    Raises ValueError naming the file for a table it cannot read."""
+    rows, columns = {}, None
     for line in path.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) != 13 or cells[0] in ("stage", "---"):
-            if line.startswith("Recipe (stages"):
-                diff, _, rest = line.partition("(difference ")[2].partition(" ± ")
-                rows["recipe"] = (float(diff), float(rest.split(",")[0]))
+        if line.startswith("Recipe (stages"):
+            diff, _, rest = line.partition("(difference ")[2].partition(" ± ")
+            rows["recipe"] = (float(diff), float(rest.split(",")[0]))
+        if cells[:2] == ["stage", "steps"]:
+            columns = cells
+        if not line.startswith("|"):
+            columns = None                           # the main table has ended
+        if columns is None or len(cells) != len(columns) or cells[0] in ("stage", "---") or not (
+                cells[0] == "base" or cells[0][:1].isdigit()):
             continue
-        name, steps, zero, p, delta, acc, cons, lang, form, length, entropy, wall, ev = cells
+        c = dict(zip(columns, cells))
         try:
-            key = "base" if name == "base" else int(name.split()[0])
-            p1, p1_se = (float(x) for x in p.split(" ± "))
+            key = "base" if c["stage"] == "base" else int(c["stage"].split()[0])
+            p1, p1_se = (float(x) for x in c["pass@1 ± se"].split(" ± "))
+            delta = c["Δ pass@1 ± se (vs)"]
             d, d_se = (math.nan, math.nan) if delta == "-" else (float(x) for x in delta.split(" (")[0].split(" ± "))
-            rows[key] = dict(pass1=p1, pass1_se=p1_se, delta=d, delta_se=d_se, answer_acc=number(acc),
-                             mean_len=number(length), entropy=number(entropy), zero_std=number(zero),
-                             seconds=(0.0 if wall == "-" else float(wall)) + float(ev))
-        except ValueError as e:
+            seconds = (sum(0.0 if c[x] == "-" else 60 * float(c[x]) for x in ("data min", "train min", "eval min"))
+                       if "eval min" in c else (0.0 if c["wall s"] == "-" else float(c["wall s"])) + float(c["eval s"]))
+            rows[key] = dict(pass1=p1, pass1_se=p1_se, delta=d, delta_se=d_se, answer_acc=number(c["answer_acc"]),
+                             mean_len=number(c["mean len"]), entropy=number(c["entropy"]),
+                             zero_std=number(c["zero-std groups"]), seconds=seconds)
+        except (ValueError, KeyError) as e:
             raise ValueError(f"{path}: cannot read the row {line!r}: {e}") from None
     return rows
 

@@ -11,7 +11,7 @@ import sample as sample_mod
 from grpo import group_token_logprobs, token_logprobs
 from model import KVCache, ModelConfig, PRESETS, Transformer
 from reward import Example, load_task
-from sample import Rollouts, evaluate, majority_vote, sample, sample_naive
+from sample import Rollouts, evaluate, majority_vote, sample, sample_naive, summarize
 
 PROMPTS = [[5, 6, 7, 8, 9, 10, 11], [12, 13], [14, 15, 16, 17]]      # different lengths: left padding
 
@@ -273,26 +273,27 @@ def test_majority_vote():
     assert majority_vote([None, None]) is None
 
 
-def test_evaluate_on_fake_task(monkeypatch):
-    """pass@1, its standard error and cons@k, computed by hand for 3 prompts x 4 samples."""
-    class Tok:   # characters as token ids
-        stop_ids, pad_id = [0], 0
-        def encode(self, text): return [ord(c) for c in text]
-        def decode(self, ids, skip_special_tokens=False): return "".join(chr(i) for i in ids if i)
+class CharTok:
+    """Characters as token ids, 0 the stop and pad token."""
+    stop_ids, pad_id = [0], 0
+    def encode(self, text): return [ord(c) for c in text]
+    def decode(self, ids, skip_special_tokens=False): return "".join(chr(i) for i in ids if i)
 
-    class Task:
-        def example(self, split, i):
-            assert split == "test"
-            return Example(prompt=f"q{i}", answer=["4", "7", "1"][i])
-        def extract(self, text):
-            return text.split("=")[1] if "=" in text else None
-        def reward(self, ex, text, think_prefilled=False):
-            acc = float(self.extract(text) == ex.answer)
-            return acc, {"accuracy": acc}
 
-    outputs = [["=4", "=4", "=5", "no"],       # acc 1/2, vote 4 (right)
-               ["=6", "=7", "=6", "=7"],       # acc 1/2, tie 6/7 -> 6 (first seen): wrong
-               ["x", "y", "z", "w"]]           # acc 0, no answer: wrong
+class FakeTask:
+    """Test prompt i has gold answer ["4", "7", "1"][i]; a completion's answer is what follows its "="."""
+    def example(self, split, i):
+        assert split == "test"
+        return Example(prompt=f"q{i}", answer=["4", "7", "1"][i])
+    def extract(self, text):
+        return text.split("=")[1] if "=" in text else None
+    def reward(self, ex, text, think_prefilled=False):
+        acc = float(self.extract(text) == ex.answer)
+        return acc, {"accuracy": acc}
+
+
+def fake_sampler(outputs: list[list[str]]):
+    """A stand-in for sample.sample that gives each prompt, in call order, the next list of completions in outputs."""
     def fake_sample(model, prompts, group_size, max_new_tokens, **kw):
         texts = [t for _ in prompts for t in outputs.pop(0)]
         rows = [[ord(c) for c in t] + [0] for t in texts]                    # each ends on the stop token 0
@@ -300,22 +301,46 @@ def test_evaluate_on_fake_task(monkeypatch):
         return Rollouts(prompts, group_size, torch.tensor([r + [0] * (N - len(r)) for r in rows]),
                         torch.zeros(len(rows), N),
                         torch.tensor([len(r) for r in rows]), torch.ones(len(rows), dtype=torch.bool), 0)
-    monkeypatch.setattr(sample_mod, "sample", fake_sample)
-    r = evaluate(None, Tok(), Task(), n_prompts=3, k=4, batch_prompts=2)
+    return fake_sample
+
+
+FAKE_OUTPUTS = [["=4", "=4", "=5", "no"],       # acc 1/2, vote 4 (right)
+                ["=6", "=7", "=6", "=7"],       # acc 1/2, tie 6/7 -> 6 (first seen): wrong
+                ["x", "y", "z", "w"]]           # acc 0, no answer: wrong
+
+
+def test_evaluate_on_fake_task(monkeypatch):
+    """pass@1, its standard error and cons@k, computed by hand for 3 prompts x 4 samples."""
+    monkeypatch.setattr(sample_mod, "sample", fake_sampler([list(o) for o in FAKE_OUTPUTS]))
+    r = evaluate(None, CharTok(), FakeTask(), n_prompts=3, k=4, batch_prompts=2)
     assert r["pass@1"] == pytest.approx(1 / 3) and r["cons@k"] == pytest.approx(1 / 3)
     assert r["pass@1_se"] == pytest.approx(1 / 6)     # per-prompt means .5 .5 0: sample std sqrt(1/12), / sqrt(3)
     assert r["mean_len"] == pytest.approx((4 * 3 + 4 * 3 + 4 * 2) / 12) and r["truncated"] == 0
     assert [rec["voted"] for rec in r["records"]] == ["4", "6", None]
     assert r["answer_acc"] == r["pass@1"]             # a task without answer_accuracy reports its accuracy
 
-    class Lenient(Task):   # the answer anywhere: the last character
+    class Lenient(FakeTask):   # the answer anywhere: the last character
         def answer_accuracy(self, ex, text):
             return float(text[-1:] == ex.answer)
-    outputs += [["=4", "=4", "=5", "no"], ["=6", "=7", "=6", "7"], ["x", "y", "z", "1"]]
-    r = evaluate(None, Tok(), Lenient(), n_prompts=3, k=4, batch_prompts=2)
+    monkeypatch.setattr(sample_mod, "sample", fake_sampler([["=4", "=4", "=5", "no"], ["=6", "=7", "=6", "7"],
+                                                            ["x", "y", "z", "1"]]))
+    r = evaluate(None, CharTok(), Lenient(), n_prompts=3, k=4, batch_prompts=2)
     assert r["pass@1"] == pytest.approx((2 / 4 + 1 / 4 + 0) / 3)     # the accuracy reward: "7" has no "="
     assert r["answer_acc"] == pytest.approx((2 / 4 + 2 / 4 + 1 / 4) / 3)
     assert r["records"][0]["completions"] == ["=4", "=4", "=5", "no"]
+
+
+def test_summarize_over_chunks_is_the_whole_evaluation(monkeypatch):
+    """The same 3 prompts evaluated as two chunks (prompts 0-1, then 2): summarize over their records together gives
+    the hand-computed numbers of test_evaluate_on_fake_task, and the records their test indices."""
+    monkeypatch.setattr(sample_mod, "sample", fake_sampler([list(o) for o in FAKE_OUTPUTS]))
+    records = [rec for first, n in ((0, 2), (2, 1))
+               for rec in evaluate(None, CharTok(), FakeTask(), n_prompts=n, k=4, first=first)["records"]]
+    assert [rec["index"] for rec in records] == [0, 1, 2]
+    r = summarize(records, temperature=0.6)
+    assert (r["pass@1"], r["pass@1_se"], r["cons@k"]) == pytest.approx((1 / 3, 1 / 6, 1 / 3))
+    assert r["mean_len"] == pytest.approx(32 / 12) and (r["n"], r["k"], r["truncated"]) == (3, 4, 0)
+    assert r["entropy"] == 0 and math.isnan(summarize(records, temperature=0)["entropy"])   # log-probs 0: no surprisal
 
 
 def test_cli_evaluate_last_line(capsys):

@@ -1,6 +1,7 @@
 """
 checkpoint.py: train.py's checkpoints. OUT/checkpoints/step_N/ holds the policy as Hugging Face files
-(config.json, model.safetensors, the tokenizer: loadable by model.load_pretrained and by transformers),
+(config.json, model.safetensors, the tokenizer: loadable by model.load_pretrained and by transformers) or, with
+--lora-rank, as an adapter directory (the adapters and the base model's identity: model.save_pretrained),
 trainer_state.pt (step, config, optimizer state, RNG states, the reference model after a reset) and
 manifest.json (each file's size and SHA-256).
 
@@ -236,7 +237,7 @@ RUN_DEFINING = ("stage", "model", "task", "data", "template", "think_prefill", "
                 "max_new_tokens", "temperature", "top_p", "beta", "clip_eps", "clip_eps_high", "num_iterations",
                 "loss_agg", "scale_rewards", "reward_weights", "mask_truncated", "seed", "clip_delta",
                 "importance_sampling_level", "overlong_buffer", "overlong_penalty", "dynamic_sampling",
-                "max_sampling_rounds")
+                "max_sampling_rounds", "lora_rank", "lora_alpha", "lora_targets")
 
 
 def check_resumed_config(cfg: "TrainConfig", saved: dict, ckpt: Path):
@@ -264,8 +265,13 @@ def full_state_dicts(model, optimizer, dist: "Dist") -> tuple[dict, dict | None]
     weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     if optimizer is None:
         return weights, None
-    names = [n for n, _ in model.named_parameters()]       # optimizer.state_dict() numbers them in this order
-    return weights, rekey_optimizer_state(optimizer.state_dict(), names)
+    return weights, rekey_optimizer_state(optimizer.state_dict(), trained_names(model))
+
+
+def trained_names(model) -> list[str]:
+    """The names of the parameters the optimizer holds (all of them; with LoRA, the adapters), in the order
+    optimizer.state_dict() numbers them."""
+    return [n for n, p in model.named_parameters() if p.requires_grad]
 
 
 def rekey_optimizer_state(state: dict, keys: dict | list) -> dict:
@@ -278,7 +284,7 @@ def rekey_optimizer_state(state: dict, keys: dict | list) -> dict:
 
 def load_optimizer_state(model, optimizer, state: dict, dist: "Dist"):
     """Inverse of full_state_dicts' optimizer part (also takes format-1 checkpoints, numbered by position)."""
-    names = [n for n, _ in model.named_parameters()]
+    names = trained_names(model)
     if all(isinstance(k, int) for k in state["state"]):     # format 1: numbered like optimizer.state_dict()
         state = rekey_optimizer_state(state, names)
     if dist.fsdp:

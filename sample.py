@@ -453,7 +453,8 @@ def build_parser() -> argparse.ArgumentParser:
     from config import Ranged
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="SmolLM2-135M-Instruct",
-                    help="HF directory, .gguf file, preset (tiny) or the default model's name")
+                    help="HF directory, LoRA checkpoint (merged on load), .gguf file, preset (tiny) or the default "
+                         "model's name")
     ap.add_argument("--device", default="auto", help="auto | cpu | cuda | mps")
     ap.add_argument("--dtype", default="auto", choices=["auto", "float32", "bfloat16"],
                     help="weights and activations; auto = bfloat16 on CUDA and on CPUs with native bf16, else float32")

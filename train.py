@@ -15,7 +15,7 @@ One GRPO step (DeepSeekMath Algorithm 1, with mu = --num-iterations):
      DeepSeekMath's per-group std); --dynamic-sampling first replaces the groups whose G rewards are all
      equal with those of further prompts (DAPO §3.2)
   4. reference log-probs from the frozen reference model (the initial policy, or the policy at the
-     last --ref-reset-every step, as R1 resets it)
+     last --ref-reset-every step, as R1 resets it; with --lora-rank the policy with its adapters off)
   5. mu times: micro-batched GRPO loss + backward over the whole batch, clip, AdamW step
 
 What the loss value means: on-policy (mu = 1) the ratio is 1 and advantages are centred per group, so
@@ -62,7 +62,8 @@ from distributed import (Dist, StopSignals, clip_grad_norm, close_distributed, f
 from grpo import (group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
                   zero_std_fraction, zero_std_groups)
 from metrics import read_metrics
-from model import load_pretrained, resolve_model_path
+from model import (add_adapters, adapters_off, base_identity, load_adapters, load_pretrained, merge_into,
+                   resolve_model_path)
 from reward import jsonl_lines, load_task, overlong_penalty, render_prompt
 from sample import Rollouts, default_dtype, evaluate, sample
 
@@ -77,8 +78,9 @@ class Run:
       policy     float32 master weights: trained, saved, the source of every copy below
       forward    what the update calls for log-probs: torch.compile(policy) with --compile, else policy
       sampler    the policy's weights in the compute dtype for sampling, refreshed from policy before every
-                 sampling pass (sync_weights); the policy itself when that dtype is float32
-      reference  the frozen reference model of the KL term (beta > 0), else None
+                 sampling pass (refresh_sampler); the policy itself when that dtype is float32 (not with LoRA)
+      reference  the frozen reference model of the KL term (beta > 0), else None; with LoRA the policy itself,
+                 scored with its adapters off (reference_logprobs)
     Tests build one with only the fields they need."""
     cfg: TrainConfig
     tok: object
@@ -100,11 +102,18 @@ class Run:
         self.forward = self.policy if self.forward is None else self.forward
 
 
+def refresh_sampler(run: Run):
+    """Before a sampling pass: the sampler's weights := the policy's (sync_weights), with LoRA the base weights with
+    the adapters merged in (model.merge_into): the sampler is then a plain model, as fast as full fine-tuning's
+    (benchmarks/README.md, "LoRA"). Every rank calls it (under FSDP it all-gathers)."""
+    if run.sampler is not run.policy:
+        (merge_into if run.policy.adapters else sync_weights)(run.sampler, run.policy)
+
+
 def grpo_step(run: Run, step: int) -> dict:
     """One GRPO step: rollouts and their advantages, then the update. Returns the step's metrics,
     averaged over ranks."""
-    if run.sampler is not run.policy:
-        sync_weights(run.sampler, run.policy)
+    refresh_sampler(run)
     batch = collect_rollouts(run, step)
     update = policy_update(run, batch)
     if run.cfg.rollouts_every and step % run.cfg.rollouts_every == 0 and run.dist.rank == 0:
@@ -285,6 +294,16 @@ def batch_logprobs(run: Run, model, batch: RolloutBatch) -> torch.Tensor:
     return out
 
 
+def reference_logprobs(run: Run, batch: RolloutBatch) -> torch.Tensor | None:
+    """Step 4's reference log-probs (batch_logprobs), None without a reference model (beta 0). With LoRA the
+    reference is the policy with its adapters off (model.adapters_off): the base model, as TRL with peft and verl
+    score it, so no second copy of the weights exists; elsewhere adapters_off is a no-op."""
+    if run.reference is None:
+        return None
+    with adapters_off(run.reference):
+        return batch_logprobs(run, run.reference, batch)
+
+
 def policy_update(run: Run, batch: RolloutBatch) -> dict:
     """Steps 4-5 of the header: reference (and, for mu > 1, old-policy) log-probs, then mu optimiser
     steps, each over all rows in micro-batches whose losses sum to the step's loss (grpo.py), on every
@@ -292,7 +311,7 @@ def policy_update(run: Run, batch: RolloutBatch) -> dict:
     policy's mean token entropy over the sampled completion tokens of the micro-batches that enter the loss
     (nats, at the sampling temperature: the first sign of entropy collapse), from the LM head's chunks."""
     cfg, dist, mask = run.cfg, run.dist, batch.loss_mask
-    ref_logp = batch_logprobs(run, run.reference, batch) if run.reference is not None else None
+    ref_logp = reference_logprobs(run, batch)
     old_logp = batch_logprobs(run, run.forward, batch) if cfg.num_iterations > 1 else None  # mu = 1: detached current
     norm = dist.sum(loss_normalizer(mask, cfg.loss_agg, max_len=cfg.max_new_tokens))
     stats, grad_norm, loss_sum, tokens, entropy_sum, entropy_tokens, skipped = {}, 0.0, 0.0, 0.0, 0.0, 0.0, 0
@@ -459,21 +478,27 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     random.seed(cfg.seed)
 
     with reading_input():          # the model's files: a malformed one is named
-        policy, tok = load_pretrained(ckpt if state else cfg.model, device=device, dtype=torch.float32)
+        policy, tok = load_pretrained(ckpt if state and not cfg.lora_rank else cfg.model, device=device,
+                                      dtype=torch.float32)
     policy.requires_grad_(True).train()
     policy.checkpoint_blocks = cfg.activation_checkpointing
     # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
-    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights)
-    sampler = (policy if dtype == torch.float32 and not dist.fsdp else
+    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights; with
+    # LoRA a plain copy of the base model, which holds the merged weights)
+    sampler = (policy if dtype == torch.float32 and not dist.fsdp and not cfg.lora_rank else
                copy.deepcopy(policy).to(dtype).requires_grad_(False))
+    if cfg.lora_rank:
+        with reading_input():
+            add_lora(cfg, policy, dtype, ckpt if state else None)
     reference = None
     if cfg.stage == "grpo" and cfg.beta > 0:
-        reference = load_reference(cfg, policy, state, device, dtype, dist)
+        reference = policy if cfg.lora_rank else load_reference(cfg, policy, state, device, dtype, dist)
     if dist.fsdp:
         fsdp_shard(policy, device, dist.world)
     # fused: one kernel per tensor and no temporaries (with the LM head's vocabulary slices, 4% of the CPU
-    # benchmark's peak memory: benchmarks/README.md)
-    optimizer = torch.optim.AdamW(policy.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
+    # benchmark's peak memory: benchmarks/README.md); with LoRA only the adapters are trained
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=cfg.lr,
+                                  weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
                                   fused=device.type in ("cpu", "cuda") and not dist.fsdp)
     if state:
         restore_trainer_state(state, policy, optimizer, dist)
@@ -481,6 +506,18 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
               forward=torch.compile(policy) if cfg.compile else None, device=device, dtype=dtype, out_dir=out_dir,
               dist=dist, ref_is_initial=not (state and state.get("reference") is not None))
     return run, state["step"] if state else 0, state
+
+
+def add_lora(cfg: TrainConfig, policy, dtype: torch.dtype, ckpt: Path | None):
+    """--lora-rank: adapters on the policy (model.add_adapters; A seeded by --seed), with the values of the
+    checkpoint resumed from (ckpt), which must have been trained on the same base model (model.load_adapters). The
+    frozen base weights of the blocks' Linears are kept in the compute dtype, as the reference model's are
+    (load_reference): autocast rounds them to it anyway, so the numbers are the same, in half the memory
+    (benchmarks/README.md, "LoRA"). Raises ValueError for a checkpoint of another base model or adapters."""
+    add_adapters(policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets.split(","), base=base_identity(cfg.model),
+                 seed=cfg.seed, base_dtype=dtype)
+    if ckpt is not None:
+        load_adapters(policy, ckpt)
 
 
 def load_reference(cfg: TrainConfig, policy, state: dict | None, device, dtype, dist: Dist):
@@ -518,8 +555,10 @@ def start_logs(run: Run, start_step: int, resumed: bool, total_steps: int):
         metrics_path.write_text("".join(json.dumps(r) + "\n" for r in kept))
     print("config: " + json.dumps(dataclasses.asdict(cfg)))
     params = sum(p.numel() for p in run.policy.parameters()) / 1e6
+    trained = sum(p.numel() for p in run.policy.parameters() if p.requires_grad) / 1e6
     print(f"device={run.device} compute_dtype={str(run.dtype).removeprefix('torch.')} "
-          f"threads={torch.get_num_threads()} ranks={run.dist.world} params={params:.1f}M steps={total_steps}")
+          f"threads={torch.get_num_threads()} ranks={run.dist.world} params={params:.1f}M "
+          + (f"trained={trained:.2f}M " if run.policy.adapters else "") + f"steps={total_steps}")
 
 
 def optimizer_step(run: Run, grad_norm: float) -> int:
@@ -565,8 +604,7 @@ def run_eval(run: Run, step: int, tag: str) -> dict | None:
     cfg = run.cfg
     if not cfg.eval_prompts or run.task is None:
         return None
-    if run.sampler is not run.policy:
-        sync_weights(run.sampler, run.policy)          # on every rank: under FSDP it all-gathers
+    refresh_sampler(run)                               # on every rank: under FSDP it all-gathers
     if run.dist.rank != 0:
         return None
     t0 = time.time()

@@ -321,6 +321,18 @@ def test_grpo_flags_reach_the_grpo_stages_only(tmp_path, monkeypatch):
     assert {k: getattr(sft, k) for k in P.GRPO_FLAGS} == {k: getattr(train.TrainConfig(), k) for k in P.GRPO_FLAGS}
 
 
+def test_lora_flags_reach_every_training_stage(tmp_path, monkeypatch):
+    """LoRA's flags (ALL_STAGE_FLAGS) go to the GRPO and the SFT stages' train.py runs alike."""
+    cfg = P.parse_config(["--preset", "tiny", "--out", str(tmp_path), "--lora-rank", "8", "--lora-alpha", "4",
+                          "--lora-targets", "q_proj,v_proj"])
+    seen = record_training(monkeypatch)
+    P.run_train(cfg, tmp_path / "grpo", "grpo", "tiny")
+    P.run_train(cfg, tmp_path / "sft", "sft", "tiny", data="sft.jsonl")
+    assert set(P.ALL_STAGE_FLAGS) == {"lora_rank", "lora_alpha", "lora_targets"}
+    assert [(tc.stage, tc.lora_rank, tc.lora_alpha, tc.lora_targets) for tc in seen] == [
+        ("grpo", 8, 4.0, "q_proj,v_proj"), ("sft", 8, 4.0, "q_proj,v_proj")]
+
+
 def test_defaults_train_each_grpo_stage_as_the_header_states(tmp_path, monkeypatch):
     """With pipeline.py's defaults, train.py is asked for what the header's departures 1, 3 and 8 state: R1-Zero
     at 5e-5 for as many GRPO steps as stages 2 and 4 together, stage 2 at 2e-5, stage 4 at 1e-5, each on

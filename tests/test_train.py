@@ -467,7 +467,7 @@ def test_help_lists_the_documented_flags(capsys):
                  "--dtype", "--device", "--compile", "--seed", "--out-dir", "--resume", "--eval-every",
                  "--eval-prompts", "--eval-k", "--save-every", "--stage", "--data", "--epochs", "--clip-delta",
                  "--importance-sampling-level", "--dynamic-sampling", "--max-sampling-rounds", "--overlong-buffer",
-                 "--overlong-penalty"):
+                 "--overlong-penalty", "--lora-rank", "--lora-alpha", "--lora-targets"):
         assert flag in text, flag
 
 

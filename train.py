@@ -75,7 +75,8 @@ from sample import Rollouts, default_dtype, evaluate, sample
 class Run:
     """What every step uses, set up once by train() (setup_run): the config, the task and its reward
     weights, the tokenizer and the models.
-      policy     float32 master weights: trained, saved, the source of every copy below
+      policy     float32 master weights: trained, saved, the source of every copy below (with LoRA: float32
+                 adapters beside a frozen base in the compute dtype)
       forward    what the update calls for log-probs: torch.compile(policy) with --compile, else policy
       sampler    the policy's weights in the compute dtype for sampling, refreshed from policy before every
                  sampling pass (refresh_sampler); the policy itself when that dtype is float32

@@ -211,7 +211,7 @@ def test_lora_run_trains_only_the_adapters_and_resumes_exactly(tmp_path, monkeyp
     assert (ckpt / "adapter.safetensors").read_bytes() == (
         tmp_path / "b" / "out" / "checkpoints" / "step_4" / "adapter.safetensors").read_bytes()
     run, _, _ = T.setup_run(lora_config(tmp_path / "c"))
-    assert run.reference is run.policy and run.sampler is not run.policy
+    assert run.reference is run.policy and run.sampler is run.policy           # float32: the policy samples
     held = [p for g in run.optimizer.param_groups for p in g["params"]]
     assert len(held) == 2 * 7 * run.policy.cfg.n_layer and all(p.requires_grad for p in held)
     assert not any(p.requires_grad for n, p in run.policy.named_parameters() if "lora_" not in n)
@@ -222,7 +222,8 @@ def test_lora_run_trains_only_the_adapters_and_resumes_exactly(tmp_path, monkeyp
 
 def test_lora_bf16_keeps_the_base_in_bf16_and_the_reference_exact(tmp_path, monkeypatch):
     """Under bf16 the blocks' frozen Linear weights are stored in bf16 (autocast rounds them so anyway), the
-    embeddings, norms and adapters stay float32, and step 1's KL is still exactly 0."""
+    embeddings, norms and adapters stay float32; the bf16 sampler gets the merged weights, rounded once to bf16;
+    and step 1's KL is still exactly 0."""
     monkeypatch.setattr(T, "load_task", lambda spec, seed=0: LetterTask())
     cfg = lora_config(tmp_path, dtype="bfloat16", beta=0.04, steps=2)
     run, _, _ = T.setup_run(cfg)
@@ -230,6 +231,15 @@ def test_lora_bf16_keeps_the_base_in_bf16_and_the_reference_exact(tmp_path, monk
     assert dtypes["layers.0.self_attn.q_proj.weight"] == dtypes["layers.1.mlp.down_proj.weight"] == torch.bfloat16
     assert dtypes["layers.0.self_attn.q_proj.lora_A"] == dtypes["embed_tokens.weight"] == torch.float32
     assert dtypes["layers.0.input_layernorm.weight"] == torch.float32
+    randomise_adapters(run.policy)
+    T.refresh_sampler(run)
+    for name, m in run.policy.named_modules():
+        if isinstance(m, LoRALinear):
+            want = (m.weight.double() + m.scale * m.lora_B.double() @ m.lora_A.double()).to(torch.bfloat16)
+            got = run.sampler.get_submodule(name).weight     # at most one bf16 step (2^-7 relative) off: the sum is
+            assert got.dtype == torch.bfloat16                # rounded to float32 before bf16
+            assert (got.float() - want.float()).abs().max() <= 2**-7 * want.float().abs().max()
+            assert not torch.equal(got, m.weight)                              # the update did reach it
     T.train(cfg)
     rows = metric_lines(tmp_path / "out" / "metrics.jsonl")
     assert rows[0]["kl_token_mean"] == 0.0 and rows[1]["kl_token_mean"] > 0

@@ -126,9 +126,9 @@ class TrainConfig:
     max_sampling_rounds: int = flag(3, "dynamic sampling: extra generation rounds per step at most (verl's "
                                        "max_num_gen_batches counts the first one too)", range=">= 0")
     # LoRA (Hu et al. 2021, arXiv 2106.09685; model.py section 6)
-    lora_rank: int = flag(0, "LoRA rank r: train a low-rank update beside each --lora-targets Linear, the base weights "
-                             "frozen, the reference model the base (adapters off); 0 = full fine-tuning. verl finds r >= "
-                             "32 on a 0.5B model near full fine-tuning at about 10x its --lr", range=">= 0")
+    lora_rank: int = flag(0, "LoRA rank r: train a low-rank update beside each --lora-targets Linear, the base "
+                             "weights frozen, the reference model the base (adapters off); 0 = full fine-tuning. verl "
+                             "finds r >= 32 on a 0.5B model near full fine-tuning at about 10x its --lr", range=">= 0")
     lora_alpha: float = flag(16.0, "LoRA alpha: the update is scaled by alpha / r", range="> 0")
     lora_targets: str = flag(",".join(LORA_TARGETS), "the blocks' Linears that get adapters, comma-separated")
     # optimisation

@@ -1292,7 +1292,8 @@ def load_adapters(model: Transformer, path) -> Transformer:
     saved, ours = _read_json(path / ADAPTER_CONFIG), model.adapters
     for key in ("rank", "alpha", "targets"):
         if saved.get(key) != ours[key]:
-            raise ValueError(f"{path / ADAPTER_CONFIG}: {key}={saved.get(key)!r}, the model's adapters have {ours[key]!r}")
+            raise ValueError(f"{path / ADAPTER_CONFIG}: {key}={saved.get(key)!r}, "
+                             f"the model's adapters have {ours[key]!r}")
     if saved["base"]["sha256"] != ours["base"]["sha256"]:
         raise ValueError(f"{path / ADAPTER_CONFIG}: the adapters were trained on {saved['base']['path']}; the weight "
                          f"files of {ours['base']['path']} now have other SHA-256 hashes: it is another base model")

@@ -993,8 +993,8 @@ def delta_cell(cfg, name: str, prev: str | None, records: str, key: str) -> str:
     "-" without a row to compare with."""
     if prev is None:
         return "-"
-    return "{:+.3f} ± {:.3f}".format(*paired_delta(cfg, name, prev, records, key)) + (f" ({prev})" if key == "correct"
-                                                                                        else "")
+    cell = "{:+.3f} ± {:.3f}".format(*paired_delta(cfg, name, prev, records, key))
+    return cell + f" ({prev})" if key == "correct" else cell
 
 
 def minutes(d: Path, e: dict) -> str:
@@ -1011,10 +1011,11 @@ def report(cfg, results: dict) -> str:
     """OUT/report.md: one row per evaluated model (the base model, each finished stage, the teacher), with the
     change in pass@1 and answer_acc from the model it builds on (previous_row; paired_delta), and with
     --eval-greedy a table of the same for greedy decoding."""
-    rows = ["| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc | Δ answer_acc ± se | "
-            "cons@k | language | format | mean len | entropy | data min | train min | eval min |",
+    rows = ["| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc "
+            "| Δ answer_acc ± se | cons@k | language | format | mean len | entropy | data min | train min | eval min |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    greedy = ["| stage | greedy ± se | Δ greedy ± se (vs) | answer_acc | Δ answer_acc ± se | mean len | truncated |",
+    greedy = ["| stage | greedy ± se | Δ greedy ± se (vs) | answer_acc | Δ answer_acc ± se | mean len "
+              "| truncated |",
               "|---|---|---|---|---|---|---|"]
     for name, r in results.items():
         e, prev = r["eval"], previous_row(results, name)
@@ -1032,9 +1033,9 @@ def report(cfg, results: dict) -> str:
     lines = [f"# r1 pipeline report ({cfg.model}, task {cfg.task}, template {cfg.template})", "",
              f"Held-out: the first {cfg.eval_prompts} test prompts x k={cfg.eval_k} samples (temperature 0.6, top-p "
              f"0.95, seed {cfg.seed}, {cfg.max_new_tokens} new tokens), the same for every row; entropy in nats per "
-             "completion token at that temperature. Δ: the change from the row named, ± its standard error paired over "
-             "the prompts. Minutes sampling the stage's data, in its training steps, evaluating; each summed over "
-             "resumed runs.", "", *rows]
+             "completion token at that temperature. Δ: the change from the row named, ± its standard error paired "
+             "over the prompts. Minutes sampling the stage's data, in its training steps, evaluating; each summed "
+             "over resumed runs.", "", *rows]
     if cfg.eval_greedy:
         lines += ["", "Greedy: one completion per prompt at temperature 0, the same prompts.", "", *greedy]
     zero = results.get("0 r1zero")

@@ -62,7 +62,7 @@ from distributed import (Dist, StopSignals, clip_grad_norm, close_distributed, f
 from grpo import (group_advantages, group_token_logprobs, grpo_loss, loss_normalizer, token_logprobs,
                   zero_std_fraction, zero_std_groups)
 from metrics import read_metrics
-from model import (add_adapters, adapters_off, base_identity, load_adapters, load_pretrained, merge_adapters,
+from model import (add_adapters, adapters_off, base_identity, empty_model, load_adapters, load_pretrained,
                    merge_into, resolve_model_path)
 from reward import jsonl_lines, load_task, overlong_penalty, render_prompt
 from sample import Rollouts, default_dtype, evaluate, sample
@@ -488,11 +488,12 @@ def setup_run(cfg: TrainConfig, task=None) -> tuple[Run, int, dict | None]:
     if cfg.lora_rank:
         with reading_input():
             add_lora(cfg, policy, dtype, ckpt if state else None)
-    # the sampler: the policy's weights in the compute dtype, refreshed before every sampling pass (under
-    # FSDP a full copy on every rank, made before sharding and refilled by all-gathers: sync_weights; with
-    # LoRA a plain model holding the merged weights, copied from the policy once its base is in that dtype)
+    # the sampler: a plain model of the policy's config in the compute dtype, filled from the policy before
+    # every sampling pass (refresh_sampler; under FSDP a full copy on every rank, refilled by all-gathers:
+    # sync_weights; with LoRA it holds the merged weights). Allocated empty, not copied from the policy: a copy
+    # of the float32 policy, cast after, would double the policy's memory for a moment
     sampler = (policy if dtype == torch.float32 and not dist.fsdp else
-               merge_adapters(copy.deepcopy(policy)).to(dtype).requires_grad_(False))
+               empty_model(policy.cfg, device, dtype).requires_grad_(False))
     reference = None
     if cfg.stage == "grpo" and cfg.beta > 0:
         reference = policy if cfg.lora_rank else load_reference(cfg, policy, state, device, dtype, dist)

@@ -8,6 +8,8 @@ benchmarks/grpo_vs_trl.py: one GRPO step of train.py against TRL's GRPOTrainer, 
     python benchmarks/grpo_vs_trl.py --only ours      # just train.py, to iterate on speed
     python benchmarks/grpo_vs_trl.py --only ours --default-kernel-caches   # without train.cap_kernel_caches
     python benchmarks/grpo_vs_trl.py --only ours --without unpadded_blocks # without a measure (MEASURES below)
+    python benchmarks/grpo_vs_trl.py --model qwen2.5-coder-0.5b-instruct --prompts 2 -G 4 --max-new-tokens 256 \
+        --lora-rank 32                 # LoRA on both sides: ours --lora-rank, TRL with peft's LoraConfig
 
 Workload (README, "Speed"): the default model (SmolLM2-135M-Instruct, the Hugging Face directory that
 model.resolve_model_path gives, which transformers loads as is), task `arith` (reward.load_task), chat
@@ -23,6 +25,10 @@ task's train examples 4k..4k+3) on both sides. One optimiser step per step on bo
 micro-batches of 8 rows (ours: --micro-batch-size 8, whole groups; TRL: per_device_train_batch_size 8
 with 4 gradient-accumulation steps, so one generation of 32 completions feeds one optimiser step).
 torch.set_num_threads(2), CPU.
+
+LoRA (--lora-rank R > 0): ours is train.py --lora-rank R --lora-alpha A --lora-targets T (the reference model
+is the policy with its adapters off); TRL gets peft_config=LoraConfig(r=R, lora_alpha=A, target_modules=T,
+lora_dropout=0), with which GRPOTrainer also scores the reference with the adapters disabled. Same lr on both.
 
 Dtypes, both sides by the hardware (--dtype auto: sample.default_dtype, bfloat16 on a CPU with native bf16
 matmuls, float32 where bf16 is emulated; --dtype float32|bfloat16 pins both): ours is train.py's --dtype
@@ -147,7 +153,8 @@ def run_ours(args) -> dict:
                             prompts_per_step=args.prompts, max_new_tokens=args.max_new_tokens, temperature=1.0,
                             think_prefill=args.think_prefill, top_p=1.0, beta=0.04, clip_eps=0.2, num_iterations=1,
                             loss_agg="seq_mean_token_mean", scale_rewards="group", reward_weights=args.reward_weights,
-                            lr=1e-6, warmup_steps=0,
+                            lr=1e-6, warmup_steps=0, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
+                            lora_targets=args.lora_targets,
                             weight_decay=0.0, grad_clip=1.0, micro_batch_size=args.micro_batch,
                             steps=args.warmup + args.steps, dtype=args.dtype, device="cpu", seed=args.seed,
                             activation_checkpointing=args.activation_checkpointing,
@@ -165,7 +172,8 @@ def run_ours(args) -> dict:
     dtype = side_dtype(args)
     return {"side": "ours", "dtype": (f"{dtype} autocast, fp32 master weights" if dtype != "float32" else "float32") + (
                 ", activation checkpointing" if args.activation_checkpointing else "") + (
-                "".join(f", without {n}" for n in sorted(without))), "threads": torch.get_num_threads(),
+                "".join(f", without {n}" for n in sorted(without))) + lora_label(args),
+            "threads": torch.get_num_threads(),
             "step_s": [r["step_s"] for r in rows], "len_mean": [r["len_mean"] for r in rows],
             "reward": [r["reward"] for r in rows], "peak_rss_gib": peak_rss_gib(),
             "peak_rss_gib_before_save": before_save[0] if before_save else None}
@@ -173,6 +181,10 @@ def run_ours(args) -> dict:
 
 # -----------------------------------------------------------------------------
 # TRL's GRPOTrainer on the same workload
+
+
+def lora_label(args) -> str:
+    return f", LoRA r={args.lora_rank} alpha={args.lora_alpha:g} on {args.lora_targets}" if args.lora_rank else ""
 
 
 def side_dtype(args) -> str:
@@ -255,14 +267,20 @@ def run_trl(args) -> dict:
             adam_beta1=0.9, adam_beta2=0.99, max_grad_norm=1.0, max_steps=n_steps, shuffle_dataset=False,
             disable_dropout=True, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
             dataloader_num_workers=0, log_completions=False)
+        peft_config = None
+        if args.lora_rank:
+            from peft import LoraConfig
+            peft_config = LoraConfig(r=args.lora_rank, lora_alpha=args.lora_alpha, lora_dropout=0.0,
+                                     target_modules=args.lora_targets.split(","), task_type="CAUSAL_LM")
         trainer = GRPOTrainer(model=path, reward_funcs=r1_reward, args=config, train_dataset=dataset,
-                              processing_class=hf_tok, callbacks=[timer])
+                              processing_class=hf_tok, callbacks=[timer], peft_config=peft_config)
         print(f"TRL {trl.__version__}, transformers {transformers.__version__}, bf16={bf16}, "
               f"gradient_checkpointing={args.activation_checkpointing}, micro-batch {args.micro_batch} x "
               f"{rows // args.micro_batch} accumulation steps, model dtype {trainer.model.dtype}", flush=True)
         trainer.train()
         logs = [h for h in trainer.state.log_history if "completions/mean_length" in h]
-    return {"side": "trl", "dtype": "bfloat16 autocast (bf16=True), fp32 master weights" if bf16 else "float32",
+    return {"side": "trl", "dtype": ("bfloat16 autocast (bf16=True), fp32 master weights" if bf16 else "float32")
+            + lora_label(args),
             "threads": timer.threads,
             "step_s": [b - a for a, b in zip(timer.marks, timer.marks[1:])],
             "len_mean": [h["completions/mean_length"] for h in logs], "reward": [h.get("reward") for h in logs],
@@ -349,6 +367,9 @@ def main():
     ap.add_argument("--default-kernel-caches", action="store_true",
                     help="ours without train.cap_kernel_caches (oneDNN's and ideep's kernel caches at 1024 shapes)")
     ap.add_argument("--without", default="", help="ours without these measures, comma-separated: " + ", ".join(MEASURES))
+    ap.add_argument("--lora-rank", type=int, default=0, help="LoRA rank on both sides (0: full fine-tuning)")
+    ap.add_argument("--lora-alpha", type=float, default=TRAIN.lora_alpha, help="LoRA alpha, both sides")
+    ap.add_argument("--lora-targets", default=TRAIN.lora_targets, help="the Linears with adapters, both sides")
     ap.add_argument("--side", choices=["ours", "trl"], default=None, help=argparse.SUPPRESS)   # the child
     args = ap.parse_args()
     if args.side:
@@ -366,7 +387,7 @@ def main():
           f"(--dtype {args.dtype}), "
           f"think_prefill={args.think_prefill}, reward {args.reward_weights}, "
           f"{args.prompts} prompts x G={args.G}, max {args.max_new_tokens} new tokens, "
-          f"{args.warmup} warm-up + {args.steps} timed steps per side", flush=True)
+          f"{args.warmup} warm-up + {args.steps} timed steps per side" + lora_label(args), flush=True)
     sides = [args.only] if args.only else ["ours", "trl"]
     res = {side: [] for side in sides}
     for r in range(args.rounds):                  # ours, trl, ours, trl, ...: drift of the machine cancels

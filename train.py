@@ -517,7 +517,7 @@ def add_lora(cfg: TrainConfig, policy, dtype: torch.dtype, ckpt: Path | None):
     checkpoint resumed from (ckpt), which must have been trained on the same base model (model.load_adapters). The
     frozen base weights of the blocks' Linears are kept in the compute dtype, as the reference model's are
     (load_reference): autocast rounds them to it anyway, so the numbers are the same, in half the memory (peak RSS
-    of a bf16 GRPO run on a 0.5B model: 5.3 GiB, against 6.5 with them in float32; benchmarks/README.md, "LoRA").
+    of a bf16 GRPO run on a 0.5B model: 4.7 GiB, against 5.4 with them in float32; benchmarks/README.md, "LoRA").
     Raises ValueError for a checkpoint of another base model or adapters."""
     add_adapters(policy, cfg.lora_rank, cfg.lora_alpha, cfg.lora_targets.split(","), base=base_identity(cfg.model),
                  seed=cfg.seed, base_dtype=dtype)

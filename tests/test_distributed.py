@@ -162,10 +162,13 @@ def test_torchrun_with_more_ranks_than_gpus_is_refused(monkeypatch):
 
 
 def test_sync_weights_refills_the_sampler_with_the_current_policy():
-    """sync_weights fills the bf16 sampling copy with the policy's current weights rounded to bf16, in
-    place, the tied LM head still tied."""
+    """sync_weights fills the bf16 sampler (train.py's: an empty_model of the policy's config) with the policy's
+    current weights rounded to bf16, in place, the tied LM head still tied."""
+    from model import empty_model
     policy, _ = load_pretrained("tiny", device="cpu")
-    sampler = copy.deepcopy(policy).to(torch.bfloat16).requires_grad_(False)
+    sampler = empty_model(policy.cfg, "cpu", torch.bfloat16).requires_grad_(False)
+    D.sync_weights(sampler, policy)
+    assert all(torch.equal(s, p.to(torch.bfloat16)) for s, p in zip(sampler.parameters(), policy.parameters()))
     with torch.no_grad():
         for p in policy.parameters():
             p.add_(1.0)                                             # an update happened meanwhile

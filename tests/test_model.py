@@ -109,24 +109,30 @@ def test_rope_frequencies_stay_float32_through_casts(device):
 
 
 def test_bf16_copy_of_the_float32_model_is_the_bf16_model(device, tmp_path):
-    """train.py's sampler, copy.deepcopy(policy).to(bf16) of the float32 policy, is the model that loading the
-    same weights in bf16 gives (load_pretrained computes inv_freq afresh, in float32): the same logits over 400
-    positions and the same sampled tokens, bit for bit. With inv_freq rounded to bf16 (2^-8 relative), this
-    config's angles at position 300 would be off by up to 300 * 1.8e-4 = 0.05 rad, and the logits would differ."""
+    """train.py's sampler, a bf16 empty_model of the float32 policy's config filled by sync_weights, and a cast
+    copy, copy.deepcopy(policy).to(bf16), are each the model that loading the same weights in bf16 gives
+    (load_pretrained computes inv_freq afresh, in float32): the same logits over 400 positions and the same
+    sampled tokens, bit for bit. With inv_freq rounded to bf16 (2^-8 relative), this config's angles at position
+    300 would be off by up to 300 * 1.8e-4 = 0.05 rad, and the logits would differ."""
+    from distributed import sync_weights
+    from model import empty_model
     from sample import sample
     policy = Transformer(ModelConfig(**PRESETS["tiny"])).init_weights(std=0.2, seed=1).eval().to(device)
-    sampler = copy.deepcopy(policy).to(torch.bfloat16)
     plain, _ = load_pretrained(save_pretrained(policy, byte_tokenizer(tmp_path), tmp_path / "m"), device=device,
                                dtype=torch.bfloat16)
-    ours, theirs = sampler.state_dict(), plain.state_dict()
-    assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)   # the same weights
+    filled = empty_model(policy.cfg, device, torch.bfloat16)
+    sync_weights(filled, policy)
     ids = torch.randint(0, 320, (2, 400), generator=torch.Generator().manual_seed(0)).to(device)
-    with torch.no_grad():
-        assert torch.equal(sampler(ids), plain(ids))
     prompts = [[5, 6, 7, 8, 9, 10, 11], [12, 13]]
     kw = dict(group_size=2, max_new_tokens=330, temperature=1.0, seed=0)
-    a, b = sample(sampler, prompts, **kw), sample(plain, prompts, **kw)
-    assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
+    b = sample(plain, prompts, **kw)
+    for sampler in (filled, copy.deepcopy(policy).to(torch.bfloat16)):
+        ours, theirs = sampler.state_dict(), plain.state_dict()
+        assert ours.keys() == theirs.keys() and all(torch.equal(ours[k], theirs[k]) for k in ours)   # same weights
+        with torch.no_grad():
+            assert torch.equal(sampler(ids), plain(ids))
+        a = sample(sampler, prompts, **kw)
+        assert torch.equal(a.tokens, b.tokens) and torch.equal(a.logprobs, b.logprobs)
 
 
 def test_padded_row_equals_unpadded_row(device):

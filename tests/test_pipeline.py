@@ -252,7 +252,7 @@ def test_mixed_task_parts_and_what_the_judge_sees():
     assert "Hi there!" in helpful and "SECRET" not in helpful and "<answer>" not in helpful   # the summary only
     assert "SECRET" in harmless                                                               # the whole response
     ex = mixed.example("train", 0)
-    total, parts = mixed.reward(ex, f"<think>ok</think> <answer>{ex.answer}</answer>", weights=w)
+    total, parts = mixed.reward(ex, f"<think>so {ex.answer}</think> <answer>{ex.answer}</answer>", weights=w)
     assert parts == {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 1.0,
                      "preference": 0.0} and total == 2.5
     assert len(judge.asked) == 2                                      # rule-scored: the judge is not asked

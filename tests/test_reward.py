@@ -279,8 +279,11 @@ def test_load_task_errors_name_the_spec(spec, message):
 def test_task_reward_parts_and_weights():
     task = load_task("arith")
     ex = task.example("train", 0)
-    good = f"<think>add them</think> <answer>{ex.answer}</answer>"
+    good = f"<think>so {ex.answer}</think> <answer>{ex.answer}</answer>"
     assert task.reward(ex, good) == (2.0, {"accuracy": 1.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 1.0})
+    # the reasoning does not end at the answer: no format
+    assert task.reward(ex, f"<think>add them</think> <answer>{ex.answer}</answer>") == \
+        (1.0, {"accuracy": 1.0, "format": 0.0, "tags": 1.0, "language": 1.0, "answer": 1.0})
     # an answer tag never closed: no answer in tags, but the last number is right
     assert task.reward(ex, f"<answer>{ex.answer}", weights={"tags": 1.0}) == \
         (0.0, {"accuracy": 0.0, "format": 0.0, "tags": 0.0, "language": 0.0, "answer": 1.0})
@@ -290,8 +293,9 @@ def test_task_reward_parts_and_weights():
         (0.25, {"accuracy": 0.0, "format": 0.0, "tags": 0.25, "language": 1.0, "answer": 1.0})
     assert task.reward(ex, f"<answer>{ex.answer}</answer>")[0] == 1.0
     assert task.reward(ex, good, weights={"format": 0.5, "language": 1.0})[0] == 2.5
-    assert task.reward(ex, f"reason</think><answer>{ex.answer}</answer>", think_prefilled=True)[0] == 2.0
-    assert task.reward(ex, f"<think>x</think><answer>{int(ex.answer) + 1}</answer>")[0] == 1.0
+    assert task.reward(ex, f"so {ex.answer}</think><answer>{ex.answer}</answer>", think_prefilled=True)[0] == 2.0
+    wrong = int(ex.answer) + 1
+    assert task.reward(ex, f"<think>{wrong}</think><answer>{wrong}</answer>")[0] == 1.0
     with pytest.raises(ValueError, match="bogus"):
         task.reward(ex, good, weights={"bogus": 1.0})
     with pytest.raises(ValueError, match="split"):
@@ -318,9 +322,10 @@ def test_well_formed_wrong_answers_keep_format_credit():
     """Gating on a well-formed answer takes nothing from a real answer, right or wrong (hand-scored)."""
     task = load_task("arith")
     ex = Example("Compute 3 + 5", "8")
-    assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True)[1] == \
+    assert task.reward(ex, "3+5=7 </think> <answer> 7 </answer>", True)[1] == \
         {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 0.0}
-    assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.0   # cut off: nothing is trusted
+    assert task.reward(ex, "3 plus 5 </think> <answer> 8", True)[1]["tags"] == 0.5   # cut off: the think tags only,
+    assert task.reward(ex, "3 plus 5 </think>", True)[1]["tags"] == 0.5               # as when it stops before <answer>
     assert task.reward(ex, "3 plus 5 is 8 </think>", True)[1]["tags"] == 0.5           # no tag: the last number
     assert task.reward(ex, "three plus five is eight </think>", True)[1]["tags"] == 0.0
     cd = load_task("countdown")
@@ -328,6 +333,25 @@ def test_well_formed_wrong_answers_keep_format_credit():
     assert cd.reward(ex, "x </think> <answer> 3 * (2 + 1) </answer>", True)[1]["format"] == 1.0
     assert cd.reward(ex, "x </think> <answer> 3 * 2 + 1 </answer>", True)[1] == \
         {"accuracy": 0.0, "format": 1.0, "tags": 1.0, "language": 1.0, "answer": 0.0}
+
+
+def test_arith_format_pays_when_the_reasoning_ends_at_the_answer():
+    """Hand-scored at train.py's default weights (accuracy 1, format 1, tags 0.5, answer 0.1), the prompt ending in
+    <think>: the format pays only when the last number before </think> is the tagged answer; the think tags pay
+    when the reasoning holds a number, even around an answer tag that holds none."""
+    task = load_task("arith")
+    ex = Example("Compute 2 + 5", "7")
+    w = {"accuracy": 1.0, "format": 1.0, "tags": 0.5, "answer": 0.1}
+    table = [("2 + 5 = 7</think> <answer>7</answer>", 1 + 1 + 0.5 + 0.1),
+             ("2 + 5 = 8</think> <answer>8</answer>", 1 + 0.5),                 # reasoned, wrong
+             ("Compute 2 + 5</think> <answer>7</answer>", 1 + 0.5 + 0.1),       # right, not reasoned to: no format
+             ("Compute 2 + 5</think> <answer>8</answer>", 0.5),                 # a guess in tags
+             ("7 is 2 + 5</think> <answer>7</answer>", 1 + 0.5 + 0.1),          # the reasoning ends at 5
+             ("2 + 5 = 7 </think>", 0.5 * 0.5 + 0.1),                           # no answer tags
+             ("2 + 5 = 7</think> <answer> the sum </answer>", 0.5 * 0.5 + 0.1),  # the think tags only
+             ("the sum</think> <answer> the sum </answer>", 0.0)]
+    for completion, want in table:
+        assert task.reward(ex, completion, True, weights=w)[0] == pytest.approx(want), completion
 
 
 def test_answer_part_pays_a_right_answer_wherever_it_is():
@@ -338,8 +362,8 @@ def test_answer_part_pays_a_right_answer_wherever_it_is():
     assert task.reward(ex, "3 + 5 = 8</think>", True, weights=w) == \
         (pytest.approx(0.5 * 0.5 + 0.1), {"accuracy": 0.0, "format": 0.0, "tags": 0.5, "language": 1.0, "answer": 1.0})
     assert task.reward(ex, "3 + 5 = 9</think>", True, weights=w)[0] == 0.5 * 0.5
-    assert task.reward(ex, "3+5=8 </think> <answer> 7 </answer>", True, weights=w)[0] == 1.0 + 0.5 * 1.0
-    assert task.reward(ex, "7 </think> <answer>8</answer>", True, weights=w)[0] == pytest.approx(1 + 1 + 0.5 + 0.1)
+    assert task.reward(ex, "3+5=7 </think> <answer> 7 </answer>", True, weights=w)[0] == 1.0 + 0.5 * 1.0
+    assert task.reward(ex, "3+5=8 </think> <answer>8</answer>", True, weights=w)[0] == pytest.approx(1 + 1 + 0.5 + 0.1)
     assert task.reward(ex, "the sum is eight", True, weights=w)[0] == 0.0
 
 

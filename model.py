@@ -809,8 +809,9 @@ def resolve_model_path(name_or_path: str) -> Path:
 
 
 def empty_model(cfg: ModelConfig, device, dtype: torch.dtype) -> Transformer:
-    """A Transformer of cfg allocated on device in dtype, its weights uninitialised (to be filled), the
-    RoPE buffers computed."""
+    """A Transformer of cfg allocated on device (a torch.device or its name) in dtype, its weights uninitialised
+    (to be filled: load_pretrained, or train.py's sampler by refresh_sampler), the RoPE buffers computed
+    (inv_freq float32 whatever dtype, Transformer._apply)."""
     with torch.device("meta"):
         model = Transformer(cfg)
     model = model.to_empty(device=device).to(dtype)
@@ -835,7 +836,8 @@ def load_pretrained(path, device=None, dtype=None) -> tuple[Transformer, Tokeniz
     Strict: every tensor must map to a parameter, every parameter must be filled, shapes must match.
     Weights are read one tensor at a time into a model allocated once on `device`, the file mapped for one
     tensor at a time, so two full copies never coexist, not even as the file's mapped pages (peak RSS of
-    loading the 0.5B in float32: 2.77 GiB, against 5.11 with the file mapped throughout). dtype defaults to the checkpoint's dtype on CUDA and float32 elsewhere.
+    loading the 0.5B in float32: 2.77 GiB, against 5.11 with the file mapped throughout; benchmarks/README.md,
+    "LoRA"). dtype defaults to the checkpoint's dtype on CUDA and float32 elsewhere.
     Raises FileNotFoundError / ValueError naming the file and the tensor or field."""
     path = resolve_model_path(str(path))
     if (path / ADAPTER_CONFIG).exists():

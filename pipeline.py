@@ -1012,7 +1012,8 @@ def report(cfg, results: dict) -> str:
     change in pass@1 and answer_acc from the model it builds on (previous_row; paired_delta), and with
     --eval-greedy a table of the same for greedy decoding."""
     rows = ["| stage | steps | zero-std groups | pass@1 ± se | Δ pass@1 ± se (vs) | answer_acc "
-            "| Δ answer_acc ± se | cons@k | language | format | mean len | entropy | data min | train min | eval min |",
+            "| Δ answer_acc ± se | cons@k | language | format | mean len | entropy "
+            "| data min | train min | eval min |",
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     greedy = ["| stage | greedy ± se | Δ greedy ± se (vs) | answer_acc | Δ answer_acc ± se | mean len "
               "| truncated |",

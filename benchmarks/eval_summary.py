@@ -3,6 +3,9 @@ benchmarks/eval_summary.py: one table from the --dump files of an evaluation run
 --first-prompt / --dump), every completion scored again with today's grader.
 
     python benchmarks/eval_summary.py --task gsm8k:TRAIN,test=TEST greedy_*_0.jsonl greedy_*_50.jsonl ...
+    python benchmarks/eval_summary.py --task gsm8k:TRAIN,test=TEST results/gsm8k_arms_zen4/base/eval_records.jsonl.gz
+
+Reads sample.py's --dump files and pipeline.py's eval_records.jsonl, gzip-compressed or not (.gz).
 
 Per file and in total: prompts, completions per prompt (k), pass@1 (R1's accuracy reward: \\boxed{}, ####,
 <answer>), answer_acc (format-independent: the answer read wherever it is, Task.answer_accuracy), and the
@@ -10,6 +13,7 @@ share of prompts whose scores changed from the ones in the file (a grader that c
 Needs no torch: the completions are in the files.
 """
 import argparse
+import gzip
 import json
 import sys
 from pathlib import Path
@@ -28,7 +32,8 @@ def main():
     indices = set()
     for path in args.dumps:
         n, acc, answer, changed, ks = 0, 0.0, 0.0, 0, set()
-        for line in Path(path).read_text().splitlines():
+        text = gzip.open(path, "rt").read() if path.endswith(".gz") else Path(path).read_text()
+        for line in text.splitlines():
             rec = json.loads(line)
             ex = task.example("test", rec["index"])
             if ex.prompt not in rec["prompt"] or ex.answer != rec["gold"]:

@@ -3,9 +3,9 @@ benchmarks/eval_summary.py: one table from the --dump files of an evaluation run
 --first-prompt / --dump), every completion scored again with today's grader.
 
     python benchmarks/eval_summary.py --task gsm8k:TRAIN,test=TEST greedy_*_0.jsonl greedy_*_50.jsonl ...
-    python benchmarks/eval_summary.py --task gsm8k:TRAIN,test=TEST results/gsm8k_arms_zen4/base/eval_records.jsonl.gz
+    python benchmarks/eval_summary.py --task gsm8k:TRAIN,test=TEST out/gsm8k/base/eval_records.jsonl  # pipeline.py's
 
-Reads sample.py's --dump files and pipeline.py's eval_records.jsonl, gzip-compressed or not (.gz).
+Either kind of file may be gzip-compressed (.gz: benchmarks/results/gsm8k_arms_zen4/).
 
 Per file and in total: prompts, completions per prompt (k), pass@1 (R1's accuracy reward: \\boxed{}, ####,
 <answer>), answer_acc (format-independent: the answer read wherever it is, Task.answer_accuracy), and the

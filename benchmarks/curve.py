@@ -7,8 +7,8 @@ benchmarks/curve.py: the learning curve of a train.py run, as a markdown table (
                                                                        # held-out pass@1, length, KL against step
 
 Each row: step, elapsed minutes (sum of step_s; evaluation seconds are not in it), train reward and its parts
-averaged over the steps since the previous row, mean completion length, KL, and the held-out pass@1 ± s.e.,
-cons@k and format-independent answer accuracy when an evaluation ran at that step.
+averaged over the steps since the previous row, mean completion length, KL, the policy's token entropy (nats), and
+the held-out pass@1 ± s.e., cons@k and format-independent answer accuracy when an evaluation ran at that step.
 --plot needs matplotlib (benchmarks/requirements.txt; not needed to train). The reading and the plot are
 metrics.py's (read_metrics, by_step, plot); this script adds the table and the command line.
 """
@@ -23,8 +23,9 @@ from metrics import by_step, plot, read_metrics  # noqa: E402
 def table(steps: dict, evals: dict, every: int = 0) -> str:
     """The markdown table of the header: a row at each evaluation's step and, with every, every N steps."""
     rows = sorted(set(evals) | ({s for s in steps if every and s % every == 0}))
-    out = ["| step | train minutes | reward | accuracy | format | len | KL | held-out pass@1 | cons@k | answer_acc |",
-           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    out = ["| step | train minutes | reward | accuracy | format | len | KL | entropy | held-out pass@1 | cons@k "
+           "| answer_acc |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     prev, minutes = 0, 0.0
     for s in rows:
         window = [steps[i] for i in range(prev + 1, s + 1) if i in steps]
@@ -35,7 +36,7 @@ def table(steps: dict, evals: dict, every: int = 0) -> str:
         cons = f"{e['cons@k']:.3f}" if e else ""
         lenient = f"{e['answer_acc']:.3f}" if e and "answer_acc" in e else ""
         out.append(f"| {s} | {minutes:.1f} | {mean('reward')} | {mean('accuracy')} | {mean('format')} | "
-                   f"{mean('len_mean')} | {mean('kl_token_mean')} | {held} | {cons} | {lenient} |")
+                   f"{mean('len_mean')} | {mean('kl_token_mean')} | {mean('entropy')} | {held} | {cons} | {lenient} |")
         prev = s
     return "\n".join(out)
 

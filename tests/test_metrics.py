@@ -39,7 +39,7 @@ def write_run(path: Path):
     recs = [{"step": 0, "eval": {"pass@1": 0.25, "pass@1_se": 0.05, "cons@k": 0.5, "answer_acc": 0.3}}]
     for s, r in zip(range(1, 5), (0.1, 0.2, 0.3, 0.6)):
         recs.append({"step": s, "reward": r, "accuracy": r / 2, "format": 1.0, "len_mean": 10.0 * s,
-                     "kl_token_mean": 0.01 * s, "step_s": 30.0})
+                     "kl_token_mean": 0.01 * s, "entropy": 1.0 / s, "step_s": 30.0})
     recs.append({"step": 4, "eval": {"pass@1": 0.75, "pass@1_se": 0.1, "cons@k": 1.0, "answer_acc": 0.8}})
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
 
@@ -47,15 +47,15 @@ def write_run(path: Path):
 def test_curve_table_and_plot(tmp_path):
     """benchmarks/curve.py over metrics.py, --every 2: rows at the evaluations (steps 0 and 4) and at step 2;
     each row averages the steps since the row before (step 2: steps 1-2, reward (0.1 + 0.2) / 2; step 4:
-    steps 3-4, reward (0.3 + 0.6) / 2), minutes add up 30 s per step."""
+    steps 3-4, reward (0.3 + 0.6) / 2; entropy (1 + 1/2) / 2 and (1/3 + 1/4) / 2), minutes add up 30 s per step."""
     write_run(tmp_path / "metrics.jsonl")
     plot = ["--plot", str(tmp_path / "curve.png")] if _has_matplotlib() else []
     out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "curve.py"), str(tmp_path / "metrics.jsonl"),
                           "--every", "2", *plot], capture_output=True, text=True, check=True, cwd=tmp_path).stdout
     rows = [line for line in out.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert rows == ["| 0 | 0.0 |  |  |  |  |  | 0.250 ± 0.050 | 0.500 | 0.300 |",
-                    "| 2 | 1.0 | 0.150 | 0.075 | 1.000 | 15.000 | 0.015 |  |  |  |",
-                    "| 4 | 2.0 | 0.450 | 0.225 | 1.000 | 35.000 | 0.035 | 0.750 ± 0.100 | 1.000 | 0.800 |"]
+    assert rows == ["| 0 | 0.0 |  |  |  |  |  |  | 0.250 ± 0.050 | 0.500 | 0.300 |",
+                    "| 2 | 1.0 | 0.150 | 0.075 | 1.000 | 15.000 | 0.015 | 0.750 |  |  |  |",
+                    "| 4 | 2.0 | 0.450 | 0.225 | 1.000 | 35.000 | 0.035 | 0.292 | 0.750 ± 0.100 | 1.000 | 0.800 |"]
     if plot:
         assert (tmp_path / "curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = subprocess.run([sys.executable, str(REPO / "benchmarks" / "curve.py"), str(tmp_path / "none.jsonl")],

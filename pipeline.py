@@ -77,8 +77,8 @@ Departures from the paper, besides scale (a 135M model, 96-token completions, te
   8. Equal compute for the comparison means equal GRPO steps by default (--r1zero-steps 0 = stage 2
      + stage 4 steps); the recipe also spends time on SFT and sampling, which the report shows.
 A resumed stage reports the wall time of its last run only. Delete OUT/NN_name/ to redo a stage. A rerun
-with another --eval-prompts or --eval-k evaluates every model again; one with another --model, --task, --seed,
---template, --think-prefill or --max-new-tokens than a finished stage was run with is refused.
+with another --eval-prompts, --eval-k or --eval-batch evaluates every model again; one with another --model,
+--task, --seed, --template, --think-prefill or --max-new-tokens than a finished stage was run with is refused.
 """
 import argparse
 import ast
@@ -226,6 +226,10 @@ class PipelineConfig:
     eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their vote", range=">= 1")
     eval_greedy: bool = flag(False, "also evaluate every row greedily (one completion at temperature 0 per prompt)")
     eval_teacher: bool = flag(False, "evaluate --teacher too, a report row on the same held-out prompts")
+    eval_batch: int = flag(8, "held-out prompts sampled together (--eval-k rows each; evaluation chunks hold at least "
+                              "this many). A CPU's decode step costs about the same for 8 rows as for 32, so more "
+                              "prompts go faster; in bf16 the rounding, so some completions, depend on it",
+                           range=">= 1")
     chunk_prompts: int = flag(16, "prompts per chunk of evaluation and of the teacher's sampling: each chunk is saved "
                                   "as it ends, so an interrupted run resumes at the next one", range=">= 1")
     seed: int = flag(TRAIN.seed, "seeds every stage, data sampling and evaluation", range=">= 0")
@@ -249,13 +253,14 @@ GSM8K = "gsm8k:../shared/data/gsm8k_train.jsonl,test=../shared/data/gsm8k_test.j
 # 0.5B-1.5B models: at 5e-5 this model's KL reached 0.45 after one step (benchmarks/results/qwen_zen4.log), and a
 # small step's KL grows as lr^2, so ~0.002 a step here. 512 tokens: the 0.5B's greedy chains average ~290
 # (benchmarks/results/gsm8k_zen4/log.txt), and a cut chain has no answer. SFT: 2 epochs at 1e-5 (R1 §2.3.3: 2 epochs).
+# Evaluation batches of 32 prompts: 1.8x faster than 8 (benchmarks/README.md, "Evaluation batch").
 PRESETS["gsm8k"] = dict(model="qwen2.5-coder-0.5b-instruct", teacher="qwen2.5-coder-1.5b-instruct", task=GSM8K,
                         template="boxed", think_prefill=False, out="out/gsm8k", stages="0,5", group_size=4,
                         prompts_per_step=2, max_new_tokens=512, save_every=2, r1zero_steps=40, r1zero_lr=3e-6,
                         r1zero_weights="accuracy=1,format=0", r1zero_eval_every=20, r1zero_eval_prompts=48,
                         distill_prompts=320, samples_per_prompt=4, keep_per_prompt=4, data_temperature=0.7,
                         distill_epochs=2, distill_lr=1e-5, sft_batch=8, eval_prompts=300, eval_k=2, eval_greedy=True,
-                        chunk_prompts=16, dtype="auto")
+                        eval_batch=32, chunk_prompts=16, dtype="auto")
 
 
 def make_config(preset: str = "", **overrides) -> PipelineConfig:
@@ -599,8 +604,9 @@ def run_train(cfg, out_dir: Path, stage: str, model, task=None, **kw) -> tuple[P
 
 
 EVAL_SETTINGS = ("model", "task", "seed", "template", "think_prefill", "max_new_tokens", "eval_prompts", "eval_k",
-                 "eval_greedy")
-EVAL_ONLY = ("eval_prompts", "eval_k", "eval_greedy")   # the other EVAL_SETTINGS shaped every stage's training as well
+                 "eval_greedy", "eval_batch")
+EVAL_ONLY = ("eval_prompts", "eval_k", "eval_greedy", "eval_batch")   # the other EVAL_SETTINGS shaped training too
+OLD_EVAL = {"eval_batch": 8}        # the value of a setting in evaluations made before it was recorded
 RECORDS, GREEDY_RECORDS = "eval_records.jsonl", "eval_greedy_records.jsonl"    # a row's per-prompt evaluation records
 
 
@@ -614,7 +620,7 @@ def eval_settings(cfg) -> dict:
 def setting_changes(cfg, saved_eval: dict, names) -> list[str]:
     """'--flag old (this run: new)' for each of names that an evaluation (eval.json's content) recorded in its
     "settings" with another value than this run's."""
-    old, new = saved_eval.get("settings", {}), eval_settings(cfg)
+    old, new = {**OLD_EVAL, **saved_eval.get("settings", {})}, eval_settings(cfg)
     return [f"--{k.replace('_', '-')} {old[k]} (this run: {new[k]})" for k in names if k in old and old[k] != new[k]]
 
 
@@ -649,15 +655,18 @@ def run_eval(cfg, model_path, out_dir: Path) -> dict:
 
 def eval_records(cfg, task, load, model_path, path: Path, k: int, temperature: float) -> list[dict]:
     """sample.evaluate's records (plus "seconds": the prompt's share of its chunk's time) of the first --eval-prompts
-    held-out prompts, k samples each at temperature (top-p 0.95), evaluated --chunk-prompts prompts at a time; load()
+    held-out prompts, k samples each at temperature (top-p 0.95), --eval-batch prompts sampled together, in chunks of
+    --chunk-prompts rounded up to whole batches (so which prompts share a batch does not depend on the chunks); load()
     gives (model, tokenizer). After each chunk path (jsonl, a record per prompt) is rewritten atomically. Its key,
-    path.key.json, names what the records depend on (the model evaluated, the prompts, their length, k, temperature),
+    path.key.json, names what the records depend on (the model evaluated, the prompts, their length, k, temperature,
+    the batch: in bf16 the rounding depends on which rows share a decode step; keys without one had 8),
     so a rerun with the same key evaluates only the prompts past path's: an interrupted evaluation resumes at the next
     chunk, and one over more prompts adds to the first ones."""
     key = dict(model=str(model_path), task=cfg.task, seed=cfg.seed, template=cfg.template,
-               think_prefill=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens, k=k, temperature=temperature)
+               think_prefill=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens, k=k, temperature=temperature,
+               batch_prompts=cfg.eval_batch)
     key_path = path.with_suffix(".key.json")
-    if key_path.exists() and path.exists() and json.loads(key_path.read_text()) == key:
+    if key_path.exists() and path.exists() and {"batch_prompts": 8, **json.loads(key_path.read_text())} == key:
         saved = [json.loads(line) for line in path.open()]
     else:                                           # another key's records never mix with this one's
         saved = []
@@ -667,7 +676,8 @@ def eval_records(cfg, task, load, model_path, path: Path, k: int, temperature: f
     while len(records) < cfg.eval_prompts:
         first, t0 = len(records), time.time()
         model, tok = load()
-        r = evaluate(model, tok, task, n_prompts=min(cfg.chunk_prompts, cfg.eval_prompts - first), k=k,
+        n = min(-(-cfg.chunk_prompts // cfg.eval_batch) * cfg.eval_batch, cfg.eval_prompts - first)   # whole batches
+        r = evaluate(model, tok, task, n_prompts=n, k=k, batch_prompts=cfg.eval_batch,
                      template=cfg.template, think_prefilled=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens,
                      temperature=temperature, top_p=0.95, seed=cfg.seed, first=first)
         records += [{**rec, "seconds": (time.time() - t0) / r["n"]} for rec in r["records"]]
@@ -681,7 +691,7 @@ def up_to_date_eval(cfg, row: str, saved: dict | None, model_path, out_dir: Path
     """saved (an eval.json's content, or None) if it was made with this run's eval_settings; else, saying so, a new
     run_eval of model_path into out_dir. So a rerun with another --eval-prompts evaluates every row again, on the
     same prompts, rather than pairing old rows with new ones."""
-    if saved is not None and saved.get("settings") == eval_settings(cfg):
+    if saved is not None and {**OLD_EVAL, **saved.get("settings", {})} == eval_settings(cfg):
         return saved
     if saved is not None:
         changes = setting_changes(cfg, saved, EVAL_SETTINGS)

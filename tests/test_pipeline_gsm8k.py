@@ -275,6 +275,34 @@ def test_stopped_evaluation_resumes_at_the_next_chunk(gsm8k, tmp_path, monkeypat
     assert P.run_eval(cfg, "tiny", d)["n"] == 5 and len(read_jsonl(d / P.RECORDS)) == 5
 
 
+def test_eval_batch_is_whole_batches_and_a_setting(gsm8k, tmp_path, monkeypatch, capsys):
+    """--eval-batch 4 with --chunk-prompts 2: chunks of whole batches (4 prompts), sampled 4 prompts together. An
+    evaluation that recorded no batch (made before it was recorded: 8) stands for --eval-batch 8, records and eval.json
+    alike, and is evaluated again, on its own records' key, for --eval-batch 4."""
+    calls, evaluate = [], P.evaluate
+
+    def counted(*a, **kw):
+        calls.append((kw["first"], kw["n_prompts"], kw["k"], kw["batch_prompts"]))
+        return evaluate(*a, **kw)
+    monkeypatch.setattr(P, "evaluate", counted)
+    four = config(tmp_path / "out", gsm8k, eval_prompts=5, eval_k=2, eval_batch=4, chunk_prompts=2)
+    eight = P.make_config(**{**dataclasses.asdict(four), "eval_batch": 8})
+    d = tmp_path / "d"
+    P.run_eval(eight, "tiny", d)
+    assert calls == [(0, 5, 2, 8)]
+    for key in d.glob("*.key.json"):                            # as written before the batch was recorded
+        key.write_text(json.dumps({k: v for k, v in json.loads(key.read_text()).items() if k != "batch_prompts"}))
+    old = json.loads((d / "eval.json").read_text())
+    del old["settings"]["eval_batch"]
+    calls.clear()
+    assert P.run_eval(eight, "tiny", d)["n"] == 5 and calls == []                    # its records were read
+    assert P.up_to_date_eval(eight, "base", old, "tiny", d) is old and calls == []
+    P.up_to_date_eval(four, "base", old, "tiny", d)
+    assert "--eval-batch 8 (this run: 4)" in capsys.readouterr().out
+    assert calls == [(0, 4, 2, 4), (4, 1, 2, 4)]
+    assert [r["index"] for r in read_jsonl(d / P.RECORDS)] == list(range(5))
+
+
 def test_gsm8k_preset_parses_and_validates(tmp_path, monkeypatch):
     """--preset gsm8k from a checkout with ../shared/data beside it (small GSM8K-format files here): the 0.5B student,
     the 1.5B teacher, stages 0 and 5, the boxed template with an accuracy-only R1-Zero reward, every row on the first

@@ -241,7 +241,7 @@ def test_stopped_evaluation_resumes_at_the_next_chunk(gsm8k, tmp_path, monkeypat
     """5 prompts in chunks of 2, sampled (k = 2) then greedy: stopped in the second chunk, the rerun evaluates
     prompts 2-4 and then the greedy ones, and writes what an uninterrupted evaluation wrote; a rerun over 7 prompts
     evaluates only the 2 new ones, and one with nothing left loads no model."""
-    cfg = config(tmp_path / "out", gsm8k, eval_prompts=5, eval_k=2, eval_greedy=True, chunk_prompts=2)
+    cfg = config(tmp_path / "out", gsm8k, eval_prompts=5, eval_k=2, eval_greedy=True, chunk_prompts=2, eval_batch=2)
     whole = P.run_eval(cfg, "tiny", tmp_path / "whole")
     calls, evaluate = [], P.evaluate
 

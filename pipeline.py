@@ -226,8 +226,8 @@ class PipelineConfig:
     eval_k: int = flag(4, "samples per held-out prompt: pass@1 is their mean, cons@k their vote", range=">= 1")
     eval_greedy: bool = flag(False, "also evaluate every row greedily (one completion at temperature 0 per prompt)")
     eval_teacher: bool = flag(False, "evaluate --teacher too, a report row on the same held-out prompts")
-    eval_batch: int = flag(8, "held-out prompts sampled together (--eval-k rows each; evaluation chunks hold at least "
-                              "this many). A CPU's decode step costs about the same for 8 rows as for 32, so more "
+    eval_batch: int = flag(8, "held-out prompts sampled together (--eval-k rows each; evaluation chunks are whole "
+                              "batches). A decode step of 32 rows of the 0.5B on Zen 4 cost twice one of 8, so more "
                               "prompts go faster; in bf16 the rounding, so some completions, depend on it",
                            range=">= 1")
     chunk_prompts: int = flag(16, "prompts per chunk of evaluation and of the teacher's sampling: each chunk is saved "
@@ -613,7 +613,8 @@ RECORDS, GREEDY_RECORDS = "eval_records.jsonl", "eval_greedy_records.jsonl"    #
 def eval_settings(cfg) -> dict:
     """The flags (EVAL_SETTINGS) a held-out evaluation depends on besides the model it evaluates: which prompts
     (--task, --seed, --eval-prompts, --template, --think-prefill), how many samples of what length (--eval-k,
-    --max-new-tokens), and --model (the base row's model, the one every stage's descends from)."""
+    --max-new-tokens), which rows share a decode step (--eval-batch: in bf16 it changes the rounding), and --model
+    (the base row's model, the one every stage's descends from)."""
     return {name: getattr(cfg, name) for name in EVAL_SETTINGS}
 
 
@@ -659,14 +660,15 @@ def eval_records(cfg, task, load, model_path, path: Path, k: int, temperature: f
     --chunk-prompts rounded up to whole batches (so which prompts share a batch does not depend on the chunks); load()
     gives (model, tokenizer). After each chunk path (jsonl, a record per prompt) is rewritten atomically. Its key,
     path.key.json, names what the records depend on (the model evaluated, the prompts, their length, k, temperature,
-    the batch: in bf16 the rounding depends on which rows share a decode step; keys without one had 8),
+    the batch: in bf16 the rounding depends on which rows share a decode step; keys without one had OLD_EVAL's),
     so a rerun with the same key evaluates only the prompts past path's: an interrupted evaluation resumes at the next
     chunk, and one over more prompts adds to the first ones."""
     key = dict(model=str(model_path), task=cfg.task, seed=cfg.seed, template=cfg.template,
                think_prefill=cfg.think_prefill, max_new_tokens=cfg.max_new_tokens, k=k, temperature=temperature,
                batch_prompts=cfg.eval_batch)
     key_path = path.with_suffix(".key.json")
-    if key_path.exists() and path.exists() and {"batch_prompts": 8, **json.loads(key_path.read_text())} == key:
+    if key_path.exists() and path.exists() and \
+            {"batch_prompts": OLD_EVAL["eval_batch"], **json.loads(key_path.read_text())} == key:
         saved = [json.loads(line) for line in path.open()]
     else:                                           # another key's records never mix with this one's
         saved = []

@@ -253,10 +253,11 @@ GSM8K = "gsm8k:../shared/data/gsm8k_train.jsonl,test=../shared/data/gsm8k_test.j
 # 0.5B-1.5B models: at 5e-5 this model's KL reached 0.45 after one step (benchmarks/results/qwen_zen4.log), and a
 # small step's KL grows as lr^2, so ~0.002 a step here. 512 tokens: the 0.5B's greedy chains average ~290
 # (benchmarks/results/gsm8k_zen4/log.txt), and a cut chain has no answer. SFT: 2 epochs at 1e-5 (R1 §2.3.3: 2 epochs).
-# Evaluation batches of 32 prompts: 1.8x faster than 8 (benchmarks/README.md, "Evaluation batch").
+# Evaluation batches of 32 prompts: 1.8x faster than 8 (benchmarks/README.md, "Evaluation batch"). A checkpoint
+# (weights and AdamW state, 7.1 GB) takes ~14 s to write: every 6 steps, 2-5% of a GRPO or SFT step's time.
 PRESETS["gsm8k"] = dict(model="qwen2.5-coder-0.5b-instruct", teacher="qwen2.5-coder-1.5b-instruct", task=GSM8K,
                         template="boxed", think_prefill=False, out="out/gsm8k", stages="0,5", group_size=4,
-                        prompts_per_step=2, max_new_tokens=512, save_every=2, r1zero_steps=40, r1zero_lr=3e-6,
+                        prompts_per_step=2, max_new_tokens=512, save_every=6, r1zero_steps=40, r1zero_lr=3e-6,
                         r1zero_weights="accuracy=1,format=0", r1zero_eval_every=20, r1zero_eval_prompts=48,
                         distill_prompts=320, samples_per_prompt=4, keep_per_prompt=4, data_temperature=0.7,
                         distill_epochs=2, distill_lr=1e-5, sft_batch=8, eval_prompts=300, eval_k=2, eval_greedy=True,

@@ -254,7 +254,9 @@ GSM8K = "gsm8k:../shared/data/gsm8k_train.jsonl,test=../shared/data/gsm8k_test.j
 # small step's KL grows as lr^2, so ~0.002 a step here. 512 tokens: the 0.5B's greedy chains average ~290
 # (benchmarks/results/gsm8k_zen4/log.txt), and a cut chain has no answer. SFT: 2 epochs at 1e-5 (R1 §2.3.3: 2 epochs).
 # Evaluation batches of 32 prompts: 1.8x faster than 8 (benchmarks/README.md, "Evaluation batch"). A checkpoint
-# (weights and AdamW state, 7.1 GB) takes ~14 s to write: every 6 steps, 2-5% of a GRPO or SFT step's time.
+# (weights and AdamW state, 7.1 GB) took 14 s to write in this preset's SFT (its files' times, Zen 4): every 6 steps,
+# 2-5% of a GRPO step (~105 s) or an SFT step (~45 s): benchmarks/results/gsm8k_arms_zen4, r1zero/metrics.jsonl and
+# distill/sft_metrics.jsonl.
 PRESETS["gsm8k"] = dict(model="qwen2.5-coder-0.5b-instruct", teacher="qwen2.5-coder-1.5b-instruct", task=GSM8K,
                         template="boxed", think_prefill=False, out="out/gsm8k", stages="0,5", group_size=4,
                         prompts_per_step=2, max_new_tokens=512, save_every=6, r1zero_steps=40, r1zero_lr=3e-6,

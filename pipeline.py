@@ -249,18 +249,20 @@ PRESETS = {"tiny": dict(model="tiny", out="out/pipeline_tiny", until_stage=5, gr
 GSM8K = "gsm8k:../shared/data/gsm8k_train.jsonl,test=../shared/data/gsm8k_test.jsonl"
 # R1's small-model result (§2.4, §4.1) on GSM8K: the arms R1-Zero (stage 0) and distillation (stage 5) of the 0.5B,
 # its teacher the 1.5B. boxed: the models' own chat format, no tags, so R1-Zero's reward is the accuracy alone (the
-# grader reads the \boxed{} answer: the format this template asks for). lr 3e-6, within the 1e-6..1e-5 used for GRPO on
-# 0.5B-1.5B models: at 5e-5 this model's KL reached 0.45 after one step (benchmarks/results/qwen_zen4.log), and a
-# small step's KL grows as lr^2, so ~0.002 a step here. 512 tokens: the 0.5B's greedy chains average ~290
-# (benchmarks/results/gsm8k_zen4/log.txt), and a cut chain has no answer. SFT: 2 epochs at 1e-5 (R1 §2.3.3: 2 epochs).
+# grader reads the \boxed{} answer: the format this template asks for). G = 8 (TRL's default) and lr 5e-6, the middle
+# of the 1e-6..1e-5 used for GRPO on 0.5B-1.5B models: at G = 4 and 3e-6, 64% of the groups of 35 steps had equal
+# rewards (no gradient) and held-out pass@1 did not move (commit 9e37a39, benchmarks/results/gsm8k_arms_zen4/r1zero);
+# at 5e-5 this model's KL reached 0.45 after one step (benchmarks/results/qwen_zen4.log). 512 tokens: the 0.5B's
+# greedy chains average ~290 (benchmarks/results/gsm8k_zen4/log.txt), and a cut chain has no answer. SFT: 2 epochs at
+# 1e-5 (R1 §2.3.3: 2 epochs).
 # Evaluation batches of 32 prompts: 1.8x faster than 8 (benchmarks/README.md, "Evaluation batch"). A checkpoint
 # (weights and AdamW state, 7.1 GB) took 14 s to write in this preset's SFT (its files' times, Zen 4): every 6 steps,
 # 2-5% of a GRPO step (~105 s) or an SFT step (~45 s): benchmarks/results/gsm8k_arms_zen4, r1zero/metrics.jsonl and
 # distill/sft_metrics.jsonl.
 PRESETS["gsm8k"] = dict(model="qwen2.5-coder-0.5b-instruct", teacher="qwen2.5-coder-1.5b-instruct", task=GSM8K,
-                        template="boxed", think_prefill=False, out="out/gsm8k", stages="0,5", group_size=4,
-                        prompts_per_step=2, max_new_tokens=512, save_every=6, r1zero_steps=40, r1zero_lr=3e-6,
-                        r1zero_weights="accuracy=1,format=0", r1zero_eval_every=20, r1zero_eval_prompts=48,
+                        template="boxed", think_prefill=False, out="out/gsm8k", stages="0,5", group_size=8,
+                        prompts_per_step=2, max_new_tokens=512, save_every=6, r1zero_steps=30, r1zero_lr=5e-6,
+                        r1zero_weights="accuracy=1,format=0", r1zero_eval_every=15, r1zero_eval_prompts=48,
                         distill_prompts=320, samples_per_prompt=4, keep_per_prompt=4, data_temperature=0.7,
                         distill_epochs=2, distill_lr=1e-5, sft_batch=8, eval_prompts=300, eval_k=2, eval_greedy=True,
                         eval_batch=32, chunk_prompts=16, dtype="auto")

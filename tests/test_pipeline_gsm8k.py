@@ -316,7 +316,7 @@ def test_gsm8k_preset_parses_and_validates(tmp_path, monkeypatch):
     cfg = P.parse_config(["--preset", "gsm8k"])
     assert (cfg.model, cfg.teacher) == ("qwen2.5-coder-0.5b-instruct", "qwen2.5-coder-1.5b-instruct")
     assert (cfg.template, cfg.think_prefill, P.selected_stages(cfg), cfg.dtype) == ("boxed", False, [0, 5], "auto")
-    assert 1e-6 <= cfg.r1zero_lr <= 1e-5 and (cfg.group_size, cfg.prompts_per_step) == (4, 2)
+    assert 1e-6 <= cfg.r1zero_lr <= 1e-5 and (cfg.group_size, cfg.prompts_per_step) == (8, 2)
     assert 256 <= cfg.max_new_tokens <= 512 and cfg.eval_prompts >= 300 and cfg.eval_k >= 2 and cfg.eval_greedy
     task = load_task(cfg.task, seed=cfg.seed)
     assert [number(task.example("test", i).prompt) for i in range(3)] == [50, 51, 52]     # the test file's order

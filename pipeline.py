@@ -257,8 +257,8 @@ GSM8K = "gsm8k:../shared/data/gsm8k_train.jsonl,test=../shared/data/gsm8k_test.j
 # 1e-5 (R1 §2.3.3: 2 epochs).
 # Evaluation batches of 32 prompts: 1.8x faster than 8 (benchmarks/README.md, "Evaluation batch"). A checkpoint
 # (weights and AdamW state, 7.1 GB) took 14 s to write in this preset's SFT (its files' times, Zen 4): every 6 steps,
-# 2-5% of a GRPO step (~105 s) or an SFT step (~45 s): benchmarks/results/gsm8k_arms_zen4, r1zero/metrics.jsonl and
-# distill/sft_metrics.jsonl.
+# ~5% of an SFT step (~45 s), ~1.4% of a GRPO step (~170 s): benchmarks/results/gsm8k_arms_zen4,
+# distill/sft_metrics.jsonl and r1zero/metrics.jsonl.
 PRESETS["gsm8k"] = dict(model="qwen2.5-coder-0.5b-instruct", teacher="qwen2.5-coder-1.5b-instruct", task=GSM8K,
                         template="boxed", think_prefill=False, out="out/gsm8k", stages="0,5", group_size=8,
                         prompts_per_step=2, max_new_tokens=512, save_every=6, r1zero_steps=30, r1zero_lr=5e-6,
